@@ -1,0 +1,1 @@
+//! Fuzz target bodies; replayed as ordinary tests on stable.
