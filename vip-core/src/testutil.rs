@@ -1,0 +1,825 @@
+//! In-memory backends for tests and embedding examples (feature
+//! `test-util`): an election store shared by many electors with fault
+//! injection, and an in-memory network whose address managers honour
+//! address lifetimes the way the kernel does and record every action with
+//! its time.
+//!
+//! Everything uses [`tokio::time::Instant`], so it works with paused time.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::address::{AddressError, AddressManager, LinkEvent, Presence};
+use crate::announce::{AnnounceError, Announcer, Conflict};
+use crate::backend::{BackendError, LeaderRecord, LockBackend, RecordWatch, VersionedRecord};
+use crate::controller::{ControllerEvent, Observer};
+use crate::health::{HealthError, HealthProbe};
+use crate::model::{Interface, InterfaceSelector, MacAddr, VipAddress, VipSpec};
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panicking test thread must not hide the state from the others.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One write to the [`MemoryStore`], as the store saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteEvent {
+    /// When the write was applied.
+    pub at: Instant,
+    /// The client that wrote it.
+    pub by: String,
+    /// The record written.
+    pub record: LeaderRecord,
+    /// The version it got.
+    pub version: String,
+}
+
+#[derive(Debug, Default)]
+struct StoreState {
+    current: Option<VersionedRecord>,
+    next_version: u64,
+    log: Vec<WriteEvent>,
+}
+
+#[derive(Debug)]
+struct StoreInner {
+    state: Mutex<StoreState>,
+    tx: watch::Sender<Option<VersionedRecord>>,
+}
+
+/// An in-memory leader-record store shared by many electors, each through
+/// its own [`MemoryBackend`] client with its own faults.
+#[derive(Debug, Clone)]
+pub struct MemoryStore {
+    inner: Arc<StoreInner>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        let (tx, _) = watch::channel(None);
+        Self {
+            inner: Arc::new(StoreInner {
+                state: Mutex::new(StoreState::default()),
+                tx,
+            }),
+        }
+    }
+
+    /// A client named `name` (the name is only recorded in the log).
+    pub fn client(&self, name: &str) -> MemoryBackend {
+        let (faults, _) = watch::channel(Faults::default());
+        MemoryBackend {
+            store: self.clone(),
+            name: name.to_string(),
+            faults: Arc::new(faults),
+            watchable: true,
+        }
+    }
+
+    /// The current record.
+    pub fn current(&self) -> Option<VersionedRecord> {
+        lock(&self.inner.state).current.clone()
+    }
+
+    /// Every write so far, in order.
+    pub fn log(&self) -> Vec<WriteEvent> {
+        lock(&self.inner.state).log.clone()
+    }
+
+    /// Write a record directly, as another implementation (kube-vip,
+    /// `kubectl`) would.
+    pub fn put(&self, by: &str, record: LeaderRecord) -> VersionedRecord {
+        let mut st = lock(&self.inner.state);
+        Self::apply(&self.inner, &mut st, by, record)
+    }
+
+    fn apply(
+        inner: &StoreInner,
+        st: &mut StoreState,
+        by: &str,
+        record: LeaderRecord,
+    ) -> VersionedRecord {
+        st.next_version += 1;
+        let v = VersionedRecord {
+            record: record.clone(),
+            version: st.next_version.to_string(),
+        };
+        st.current = Some(v.clone());
+        st.log.push(WriteEvent {
+            at: Instant::now(),
+            by: by.to_string(),
+            record,
+            version: v.version.clone(),
+        });
+        inner.tx.send_replace(Some(v.clone()));
+        v
+    }
+}
+
+/// Faults of one [`MemoryBackend`] client.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Round-trip latency of every request (half before the store applies
+    /// it, half after), and delay of watch events.
+    pub latency: Duration,
+    /// Requests hang forever and watch events stop (a network partition).
+    pub partitioned: bool,
+    /// The next this many requests fail with a transport error.
+    pub fail_next: u32,
+}
+
+/// A handle to change a client's faults after the client was moved into
+/// an elector.
+#[derive(Debug, Clone)]
+pub struct FaultHandle(Arc<watch::Sender<Faults>>);
+
+impl FaultHandle {
+    /// Set the round-trip latency.
+    pub fn set_latency(&self, latency: Duration) {
+        self.0.send_modify(|f| f.latency = latency);
+    }
+
+    /// Partition the client from the store, or heal it.
+    pub fn set_partitioned(&self, partitioned: bool) {
+        self.0.send_modify(|f| f.partitioned = partitioned);
+    }
+
+    /// Fail the next `n` requests.
+    pub fn fail_next(&self, n: u32) {
+        self.0.send_modify(|f| f.fail_next = n);
+    }
+
+    /// The current faults.
+    pub fn get(&self) -> Faults {
+        self.0.borrow().clone()
+    }
+}
+
+/// One client of a [`MemoryStore`]; implements [`LockBackend`], with watch.
+#[derive(Debug)]
+pub struct MemoryBackend {
+    store: MemoryStore,
+    name: String,
+    faults: Arc<watch::Sender<Faults>>,
+    watchable: bool,
+}
+
+impl MemoryBackend {
+    /// A handle to this client's faults.
+    pub fn faults(&self) -> FaultHandle {
+        FaultHandle(self.faults.clone())
+    }
+
+    /// Set the round-trip latency.
+    pub fn set_latency(&self, latency: Duration) {
+        self.faults().set_latency(latency);
+    }
+
+    /// Partition the client from the store, or heal it.
+    pub fn set_partitioned(&self, partitioned: bool) {
+        self.faults().set_partitioned(partitioned);
+    }
+
+    /// This client without watch support (followers must poll).
+    pub fn without_watch(mut self) -> Self {
+        self.watchable = false;
+        self
+    }
+
+    async fn stall_if_partitioned(&self) {
+        if self.faults.borrow().partitioned {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    async fn request<T>(
+        &self,
+        f: impl FnOnce(&StoreInner, &mut StoreState) -> Result<T, BackendError>,
+    ) -> Result<T, BackendError> {
+        let half = self.faults.borrow().latency / 2;
+        self.stall_if_partitioned().await;
+        tokio::time::sleep(half).await;
+        self.stall_if_partitioned().await;
+        let fail = {
+            let mut fail = false;
+            self.faults.send_if_modified(|f| {
+                if f.fail_next > 0 {
+                    f.fail_next -= 1;
+                    fail = true;
+                }
+                fail
+            });
+            fail
+        };
+        if fail {
+            tokio::time::sleep(half).await;
+            return Err(BackendError::Transport {
+                message: "injected failure".into(),
+                source: None,
+            });
+        }
+        let r = {
+            let mut st = lock(&self.store.inner.state);
+            f(&self.store.inner, &mut st)
+        };
+        tokio::time::sleep(half).await;
+        // The answer is lost if the partition began meanwhile.
+        self.stall_if_partitioned().await;
+        r
+    }
+}
+
+#[async_trait]
+impl LockBackend for MemoryBackend {
+    async fn get(&self) -> Result<Option<VersionedRecord>, BackendError> {
+        self.request(|_, st| Ok(st.current.clone())).await
+    }
+
+    async fn create(&self, record: &LeaderRecord) -> Result<VersionedRecord, BackendError> {
+        let name = self.name.clone();
+        self.request(move |inner, st| {
+            if st.current.is_some() {
+                return Err(BackendError::AlreadyExists);
+            }
+            Ok(MemoryStore::apply(inner, st, &name, record.clone()))
+        })
+        .await
+    }
+
+    async fn update(
+        &self,
+        current: &VersionedRecord,
+        record: &LeaderRecord,
+    ) -> Result<VersionedRecord, BackendError> {
+        let name = self.name.clone();
+        self.request(move |inner, st| match &st.current {
+            None => Err(BackendError::NotFound),
+            Some(c) if c.version != current.version => Err(BackendError::Conflict),
+            Some(_) => Ok(MemoryStore::apply(inner, st, &name, record.clone())),
+        })
+        .await
+    }
+
+    fn watch(&self) -> Option<RecordWatch> {
+        if !self.watchable {
+            return None;
+        }
+        let mut src = self.store.inner.tx.subscribe();
+        let mut faults = self.faults.subscribe();
+        let initial = if faults.borrow().partitioned {
+            None
+        } else {
+            src.borrow_and_update().clone()
+        };
+        let (tx, rx) = watch::channel(initial);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    r = src.changed() => if r.is_err() { break },
+                    r = faults.changed() => if r.is_err() { break },
+                    () = tx.closed() => break,
+                }
+                let (partitioned, delay) = {
+                    let f = faults.borrow_and_update();
+                    (f.partitioned, f.latency / 2)
+                };
+                if partitioned {
+                    continue;
+                }
+                tokio::time::sleep(delay).await;
+                let v = src.borrow_and_update().clone();
+                tx.send_if_modified(|cur| {
+                    if *cur != v {
+                        *cur = v;
+                        true
+                    } else {
+                        false
+                    }
+                });
+            }
+        });
+        Some(rx)
+    }
+
+    fn describe(&self) -> String {
+        format!("memory store (client {})", self.name)
+    }
+}
+
+/// What happened to an address, for the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressAction {
+    /// Added by the node's manager.
+    Added,
+    /// Lifetime refreshed by the node's manager.
+    Refreshed,
+    /// Removed by the node's manager.
+    Removed,
+    /// Removed by someone else ([`MemoryNetwork::remove_external`]).
+    RemovedExternally,
+}
+
+/// One address action with its time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressRecord {
+    /// When.
+    pub at: Instant,
+    /// Which node.
+    pub node: String,
+    /// Which address.
+    pub address: IpAddr,
+    /// What.
+    pub action: AddressAction,
+    /// The valid lifetime set, if any.
+    pub lifetime: Option<Duration>,
+}
+
+/// A time interval during which a node held an address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldInterval {
+    /// The node.
+    pub node: String,
+    /// The address.
+    pub address: IpAddr,
+    /// When it appeared.
+    pub start: Instant,
+    /// When it went away (removed, or expired by its lifetime); `None`
+    /// while still held.
+    pub end: Option<Instant>,
+}
+
+/// One announcement on the in-memory segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnnouncementRecord {
+    /// When.
+    pub at: Instant,
+    /// By which node.
+    pub node: String,
+    /// For which address.
+    pub address: IpAddr,
+}
+
+#[derive(Debug)]
+struct HeldAddress {
+    start: Instant,
+    expires: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+struct NetState {
+    macs: HashMap<String, MacAddr>,
+    held: HashMap<(String, IpAddr), HeldAddress>,
+    closed: Vec<HeldInterval>,
+    actions: Vec<AddressRecord>,
+    announcements: Vec<AnnouncementRecord>,
+    link_subs: Vec<(String, Vec<IpAddr>, mpsc::Sender<LinkEvent>)>,
+    conflict_subs: Vec<(String, Vec<IpAddr>, mpsc::Sender<Conflict>)>,
+    foreign: HashMap<IpAddr, MacAddr>,
+}
+
+impl NetState {
+    /// Let the "kernel" delete addresses whose lifetime ran out.
+    fn expire(&mut self, now: Instant) {
+        let expired: Vec<_> = self
+            .held
+            .iter()
+            .filter(|(_, h)| h.expires.is_some_and(|e| e <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in expired {
+            if let Some(h) = self.held.remove(&k) {
+                self.closed.push(HeldInterval {
+                    node: k.0,
+                    address: k.1,
+                    start: h.start,
+                    end: h.expires,
+                });
+            }
+        }
+    }
+}
+
+/// An in-memory layer-2 segment: per-node address tables that honour valid
+/// lifetimes (with a worst-case kernel lag), a log of every action, and
+/// announcements.
+#[derive(Debug, Clone)]
+pub struct MemoryNetwork {
+    state: Arc<Mutex<NetState>>,
+    kernel_lag: Duration,
+}
+
+impl Default for MemoryNetwork {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(1))
+    }
+}
+
+impl MemoryNetwork {
+    /// A segment whose "kernel" deletes an address `kernel_lag` after its
+    /// valid lifetime ran out (the worst case of Linux's ~1 s lag).
+    pub fn new(kernel_lag: Duration) -> Self {
+        Self {
+            state: Arc::new(Mutex::new(NetState::default())),
+            kernel_lag,
+        }
+    }
+
+    /// The address manager and announcer of node `name` with hardware
+    /// address `mac`.
+    pub fn node(&self, name: &str, mac: MacAddr) -> (MemoryAddressManager, MemoryAnnouncer) {
+        lock(&self.state).macs.insert(name.to_string(), mac);
+        (
+            MemoryAddressManager {
+                net: self.clone(),
+                node: name.to_string(),
+                mac,
+            },
+            MemoryAnnouncer {
+                net: self.clone(),
+                node: name.to_string(),
+            },
+        )
+    }
+
+    /// Every interval during which a node held an address, up to now.
+    pub fn intervals(&self) -> Vec<HeldInterval> {
+        let mut st = lock(&self.state);
+        st.expire(Instant::now());
+        let mut v = st.closed.clone();
+        v.extend(st.held.iter().map(|((n, a), h)| HeldInterval {
+            node: n.clone(),
+            address: *a,
+            start: h.start,
+            end: None,
+        }));
+        v.sort_by_key(|i| i.start);
+        v
+    }
+
+    /// The nodes holding `address` now.
+    pub fn holders(&self, address: IpAddr) -> Vec<String> {
+        let mut st = lock(&self.state);
+        st.expire(Instant::now());
+        let mut v: Vec<_> = st
+            .held
+            .keys()
+            .filter(|(_, a)| *a == address)
+            .map(|(n, _)| n.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Every address action so far.
+    pub fn actions(&self) -> Vec<AddressRecord> {
+        lock(&self.state).actions.clone()
+    }
+
+    /// Every announcement so far.
+    pub fn announcements(&self) -> Vec<AnnouncementRecord> {
+        lock(&self.state).announcements.clone()
+    }
+
+    /// Remove an address from a node as an administrator's `ip addr del`
+    /// would, raising [`LinkEvent::AddressRemoved`].
+    pub fn remove_external(&self, node: &str, address: IpAddr) {
+        let mut st = lock(&self.state);
+        let now = Instant::now();
+        st.expire(now);
+        if let Some(h) = st.held.remove(&(node.to_string(), address)) {
+            st.closed.push(HeldInterval {
+                node: node.to_string(),
+                address,
+                start: h.start,
+                end: Some(now),
+            });
+            st.actions.push(AddressRecord {
+                at: now,
+                node: node.to_string(),
+                address,
+                action: AddressAction::RemovedExternally,
+                lifetime: None,
+            });
+        }
+        for (n, vips, tx) in &st.link_subs {
+            if n == node && vips.contains(&address) {
+                let _ = tx.try_send(LinkEvent::AddressRemoved(address));
+            }
+        }
+    }
+
+    /// Put an address on a node directly, as a crashed daemon or an old
+    /// kube-vip would have left it (no lifetime).
+    pub fn add_stale(&self, node: &str, address: IpAddr) {
+        let mut st = lock(&self.state);
+        st.held.insert(
+            (node.to_string(), address),
+            HeldAddress {
+                start: Instant::now(),
+                expires: None,
+            },
+        );
+    }
+
+    /// Carrier down or up on a node's interface.
+    pub fn set_carrier(&self, node: &str, up: bool) {
+        let st = lock(&self.state);
+        let ev = if up {
+            LinkEvent::CarrierUp
+        } else {
+            LinkEvent::CarrierDown
+        };
+        for (n, _, tx) in &st.link_subs {
+            if n == node {
+                let _ = tx.try_send(ev.clone());
+            }
+        }
+    }
+
+    /// A foreign host with `mac` claims `address` (and answers probes for
+    /// it), until [`clear_foreign`](Self::clear_foreign).
+    pub fn inject_claim(&self, address: IpAddr, mac: MacAddr) {
+        let mut st = lock(&self.state);
+        st.foreign.insert(address, mac);
+        for (node, vips, tx) in &st.conflict_subs {
+            if vips.contains(&address) && st.macs.get(node) != Some(&mac) {
+                let _ = tx.try_send(Conflict { address, mac });
+            }
+        }
+    }
+
+    /// The foreign host goes away.
+    pub fn clear_foreign(&self, address: IpAddr) {
+        lock(&self.state).foreign.remove(&address);
+    }
+}
+
+/// A node's in-memory address manager.
+#[derive(Debug, Clone)]
+pub struct MemoryAddressManager {
+    net: MemoryNetwork,
+    node: String,
+    mac: MacAddr,
+}
+
+impl MemoryAddressManager {
+    fn record(
+        &self,
+        st: &mut NetState,
+        address: IpAddr,
+        action: AddressAction,
+        lifetime: Option<Duration>,
+    ) {
+        st.actions.push(AddressRecord {
+            at: Instant::now(),
+            node: self.node.clone(),
+            address,
+            action,
+            lifetime,
+        });
+    }
+}
+
+#[async_trait]
+impl AddressManager for MemoryAddressManager {
+    async fn resolve(
+        &self,
+        selector: &InterfaceSelector,
+        _vips: &VipSpec,
+    ) -> Result<Interface, AddressError> {
+        let name = match selector {
+            InterfaceSelector::Name(n) => n.clone(),
+            InterfaceSelector::Auto => "eth0".to_string(),
+        };
+        Ok(Interface {
+            name,
+            index: 2,
+            mac: self.mac,
+        })
+    }
+
+    async fn ensure_present(
+        &self,
+        _interface: &Interface,
+        vip: &VipAddress,
+        valid_lifetime: Option<Duration>,
+    ) -> Result<Presence, AddressError> {
+        let now = Instant::now();
+        let mut st = lock(&self.net.state);
+        st.expire(now);
+        // Like the kernel: whole seconds, and up to `kernel_lag` late.
+        let lifetime = valid_lifetime.map(|l| Duration::from_secs(l.as_secs()));
+        if lifetime == Some(Duration::ZERO) {
+            return Err(AddressError::Kernel {
+                operation: format!("add {vip}"),
+                message: "a valid lifetime of 0 s".into(),
+                source: None,
+            });
+        }
+        let expires = lifetime.map(|l| now + l + self.net.kernel_lag);
+        let key = (self.node.clone(), vip.addr());
+        let presence = if let Some(h) = st.held.get_mut(&key) {
+            h.expires = expires;
+            Presence::Refreshed
+        } else {
+            st.held.insert(
+                key,
+                HeldAddress {
+                    start: now,
+                    expires,
+                },
+            );
+            Presence::Added
+        };
+        let action = match presence {
+            Presence::Added => AddressAction::Added,
+            Presence::Refreshed => AddressAction::Refreshed,
+        };
+        self.record(&mut st, vip.addr(), action, lifetime);
+        Ok(presence)
+    }
+
+    async fn ensure_absent(
+        &self,
+        _interface: &Interface,
+        vip: &VipAddress,
+    ) -> Result<bool, AddressError> {
+        let now = Instant::now();
+        let mut st = lock(&self.net.state);
+        st.expire(now);
+        match st.held.remove(&(self.node.clone(), vip.addr())) {
+            Some(h) => {
+                st.closed.push(HeldInterval {
+                    node: self.node.clone(),
+                    address: vip.addr(),
+                    start: h.start,
+                    end: Some(now),
+                });
+                self.record(&mut st, vip.addr(), AddressAction::Removed, None);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn is_present(
+        &self,
+        _interface: &Interface,
+        vip: &VipAddress,
+    ) -> Result<bool, AddressError> {
+        let mut st = lock(&self.net.state);
+        st.expire(Instant::now());
+        Ok(st.held.contains_key(&(self.node.clone(), vip.addr())))
+    }
+
+    async fn subscribe(
+        &self,
+        _interface: &Interface,
+        vips: &VipSpec,
+    ) -> Result<mpsc::Receiver<LinkEvent>, AddressError> {
+        let (tx, rx) = mpsc::channel(64);
+        let addrs = vips.addresses().iter().map(VipAddress::addr).collect();
+        lock(&self.net.state)
+            .link_subs
+            .push((self.node.clone(), addrs, tx));
+        Ok(rx)
+    }
+}
+
+/// A node's in-memory announcer: records announcements, answers probes
+/// from the segment's address tables, and delivers injected claims.
+#[derive(Debug, Clone)]
+pub struct MemoryAnnouncer {
+    net: MemoryNetwork,
+    node: String,
+}
+
+#[async_trait]
+impl Announcer for MemoryAnnouncer {
+    async fn announce(&self, _interface: &Interface, vip: IpAddr) -> Result<(), AnnounceError> {
+        lock(&self.net.state)
+            .announcements
+            .push(AnnouncementRecord {
+                at: Instant::now(),
+                node: self.node.clone(),
+                address: vip,
+            });
+        Ok(())
+    }
+
+    async fn probe(
+        &self,
+        _interface: &Interface,
+        address: IpAddr,
+        _timeout: Duration,
+    ) -> Result<Option<MacAddr>, AnnounceError> {
+        let mut st = lock(&self.net.state);
+        st.expire(Instant::now());
+        if let Some(m) = st.foreign.get(&address) {
+            return Ok(Some(*m));
+        }
+        let holder = st
+            .held
+            .keys()
+            .find(|(n, a)| *a == address && *n != self.node)
+            .map(|(n, _)| n.clone());
+        Ok(holder.and_then(|n| st.macs.get(&n).copied()))
+    }
+
+    async fn subscribe_conflicts(
+        &self,
+        _interface: &Interface,
+        vips: &[IpAddr],
+    ) -> Result<mpsc::Receiver<Conflict>, AnnounceError> {
+        let (tx, rx) = mpsc::channel(64);
+        lock(&self.net.state)
+            .conflict_subs
+            .push((self.node.clone(), vips.to_vec(), tx));
+        Ok(rx)
+    }
+}
+
+/// A health probe whose answer the test sets.
+#[derive(Debug, Clone)]
+pub struct MemoryHealth(Arc<AtomicBool>);
+
+impl Default for MemoryHealth {
+    fn default() -> Self {
+        Self(Arc::new(AtomicBool::new(true)))
+    }
+}
+
+impl MemoryHealth {
+    /// A healthy probe.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Make the probe answer healthy or not.
+    pub fn set_healthy(&self, healthy: bool) {
+        self.0.store(healthy, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl HealthProbe for MemoryHealth {
+    async fn check(&self) -> Result<(), HealthError> {
+        if self.0.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(HealthError {
+                reason: "injected: unhealthy".into(),
+            })
+        }
+    }
+}
+
+/// An [`Observer`] that records every controller event with its time.
+#[derive(Debug, Clone, Default)]
+pub struct RecordingObserver {
+    node: String,
+    events: Arc<Mutex<Vec<(Instant, String, ControllerEvent)>>>,
+}
+
+impl RecordingObserver {
+    /// A recorder labelling events with `node`.
+    pub fn new(node: &str) -> Self {
+        Self {
+            node: node.to_string(),
+            events: Arc::default(),
+        }
+    }
+
+    /// The same log, labelled with another node (to share one log).
+    pub fn for_node(&self, node: &str) -> Self {
+        Self {
+            node: node.to_string(),
+            events: self.events.clone(),
+        }
+    }
+
+    /// Every event so far: time, node, event.
+    pub fn events(&self) -> Vec<(Instant, String, ControllerEvent)> {
+        lock(&self.events).clone()
+    }
+}
+
+impl Observer for RecordingObserver {
+    fn on_event(&self, event: &ControllerEvent) {
+        lock(&self.events).push((Instant::now(), self.node.clone(), event.clone()));
+    }
+}
