@@ -1,0 +1,113 @@
+//! The health probe: the local API server's `/readyz`.
+//!
+//! The split of work: [`ReadyzProbe::check`] does one bounded request
+//! (`timeout`); the vip-core controller calls it every `period` and acts
+//! after `failure_threshold` consecutive failures. [`HealthConfig`] carries
+//! all three so the binary configures them in one place and hands `period`
+//! and `failure_threshold` to the controller's policy.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kube::Client;
+use vip_core::{HealthError, HealthProbe};
+
+use crate::access::{AccessError, ClientOptions, ClusterAccess};
+
+/// Errors of this module (setting the probe up).
+#[derive(Debug, thiserror::Error)]
+pub enum HealthSetupError {
+    /// The probe's client cannot be built.
+    #[error("cannot build the health probe's client")]
+    Client(#[source] AccessError),
+}
+
+/// How the local API server is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthConfig {
+    /// The path probed, `/readyz`.
+    pub path: String,
+    /// Bound of one check (applied here).
+    pub timeout: Duration,
+    /// How often the controller checks (applied by the controller).
+    pub period: Duration,
+    /// Consecutive failures before the node counts as unhealthy (applied by
+    /// the controller).
+    pub failure_threshold: u32,
+}
+
+impl Default for HealthConfig {
+    /// `/readyz` every 2 s, 1 s timeout, unhealthy after 3 failures.
+    fn default() -> Self {
+        Self {
+            path: "/readyz".into(),
+            timeout: Duration::from_secs(1),
+            period: Duration::from_secs(2),
+            failure_threshold: 3,
+        }
+    }
+}
+
+/// Checks the local API server's `/readyz` with its own client.
+///
+/// ```no_run
+/// # async fn run(access: vip_lease::ClusterAccess) -> Result<(), Box<dyn std::error::Error>> {
+/// use vip_core::HealthProbe;
+/// let probe = vip_lease::ReadyzProbe::new(&access, vip_lease::HealthConfig::default())?;
+/// probe.check().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct ReadyzProbe {
+    client: Client,
+    config: HealthConfig,
+}
+
+impl std::fmt::Debug for ReadyzProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadyzProbe").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl ReadyzProbe {
+    /// A probe with its own client. Needs a tokio runtime.
+    pub fn new(access: &ClusterAccess, config: HealthConfig) -> Result<Self, HealthSetupError> {
+        let client = access
+            .client(&ClientOptions::requests(config.timeout))
+            .map_err(HealthSetupError::Client)?;
+        Ok(Self { client, config })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &HealthConfig {
+        &self.config
+    }
+}
+
+#[async_trait]
+impl HealthProbe for ReadyzProbe {
+    async fn check(&self) -> Result<(), HealthError> {
+        let path = &self.config.path;
+        let request = http::Request::get(path.as_str())
+            .body(Vec::new())
+            .map_err(|e| HealthError {
+                reason: format!("GET {path}: {e}"),
+            })?;
+        match tokio::time::timeout(self.config.timeout, self.client.request_text(request)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(kube::Error::Api(status))) => Err(HealthError {
+                reason: format!(
+                    "GET {path}: {} {}",
+                    status.code,
+                    status.message.lines().find(|l| l.starts_with("[-]")).unwrap_or(status.message.trim())
+                ),
+            }),
+            Ok(Err(e)) => Err(HealthError {
+                reason: format!("GET {path}: {e}"),
+            }),
+            Err(_) => Err(HealthError {
+                reason: format!("GET {path}: no answer within {:?}", self.config.timeout),
+            }),
+        }
+    }
+}

@@ -1,0 +1,721 @@
+//! The election backend on a `coordination.k8s.io/v1` Lease.
+//!
+//! [`LeaseBackend`] implements [`vip_core::LockBackend`] exactly the way
+//! client-go's `LeaseLock` uses the Lease: `GET`, `POST` (409 AlreadyExists
+//! means another candidate created it first) and `PUT` of the whole object
+//! carrying `metadata.resourceVersion` (409 Conflict means somebody else wrote
+//! in between). The record fields map one to one onto the Lease spec
+//! ([`record_to_spec`], [`spec_to_record`]); times are MicroTime, written as
+//! RFC 3339 with six fractional digits and `Z`, exactly as client-go writes
+//! them.
+//!
+//! The backend owns two clients built from the same [`ClusterAccess`]: one
+//! for get/create/update, one for the watch. Neither is shared with the
+//! health probe or the cordon watch, so a renewal never waits behind other
+//! traffic of this process. Every request is bounded by
+//! [`LeaseConfig::request_timeout`] (which must stay below the retry period)
+//! and never retried behind the elector's back.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::{Api, PostParams, WatchEvent, WatchParams};
+use tokio::sync::watch;
+use vip_core::{BackendError, LeaderRecord, LockBackend, RecordWatch, VersionedRecord};
+
+use crate::access::{AccessError, ClientOptions, ClusterAccess};
+
+/// kube-vip's default Lease namespace.
+pub const DEFAULT_LEASE_NAMESPACE: &str = "kube-system";
+/// kube-vip's default control-plane Lease name.
+pub const DEFAULT_LEASE_NAME: &str = "plndr-cp-lock";
+
+/// Errors of this module (construction and configuration; runtime errors
+/// are [`BackendError`]s).
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    /// The lease name or namespace is not a valid Kubernetes name.
+    #[error("invalid lease name {value:?}: {reason}")]
+    InvalidName {
+        /// What was given.
+        value: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// The request timeout is not below the retry period.
+    #[error("the lease request timeout {timeout:?} must be below the retry period {retry:?}")]
+    TimeoutNotBelowRetry {
+        /// The request timeout.
+        timeout: Duration,
+        /// The retry period.
+        retry: Duration,
+    },
+    /// A client could not be built.
+    #[error("cannot build the lease client")]
+    Client(#[source] AccessError),
+}
+
+/// The namespace and name of the Lease.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LeaseName {
+    /// The namespace, e.g. `kube-system`.
+    pub namespace: String,
+    /// The name, e.g. `plndr-cp-lock`.
+    pub name: String,
+}
+
+impl Default for LeaseName {
+    fn default() -> Self {
+        Self {
+            namespace: DEFAULT_LEASE_NAMESPACE.to_owned(),
+            name: DEFAULT_LEASE_NAME.to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for LeaseName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+impl LeaseName {
+    /// A validated namespace and name.
+    pub fn new(namespace: &str, name: &str) -> Result<Self, LeaseError> {
+        check_dns_label(namespace)?;
+        check_dns_subdomain(name)?;
+        Ok(Self {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        })
+    }
+
+    /// Parses `name` or `namespace/name` (kube-vip HEAD accepts both in
+    /// `vip_leasename`); a bare name lives in `default_namespace`
+    /// (kube-vip's `cp_namespace`).
+    pub fn parse(value: &str, default_namespace: &str) -> Result<Self, LeaseError> {
+        match value.split_once('/') {
+            Some((ns, name)) => Self::new(ns, name),
+            None => Self::new(default_namespace, value),
+        }
+    }
+}
+
+fn invalid(value: &str, reason: &'static str) -> LeaseError {
+    LeaseError::InvalidName {
+        value: value.to_owned(),
+        reason,
+    }
+}
+
+fn check_dns_label(value: &str) -> Result<(), LeaseError> {
+    if value.is_empty() || value.len() > 63 {
+        return Err(invalid(value, "must be 1 to 63 characters"));
+    }
+    check_label_chars(value)
+}
+
+fn check_label_chars(label: &str) -> Result<(), LeaseError> {
+    let ok_chars = label
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let ok_ends = label
+        .bytes()
+        .next()
+        .zip(label.bytes().last())
+        .is_some_and(|(a, z)| a.is_ascii_alphanumeric() && z.is_ascii_alphanumeric());
+    if ok_chars && ok_ends {
+        Ok(())
+    } else {
+        Err(invalid(
+            label,
+            "must consist of lower case alphanumeric characters or '-', and start and end with an alphanumeric character",
+        ))
+    }
+}
+
+fn check_dns_subdomain(value: &str) -> Result<(), LeaseError> {
+    if value.is_empty() || value.len() > 253 {
+        return Err(invalid(value, "must be 1 to 253 characters"));
+    }
+    for label in value.split('.') {
+        check_label_chars(label).map_err(|_| {
+            invalid(
+                value,
+                "must be lower case alphanumeric characters, '-' or '.', each part starting and ending with an alphanumeric character",
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// How the backend talks to the Lease.
+#[derive(Debug, Clone)]
+pub struct LeaseConfig {
+    /// Which Lease.
+    pub lease: LeaseName,
+    /// Bound of one get/create/update request; must be below the retry
+    /// period so one hung request cannot eat a whole renewal round.
+    pub request_timeout: Duration,
+    /// Server-side timeout of one watch request (`timeoutSeconds`); the
+    /// watch is re-opened from the last resourceVersion when it ends.
+    pub watch_timeout: Duration,
+    /// Labels put on the Lease when this backend creates it.
+    pub labels: BTreeMap<String, String>,
+    /// Annotations put on the Lease when this backend creates it
+    /// (kube-vip's `vip_leaseannotations`).
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Default for LeaseConfig {
+    /// `kube-system/plndr-cp-lock`, a 750 ms request timeout (kube-vip's
+    /// default retry period is 1 s).
+    fn default() -> Self {
+        Self {
+            lease: LeaseName::default(),
+            request_timeout: Duration::from_millis(750),
+            watch_timeout: Duration::from_secs(60),
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
+impl LeaseConfig {
+    /// The defaults with the request timeout derived from the retry
+    /// period: three quarters of it, at least 50 ms.
+    pub fn for_retry_period(lease: LeaseName, retry: Duration) -> Self {
+        Self {
+            lease,
+            request_timeout: (retry * 3 / 4).max(Duration::from_millis(50)),
+            ..Self::default()
+        }
+    }
+
+    /// Refuses a request timeout that is not below `retry`.
+    pub fn check(&self, retry: Duration) -> Result<(), LeaseError> {
+        if self.request_timeout >= retry {
+            return Err(LeaseError::TimeoutNotBelowRetry {
+                timeout: self.request_timeout,
+                retry,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A wall-clock time as a MicroTime (truncated to microseconds).
+pub fn to_micro_time(t: SystemTime) -> MicroTime {
+    let micros = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_micros()).unwrap_or(i64::MAX),
+    };
+    let ts = jiff::Timestamp::from_microsecond(micros).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    MicroTime(ts)
+}
+
+/// A MicroTime as a wall-clock time.
+pub fn from_micro_time(t: &MicroTime) -> SystemTime {
+    SystemTime::from(t.0)
+}
+
+/// The record as the Lease spec client-go writes
+/// (`LeaderElectionRecordToLeaseSpec`): all five fields set, an empty
+/// holder written as `""`. Fields the record does not carry (`strategy`,
+/// `preferredHolder`) are kept from `base`, the spec being replaced.
+pub fn record_to_spec(record: &LeaderRecord, base: Option<&LeaseSpec>) -> LeaseSpec {
+    let mut spec = base.cloned().unwrap_or_default();
+    spec.holder_identity = Some(record.holder_identity.clone());
+    spec.lease_duration_seconds = Some(i32::try_from(record.lease_duration_seconds).unwrap_or(i32::MAX));
+    spec.acquire_time = record.acquire_time.map(to_micro_time);
+    spec.renew_time = record.renew_time.map(to_micro_time);
+    spec.lease_transitions = Some(i32::try_from(record.lease_transitions).unwrap_or(i32::MAX));
+    spec
+}
+
+/// The record a Lease spec holds (client-go `LeaseSpecToLeaderElectionRecord`):
+/// missing fields read as empty/zero, negative numbers as zero.
+pub fn spec_to_record(spec: Option<&LeaseSpec>) -> LeaderRecord {
+    let Some(spec) = spec else {
+        return LeaderRecord::default();
+    };
+    LeaderRecord {
+        holder_identity: spec.holder_identity.clone().unwrap_or_default(),
+        lease_duration_seconds: spec
+            .lease_duration_seconds
+            .map_or(0, |s| u32::try_from(s).unwrap_or(0)),
+        acquire_time: spec.acquire_time.as_ref().map(from_micro_time),
+        renew_time: spec.renew_time.as_ref().map(from_micro_time),
+        lease_transitions: spec
+            .lease_transitions
+            .map_or(0, |s| u32::try_from(s).unwrap_or(0)),
+    }
+}
+
+/// The versioned record of a Lease object.
+pub fn versioned(lease: &Lease) -> VersionedRecord {
+    VersionedRecord {
+        record: spec_to_record(lease.spec.as_ref()),
+        version: lease.metadata.resource_version.clone().unwrap_or_default(),
+    }
+}
+
+/// Maps a kube error to the backend's error. `create` tells a 409 apart:
+/// AlreadyExists on create, Conflict on update.
+pub fn map_kube_error(err: kube::Error) -> BackendError {
+    match err {
+        kube::Error::Api(status) => {
+            if status.is_already_exists() {
+                BackendError::AlreadyExists
+            } else if status.code == 409 {
+                BackendError::Conflict
+            } else if status.code == 404 {
+                BackendError::NotFound
+            } else {
+                BackendError::Api {
+                    code: status.code,
+                    message: if status.message.is_empty() {
+                        status.reason.clone()
+                    } else {
+                        status.message.clone()
+                    },
+                }
+            }
+        }
+        other => BackendError::Transport {
+            message: other.to_string(),
+            source: Some(Box::new(other)),
+        },
+    }
+}
+
+/// Objects this backend saw recently, so a replace starts from the full
+/// object at the version it names (keeping labels, annotations and fields
+/// others wrote).
+#[derive(Debug, Default)]
+struct Seen {
+    objects: VecDeque<Lease>,
+}
+
+impl Seen {
+    const CAPACITY: usize = 8;
+
+    fn remember(&mut self, lease: &Lease) {
+        let rv = lease.metadata.resource_version.as_deref();
+        if rv.is_none() || self.objects.iter().any(|l| l.metadata.resource_version.as_deref() == rv) {
+            return;
+        }
+        if self.objects.len() == Self::CAPACITY {
+            self.objects.pop_front();
+        }
+        self.objects.push_back(lease.clone());
+    }
+
+    fn at(&self, version: &str) -> Option<&Lease> {
+        self.objects
+            .iter()
+            .rev()
+            .find(|l| l.metadata.resource_version.as_deref() == Some(version))
+    }
+
+    fn latest(&self) -> Option<&Lease> {
+        self.objects.back()
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    api: Api<Lease>,
+    watch_api: Api<Lease>,
+    config: LeaseConfig,
+    seen: Mutex<Seen>,
+}
+
+impl Inner {
+    fn remember(&self, lease: &Lease) {
+        self.seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remember(lease);
+    }
+
+    async fn bounded<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, kube::Error>>,
+    ) -> Result<T, BackendError> {
+        match tokio::time::timeout(self.config.request_timeout, fut).await {
+            Ok(r) => r.map_err(map_kube_error),
+            Err(_) => Err(BackendError::Timeout(self.config.request_timeout)),
+        }
+    }
+}
+
+/// The Kubernetes Lease backend of the election.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use vip_core::LockBackend;
+/// use vip_lease::{ClusterAccess, DiscoveryOptions, LeaseBackend, LeaseConfig, LeaseName};
+///
+/// let access = ClusterAccess::discover(&DiscoveryOptions::from_env(None).control_plane(6443)).await?;
+/// let lease = LeaseName::parse("plndr-cp-lock", "kube-system")?;
+/// let backend = LeaseBackend::new(&access, LeaseConfig::for_retry_period(lease, std::time::Duration::from_secs(1)))?;
+/// let current = backend.get().await?;
+/// println!("{}: {current:?}", backend.describe());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct LeaseBackend {
+    inner: Arc<Inner>,
+}
+
+impl LeaseBackend {
+    /// A backend with its own two clients (requests, watch) from `access`.
+    pub fn new(access: &ClusterAccess, config: LeaseConfig) -> Result<Self, LeaseError> {
+        let request_client = access
+            .client(&ClientOptions::requests(config.request_timeout))
+            .map_err(LeaseError::Client)?;
+        let watch_client = access
+            .client(&ClientOptions::watch(config.request_timeout))
+            .map_err(LeaseError::Client)?;
+        let ns = config.lease.namespace.clone();
+        Ok(Self {
+            inner: Arc::new(Inner {
+                api: Api::namespaced(request_client, &ns),
+                watch_api: Api::namespaced(watch_client, &ns),
+                config,
+                seen: Mutex::new(Seen::default()),
+            }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &LeaseConfig {
+        &self.inner.config
+    }
+
+    /// The last full Lease object this backend saw (by get, create, update
+    /// or watch), if any.
+    pub fn last_seen(&self) -> Option<Lease> {
+        self.inner
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .latest()
+            .cloned()
+    }
+}
+
+#[async_trait]
+impl LockBackend for LeaseBackend {
+    async fn get(&self) -> Result<Option<VersionedRecord>, BackendError> {
+        let name = &self.inner.config.lease.name;
+        let lease = self.inner.bounded(self.inner.api.get_opt(name)).await?;
+        Ok(lease.map(|l| {
+            self.inner.remember(&l);
+            versioned(&l)
+        }))
+    }
+
+    async fn create(&self, record: &LeaderRecord) -> Result<VersionedRecord, BackendError> {
+        let config = &self.inner.config;
+        let lease = Lease {
+            metadata: ObjectMeta {
+                name: Some(config.lease.name.clone()),
+                namespace: Some(config.lease.namespace.clone()),
+                labels: (!config.labels.is_empty()).then(|| config.labels.clone()),
+                annotations: (!config.annotations.is_empty()).then(|| config.annotations.clone()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(record_to_spec(record, None)),
+        };
+        let created = self
+            .inner
+            .bounded(self.inner.api.create(&PostParams::default(), &lease))
+            .await?;
+        self.inner.remember(&created);
+        Ok(versioned(&created))
+    }
+
+    async fn update(
+        &self,
+        current: &VersionedRecord,
+        record: &LeaderRecord,
+    ) -> Result<VersionedRecord, BackendError> {
+        let config = &self.inner.config;
+        let base = {
+            let seen = self
+                .inner
+                .seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // The object at the named version; else the newest one we know
+            // (its metadata is the best guess, and the resourceVersion
+            // precondition below makes a stale guess fail with Conflict).
+            seen.at(&current.version).or(seen.latest()).cloned()
+        };
+        let mut lease = base.unwrap_or_else(|| Lease {
+            metadata: ObjectMeta {
+                name: Some(config.lease.name.clone()),
+                namespace: Some(config.lease.namespace.clone()),
+                ..ObjectMeta::default()
+            },
+            spec: None,
+        });
+        lease.metadata.resource_version = Some(current.version.clone());
+        lease.metadata.managed_fields = None;
+        lease.spec = Some(record_to_spec(record, lease.spec.as_ref()));
+        let updated = self
+            .inner
+            .bounded(
+                self.inner
+                    .api
+                    .replace(&config.lease.name, &PostParams::default(), &lease),
+            )
+            .await?;
+        self.inner.remember(&updated);
+        Ok(versioned(&updated))
+    }
+
+    fn watch(&self) -> Option<RecordWatch> {
+        let handle = tokio::runtime::Handle::try_current().ok()?;
+        let (tx, rx) = watch::channel(None);
+        handle.spawn(run_watch(self.inner.clone(), tx));
+        Some(rx)
+    }
+
+    fn describe(&self) -> String {
+        format!("lease {}", self.inner.config.lease)
+    }
+}
+
+fn publish(tx: &watch::Sender<Option<VersionedRecord>>, value: Option<VersionedRecord>) {
+    tx.send_if_modified(|cur| {
+        if *cur == value {
+            false
+        } else {
+            *cur = value;
+            true
+        }
+    });
+}
+
+/// Keeps the record watch alive for as long as its receiver lives: GET the
+/// Lease (publishing it, or `None`), then watch by field selector from the
+/// last resourceVersion; a watch that ends is re-opened from where it
+/// stopped, an expired one (410) starts over with a GET.
+async fn run_watch(inner: Arc<Inner>, tx: watch::Sender<Option<VersionedRecord>>) {
+    let name = inner.config.lease.name.clone();
+    let selector = format!("metadata.name={name}");
+    let timeout_secs = u32::try_from(inner.config.watch_timeout.as_secs().max(1)).unwrap_or(u32::MAX);
+    let params = WatchParams::default().fields(&selector).timeout(timeout_secs);
+    // Events stop arriving without the stream ending when the connection is
+    // black-holed: give up on a silent watch after the server timeout plus
+    // a margin.
+    let idle = inner.config.watch_timeout + Duration::from_secs(5);
+    let mut resume: Option<String> = None;
+    let mut backoff = Duration::from_millis(100);
+    let max_backoff = Duration::from_secs(2);
+    loop {
+        if tx.is_closed() {
+            return;
+        }
+        let from = match resume.take() {
+            Some(rv) => rv,
+            None => {
+                // (Re)list: learn the current state, then watch from "now"
+                // (no resourceVersion), which replays the current object as
+                // ADDED, so nothing between the GET and the watch is lost.
+                let got = tokio::select! {
+                    _ = tx.closed() => return,
+                    r = tokio::time::timeout(inner.config.request_timeout, inner.watch_api.get_opt(&name)) => r,
+                };
+                match got {
+                    Ok(Ok(lease)) => {
+                        if let Some(l) = &lease {
+                            inner.remember(l);
+                        }
+                        publish(&tx, lease.as_ref().map(versioned));
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, lease = %inner.config.lease, "lease watch: get failed");
+                        if sleep_or_closed(&tx, &mut backoff, max_backoff).await {
+                            return;
+                        }
+                        continue;
+                    }
+                    Err(_) => {
+                        tracing::debug!(lease = %inner.config.lease, "lease watch: get timed out");
+                        if sleep_or_closed(&tx, &mut backoff, max_backoff).await {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+                String::new()
+            }
+        };
+        let opened = tokio::select! {
+            _ = tx.closed() => return,
+            r = tokio::time::timeout(inner.config.request_timeout.max(Duration::from_secs(1)), inner.watch_api.watch(&params, &from)) => r,
+        };
+        let mut stream = match opened {
+            Ok(Ok(s)) => s.boxed(),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, lease = %inner.config.lease, "lease watch: cannot open");
+                resume = (!from.is_empty()).then_some(from);
+                if sleep_or_closed(&tx, &mut backoff, max_backoff).await {
+                    return;
+                }
+                continue;
+            }
+            Err(_) => {
+                resume = (!from.is_empty()).then_some(from);
+                if sleep_or_closed(&tx, &mut backoff, max_backoff).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let mut last = from;
+        let mut failed = false;
+        loop {
+            let next = tokio::select! {
+                _ = tx.closed() => return,
+                n = tokio::time::timeout(idle, stream.next()) => n,
+            };
+            match next {
+                Err(_) | Ok(None) => break,
+                Ok(Some(Ok(event))) => match event {
+                    WatchEvent::Added(l) | WatchEvent::Modified(l) => {
+                        backoff = Duration::from_millis(100);
+                        if let Some(rv) = &l.metadata.resource_version {
+                            last.clone_from(rv);
+                        }
+                        inner.remember(&l);
+                        publish(&tx, Some(versioned(&l)));
+                    }
+                    WatchEvent::Deleted(l) => {
+                        if let Some(rv) = &l.metadata.resource_version {
+                            last.clone_from(rv);
+                        }
+                        publish(&tx, None);
+                    }
+                    WatchEvent::Bookmark(b) => last = b.metadata.resource_version,
+                    WatchEvent::Error(status) => {
+                        if status.code == 410 {
+                            tracing::debug!(lease = %inner.config.lease, message = %status.message, "lease watch expired; re-listing");
+                            last.clear();
+                        } else {
+                            tracing::debug!(lease = %inner.config.lease, message = %status.message, code = status.code, "lease watch error");
+                            failed = true;
+                        }
+                        break;
+                    }
+                },
+                Ok(Some(Err(e))) => {
+                    tracing::debug!(error = %e, lease = %inner.config.lease, "lease watch stream failed");
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        resume = (!last.is_empty()).then_some(last);
+        if failed && sleep_or_closed(&tx, &mut backoff, max_backoff).await {
+            return;
+        }
+    }
+}
+
+/// Sleeps for the backoff (doubling it up to `max`); `true` when the
+/// receiver went away meanwhile.
+async fn sleep_or_closed(
+    tx: &watch::Sender<Option<VersionedRecord>>,
+    backoff: &mut Duration,
+    max: Duration,
+) -> bool {
+    let wait = *backoff;
+    *backoff = (*backoff * 2).min(max);
+    tokio::select! {
+        _ = tx.closed() => true,
+        _ = tokio::time::sleep(wait) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_names_parse_both_forms() {
+        assert_eq!(
+            LeaseName::parse("plndr-cp-lock", "kube-system").unwrap(),
+            LeaseName::default()
+        );
+        let n = LeaseName::parse("vip/cp.lock", "kube-system").unwrap();
+        assert_eq!((n.namespace.as_str(), n.name.as_str()), ("vip", "cp.lock"));
+        assert!(LeaseName::parse("Bad", "kube-system").is_err());
+        assert!(LeaseName::parse("a/b/c", "kube-system").is_err());
+        assert!(LeaseName::parse("ns.x/b", "kube-system").is_err());
+        assert!(LeaseName::parse("", "kube-system").is_err());
+        assert_eq!(LeaseName::default().to_string(), "kube-system/plndr-cp-lock");
+    }
+
+    #[test]
+    fn micro_time_is_written_like_client_go() {
+        let t = UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789);
+        let json = serde_json::to_value(to_micro_time(t)).unwrap();
+        assert_eq!(json, "2023-11-14T22:13:20.123456Z");
+        let whole = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(
+            serde_json::to_value(to_micro_time(whole)).unwrap(),
+            "2023-11-14T22:13:20.000000Z"
+        );
+        let back: MicroTime = serde_json::from_value("2023-11-14T22:13:20.123456Z".into()).unwrap();
+        assert_eq!(from_micro_time(&back), UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456));
+    }
+
+    #[test]
+    fn record_round_trips_through_the_spec() {
+        let record = LeaderRecord {
+            holder_identity: "node-a".into(),
+            lease_duration_seconds: 5,
+            acquire_time: Some(UNIX_EPOCH + Duration::from_micros(1_700_000_000_000_001)),
+            renew_time: Some(UNIX_EPOCH + Duration::from_micros(1_700_000_004_500_000)),
+            lease_transitions: 3,
+        };
+        let base = LeaseSpec {
+            preferred_holder: Some("node-b".into()),
+            strategy: Some("OldestEmulationVersion".into()),
+            ..LeaseSpec::default()
+        };
+        let spec = record_to_spec(&record, Some(&base));
+        assert_eq!(spec.preferred_holder.as_deref(), Some("node-b"));
+        assert_eq!(spec_to_record(Some(&spec)), record);
+        let json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(json["holderIdentity"], "node-a");
+        assert_eq!(json["leaseDurationSeconds"], 5);
+        assert_eq!(json["leaseTransitions"], 3);
+        assert_eq!(json["renewTime"], "2023-11-14T22:13:24.500000Z");
+        // A released record still writes the empty holder, like client-go.
+        let released = record_to_spec(&LeaderRecord::default(), None);
+        let json = serde_json::to_value(&released).unwrap();
+        assert_eq!(json["holderIdentity"], "");
+        assert!(json.get("acquireTime").is_none());
+        assert_eq!(spec_to_record(None), LeaderRecord::default());
+    }
+
+    #[test]
+    fn retry_bound_is_enforced() {
+        let c = LeaseConfig::for_retry_period(LeaseName::default(), Duration::from_secs(1));
+        assert_eq!(c.request_timeout, Duration::from_millis(750));
+        assert!(c.check(Duration::from_secs(1)).is_ok());
+        assert!(c.check(Duration::from_millis(750)).is_err());
+    }
+}
