@@ -14,4 +14,12 @@
 //!   and the e2e suite build their networks with.
 #![deny(missing_docs)]
 
+pub mod announcer;
+mod detect;
+pub mod netlink;
+mod packet;
+mod sys;
 pub mod wire;
+
+pub use announcer::PacketAnnouncer;
+pub use netlink::NetlinkAddressManager;

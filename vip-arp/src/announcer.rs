@@ -1,0 +1,278 @@
+//! [`PacketAnnouncer`]: the [`Announcer`] over `AF_PACKET` sockets.
+//!
+//! One `SOCK_RAW` socket per interface, opened on first use and kept. Raw
+//! (not `SOCK_DGRAM`) so that vip writes the whole Ethernet frame: IPv6
+//! neighbour discovery needs a multicast destination MAC, and the listener
+//! needs every received frame's Ethernet source. A classic-BPF filter lets
+//! only ARP and ICMPv6 NS/NA into the socket, so a busy interface costs
+//! nothing. Only `CAP_NET_RAW` is needed.
+//!
+//! Each interface has one reader task that parses every received frame
+//! into a [`Claim`] (who uses which address) and broadcasts it to the
+//! prober and the conflict listeners.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep_until};
+use vip_core::{AnnounceError, Announcer, Conflict, Interface, MacAddr};
+
+use crate::packet::{PacketSocket, RECV_BUFFER};
+use crate::wire::Claim;
+use crate::wire::arp::ArpRepr;
+use crate::wire::ndp::{NdpRepr, NeighborAdvertRepr, NeighborSolicitRepr};
+
+/// How many probes [`PacketAnnouncer::probe`] sends within its timeout, at
+/// most (RFC 5227's PROBE_NUM).
+pub const PROBE_COUNT: u32 = 3;
+/// The shortest gap between two probes.
+pub const MIN_PROBE_INTERVAL: Duration = Duration::from_millis(100);
+/// Capacity of a conflict subscription; claims beyond it are dropped (the
+/// consumer already knows of the conflict).
+pub const CONFLICT_CAPACITY: usize = 64;
+const CLAIM_CAPACITY: usize = 256;
+
+/// One interface's socket and reader.
+#[derive(Debug)]
+struct Link {
+    socket: Arc<PacketSocket>,
+    claims: broadcast::Sender<Claim>,
+    reader: JoinHandle<()>,
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// Announces VIPs with gratuitous ARP and unsolicited neighbour
+/// advertisements, probes addresses, and reports foreign claims.
+///
+/// ```no_run
+/// # async fn demo(interface: vip_core::Interface) -> Result<(), vip_core::AnnounceError> {
+/// use vip_core::Announcer;
+/// let announcer = vip_arp::PacketAnnouncer::new();
+/// announcer.announce(&interface, "198.18.0.10".parse().unwrap()).await?;
+/// # Ok(()) }
+/// ```
+///
+/// Sockets are opened in the network namespace of the thread that first
+/// uses an interface, and must be used inside a tokio runtime.
+#[derive(Debug, Default)]
+pub struct PacketAnnouncer {
+    links: Mutex<HashMap<u32, Arc<Link>>>,
+}
+
+fn open_error(interface: &Interface, source: io::Error) -> AnnounceError {
+    match source.kind() {
+        io::ErrorKind::PermissionDenied => AnnounceError::PermissionDenied {
+            interface: interface.name.clone(),
+        },
+        _ => AnnounceError::Io {
+            operation: "opening a packet socket",
+            interface: interface.name.clone(),
+            source,
+        },
+    }
+}
+
+async fn read_claims(socket: Arc<PacketSocket>, claims: broadcast::Sender<Claim>, name: String) {
+    let mut buf = vec![0u8; RECV_BUFFER];
+    let mut failures = 0u32;
+    loop {
+        match socket.recv(&mut buf).await {
+            Ok(n) => {
+                failures = 0;
+                if let Some(claim) = Claim::from_frame(&buf[..n]) {
+                    // No receiver is fine: nobody is listening right now.
+                    let _ = claims.send(claim);
+                }
+            }
+            // Reported once when the link goes down; the socket stays bound
+            // and receives again when it comes back.
+            Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => {}
+            Err(e) => {
+                failures += 1;
+                tracing::warn!(interface = %name, error = %e, "packet socket receive failed");
+                // Bounded back-off so a persistent error cannot spin.
+                let pause = Duration::from_millis(10 * u64::from(failures.min(100)));
+                tokio::time::sleep(pause).await;
+            }
+        }
+    }
+}
+
+impl PacketAnnouncer {
+    /// An announcer with no socket open yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn link(&self, interface: &Interface) -> Result<Arc<Link>, AnnounceError> {
+        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(link) = links.get(&interface.index) {
+            return Ok(link.clone());
+        }
+        let socket =
+            Arc::new(PacketSocket::open(interface.index).map_err(|e| open_error(interface, e))?);
+        let (claims, _) = broadcast::channel(CLAIM_CAPACITY);
+        let reader = tokio::spawn(read_claims(
+            socket.clone(),
+            claims.clone(),
+            interface.name.clone(),
+        ));
+        let link = Arc::new(Link {
+            socket,
+            claims,
+            reader,
+        });
+        links.insert(interface.index, link.clone());
+        Ok(link)
+    }
+
+    fn forget(&self, interface: &Interface) {
+        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        links.remove(&interface.index);
+    }
+
+    async fn send(
+        &self,
+        interface: &Interface,
+        link: &Link,
+        frame: &[u8],
+        operation: &'static str,
+    ) -> Result<(), AnnounceError> {
+        match link.socket.send(frame).await {
+            Ok(()) => Ok(()),
+            Err(source) => {
+                // The interface is gone (or was replaced): reopen next time.
+                if matches!(source.raw_os_error(), Some(libc::ENXIO | libc::ENODEV)) {
+                    self.forget(interface);
+                }
+                Err(AnnounceError::Io {
+                    operation,
+                    interface: interface.name.clone(),
+                    source,
+                })
+            }
+        }
+    }
+
+    fn probe_frame(mac: MacAddr, address: IpAddr) -> Vec<u8> {
+        match address {
+            IpAddr::V4(a) => ArpRepr::probe(mac, a).to_bytes().to_vec(),
+            IpAddr::V6(a) => NdpRepr::Solicit(NeighborSolicitRepr::dad(mac, a)).to_vec(),
+        }
+    }
+}
+
+#[async_trait]
+impl Announcer for PacketAnnouncer {
+    /// IPv4: the request form, then the reply form (RFC 5227 announcement;
+    /// some devices honour only one opcode). IPv6: one unsolicited NA.
+    async fn announce(&self, interface: &Interface, vip: IpAddr) -> Result<(), AnnounceError> {
+        let link = self.link(interface)?;
+        match vip {
+            IpAddr::V4(a) => {
+                let request = ArpRepr::announce_request(interface.mac, a).to_bytes();
+                self.send(interface, &link, &request, "sending an ARP announcement")
+                    .await?;
+                let reply = ArpRepr::announce_reply(interface.mac, a).to_bytes();
+                self.send(interface, &link, &reply, "sending an ARP announcement")
+                    .await?;
+            }
+            IpAddr::V6(a) => {
+                let na = NdpRepr::Advert(NeighborAdvertRepr::unsolicited(interface.mac, a));
+                self.send(
+                    interface,
+                    &link,
+                    &na.to_vec(),
+                    "sending a neighbour advertisement",
+                )
+                .await?;
+            }
+        }
+        tracing::debug!(interface = %interface.name, %vip, "announced");
+        Ok(())
+    }
+
+    /// Sends up to [`PROBE_COUNT`] probes spread over `timeout` (an RFC 5227
+    /// ARP probe, or a DAD neighbour solicitation for IPv6) and returns the
+    /// first other MAC seen using `address`: an ARP with it as sender
+    /// address, an NA with it as target, or an NS from it.
+    async fn probe(
+        &self,
+        interface: &Interface,
+        address: IpAddr,
+        timeout: Duration,
+    ) -> Result<Option<MacAddr>, AnnounceError> {
+        let link = self.link(interface)?;
+        // Subscribe before sending so no answer can be missed.
+        let mut claims = link.claims.subscribe();
+        let frame = Self::probe_frame(interface.mac, address);
+        let start = Instant::now();
+        let deadline = start + timeout;
+        let interval = (timeout / PROBE_COUNT).max(MIN_PROBE_INTERVAL);
+        self.send(interface, &link, &frame, "sending a probe")
+            .await?;
+        let mut sent = 1;
+        let mut next_probe = start + interval;
+        loop {
+            tokio::select! {
+                claim = claims.recv() => match claim {
+                    Ok(c) if c.address == address && c.mac != interface.mac => {
+                        tracing::debug!(interface = %interface.name, %address, mac = %c.mac, "probe answered");
+                        return Ok(Some(c.mac));
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return Ok(None),
+                },
+                () = sleep_until(next_probe), if sent < PROBE_COUNT && next_probe < deadline => {
+                    self.send(interface, &link, &frame, "sending a probe").await?;
+                    sent += 1;
+                    next_probe += interval;
+                }
+                () = sleep_until(deadline) => return Ok(None),
+            }
+        }
+    }
+
+    async fn subscribe_conflicts(
+        &self,
+        interface: &Interface,
+        vips: &[IpAddr],
+    ) -> Result<mpsc::Receiver<Conflict>, AnnounceError> {
+        let link = self.link(interface)?;
+        let mut claims = link.claims.subscribe();
+        let (tx, rx) = mpsc::channel(CONFLICT_CAPACITY);
+        let vips = vips.to_vec();
+        let own = interface.mac;
+        let name = interface.name.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tx.closed() => break,
+                    claim = claims.recv() => match claim {
+                        Ok(c) if c.mac != own && vips.contains(&c.address) => {
+                            tracing::debug!(interface = %name, address = %c.address, mac = %c.mac, "foreign claim");
+                            let conflict = Conflict { address: c.address, mac: c.mac };
+                            if tx.try_send(conflict).is_err() && tx.is_closed() {
+                                break;
+                            }
+                        }
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    },
+                }
+            }
+        });
+        Ok(rx)
+    }
+}

@@ -1,0 +1,56 @@
+//! The crate's only `unsafe` code: small system calls that neither socket2
+//! nor std expose safely. Each block says why it is sound.
+#![allow(unsafe_code)]
+
+use std::mem::size_of;
+
+use socket2::{SockAddr, SockAddrStorage, socklen_t};
+
+/// A `sockaddr_ll` naming interface `ifindex` and EtherType `protocol`
+/// (host byte order), for binding an `AF_PACKET` socket.
+pub(crate) fn packet_sockaddr(ifindex: u32, protocol: u16) -> SockAddr {
+    let mut storage = SockAddrStorage::zeroed();
+    // SAFETY: `sockaddr_ll` is one of this platform's `sockaddr_*` types and
+    // is smaller than `sockaddr_storage` (view_as asserts it); the storage is
+    // zeroed, a valid `sockaddr_ll`.
+    let sll = unsafe { storage.view_as::<libc::sockaddr_ll>() };
+    sll.sll_family = libc::AF_PACKET as libc::c_ushort;
+    sll.sll_protocol = protocol.to_be();
+    // Interface indexes are positive `int`s in the kernel.
+    sll.sll_ifindex = ifindex as libc::c_int;
+    // SAFETY: the storage holds an initialised `sockaddr_ll`, and the length
+    // given is exactly its size.
+    unsafe { SockAddr::new(storage, size_of::<libc::sockaddr_ll>() as socklen_t) }
+}
+
+/// Register a non-blocking socket with tokio's reactor.
+pub(crate) fn register_socket(
+    socket: socket2::Socket,
+) -> std::io::Result<tokio::io::unix::AsyncFd<socket2::Socket>> {
+    // SAFETY: `Socket` owns a valid, open file descriptor; the `AsyncFd`
+    // takes ownership of it, and nothing in this crate replaces or closes the
+    // descriptor while it is registered (no `get_mut`, no raw `close`).
+    unsafe { tokio::io::unix::AsyncFd::register(socket) }.map_err(|e| e.into_parts().1)
+}
+
+/// Whether the effective user is root.
+#[cfg(feature = "lab")]
+pub(crate) fn is_root() -> bool {
+    // SAFETY: geteuid takes no arguments, cannot fail and touches no memory.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Move the calling thread into the network namespace `fd` refers to.
+#[cfg(feature = "lab")]
+pub(crate) fn enter_netns(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setns only reads the descriptor, which `BorrowedFd` keeps
+    // open for the duration of the call; it changes the namespace of the
+    // calling thread alone (the lab calls it on a thread it owns).
+    let rc = unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
