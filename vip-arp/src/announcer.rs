@@ -165,6 +165,17 @@ impl PacketAnnouncer {
         }
     }
 
+    /// Send one whole Ethernet frame (e.g. built with [`crate::wire`]) out
+    /// of `interface` on its packet socket.
+    pub async fn send_frame(
+        &self,
+        interface: &Interface,
+        frame: &[u8],
+    ) -> Result<(), AnnounceError> {
+        let link = self.link(interface)?;
+        self.send(interface, &link, frame, "sending a frame").await
+    }
+
     fn probe_frame(mac: MacAddr, address: IpAddr) -> Vec<u8> {
         match address {
             IpAddr::V4(a) => ArpRepr::probe(mac, a).to_bytes().to_vec(),

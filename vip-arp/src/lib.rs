@@ -17,6 +17,8 @@
 pub mod announcer;
 mod detect;
 pub mod netlink;
+#[cfg(feature = "lab")]
+pub mod netns;
 mod packet;
 mod sys;
 pub mod wire;
