@@ -1,0 +1,755 @@
+//! The object store shared by every listener: Leases and Nodes, one global
+//! resourceVersion counter, a bounded event history for watches.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Node;
+use serde_json::{Map, Value, json};
+use tokio::sync::broadcast;
+
+use super::status::Status;
+
+/// The resources the stand-in serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// `coordination.k8s.io/v1` Lease (namespaced).
+    Lease,
+    /// `v1` Node (cluster-scoped).
+    Node,
+}
+
+impl Kind {
+    /// The API group (`""` for core).
+    pub fn group(self) -> &'static str {
+        match self {
+            Self::Lease => "coordination.k8s.io",
+            Self::Node => "",
+        }
+    }
+
+    /// The plural resource name.
+    pub fn plural(self) -> &'static str {
+        match self {
+            Self::Lease => "leases",
+            Self::Node => "nodes",
+        }
+    }
+
+    /// `leases.coordination.k8s.io` / `nodes`.
+    pub fn qualified(self) -> &'static str {
+        match self {
+            Self::Lease => "leases.coordination.k8s.io",
+            Self::Node => "nodes",
+        }
+    }
+
+    /// `Lease.coordination.k8s.io` / `Node`, as validation errors name it.
+    pub fn kind_qualified(self) -> &'static str {
+        match self {
+            Self::Lease => "Lease.coordination.k8s.io",
+            Self::Node => "Node",
+        }
+    }
+
+    /// The kind.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Self::Lease => "Lease",
+            Self::Node => "Node",
+        }
+    }
+
+    /// The list kind.
+    pub fn list_kind(self) -> &'static str {
+        match self {
+            Self::Lease => "LeaseList",
+            Self::Node => "NodeList",
+        }
+    }
+
+    /// `coordination.k8s.io/v1` / `v1`.
+    pub fn api_version(self) -> &'static str {
+        match self {
+            Self::Lease => "coordination.k8s.io/v1",
+            Self::Node => "v1",
+        }
+    }
+
+    /// Whether objects live in a namespace.
+    pub fn namespaced(self) -> bool {
+        matches!(self, Self::Lease)
+    }
+}
+
+/// What happened to an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    /// Created.
+    Added,
+    /// Changed.
+    Modified,
+    /// Deleted.
+    Deleted,
+}
+
+impl EventType {
+    /// The watch event type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Added => "ADDED",
+            Self::Modified => "MODIFIED",
+            Self::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change, as kept in the history.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// The resourceVersion the change produced.
+    pub rv: u64,
+    /// Which resource.
+    pub kind: Kind,
+    /// The namespace (`""` for cluster-scoped).
+    pub namespace: String,
+    /// The name.
+    pub name: String,
+    /// What happened.
+    pub etype: EventType,
+    /// The object after the change (before it, for a delete).
+    pub object: Value,
+    /// The object before the change.
+    pub previous: Option<Value>,
+}
+
+/// Field and label selectors of a list or watch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selectors {
+    fields: Vec<(String, bool, String)>,
+    labels: Vec<LabelReq>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum LabelReq {
+    Exists(String),
+    NotExists(String),
+    Eq(String, String),
+    NotEq(String, String),
+}
+
+impl Selectors {
+    /// Parses `fieldSelector` and `labelSelector` values.
+    pub fn parse(fields: Option<&str>, labels: Option<&str>) -> Result<Self, Status> {
+        let mut s = Self::default();
+        for term in fields.unwrap_or_default().split(',').filter(|t| !t.is_empty()) {
+            let (key, eq, value) = split_term(term)
+                .ok_or_else(|| Status::bad_request(format!("invalid selector: '{term}'; can't understand '{term}'")))?;
+            if key != "metadata.name" && key != "metadata.namespace" {
+                return Err(Status::bad_request(format!(
+                    "\"{key}\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
+                )));
+            }
+            s.fields.push((key, eq, value));
+        }
+        for term in labels.unwrap_or_default().split(',').filter(|t| !t.is_empty()) {
+            let term = term.trim();
+            let req = if let Some((k, eq, v)) = split_term(term) {
+                if eq { LabelReq::Eq(k, v) } else { LabelReq::NotEq(k, v) }
+            } else if let Some(k) = term.strip_prefix('!') {
+                LabelReq::NotExists(k.trim().to_owned())
+            } else if term.contains(' ') || term.contains('(') {
+                return Err(Status::bad_request(format!(
+                    "unable to parse requirement: set-based requirements are not supported by the stand-in: {term}"
+                )));
+            } else {
+                LabelReq::Exists(term.to_owned())
+            };
+            s.labels.push(req);
+        }
+        Ok(s)
+    }
+
+    /// Whether `obj` is selected.
+    pub fn matches(&self, obj: &Value) -> bool {
+        let meta = &obj["metadata"];
+        let field = |k: &str| meta[k.trim_start_matches("metadata.")].as_str().unwrap_or("").to_owned();
+        let fields_ok = self.fields.iter().all(|(k, eq, v)| (field(k) == *v) == *eq);
+        let label = |k: &str| meta["labels"].get(k).and_then(Value::as_str).map(str::to_owned);
+        let labels_ok = self.labels.iter().all(|r| match r {
+            LabelReq::Exists(k) => label(k).is_some(),
+            LabelReq::NotExists(k) => label(k).is_none(),
+            LabelReq::Eq(k, v) => label(k).as_deref() == Some(v.as_str()),
+            LabelReq::NotEq(k, v) => label(k).as_deref() != Some(v.as_str()),
+        });
+        fields_ok && labels_ok
+    }
+}
+
+fn split_term(term: &str) -> Option<(String, bool, String)> {
+    let (k, eq, v) = if let Some((k, v)) = term.split_once("!=") {
+        (k, false, v)
+    } else if let Some((k, v)) = term.split_once("==") {
+        (k, true, v)
+    } else {
+        let (k, v) = term.split_once('=')?;
+        (k, true, v)
+    };
+    Some((k.trim().to_owned(), eq, v.trim().to_owned()))
+}
+
+/// What a watch shows of one history event, given its filter: the real
+/// API server turns a change into or out of the selection into ADDED or
+/// DELETED.
+pub fn view_event(
+    ev: &Event,
+    kind: Kind,
+    namespace: Option<&str>,
+    sel: &Selectors,
+) -> Option<(&'static str, Value)> {
+    if ev.kind != kind || namespace.is_some_and(|ns| ns != ev.namespace) {
+        return None;
+    }
+    let now = sel.matches(&ev.object);
+    let before = ev.previous.as_ref().is_some_and(|p| sel.matches(p));
+    match ev.etype {
+        EventType::Added => now.then(|| ("ADDED", ev.object.clone())),
+        EventType::Deleted => now.then(|| ("DELETED", ev.object.clone())),
+        EventType::Modified => match (before, now) {
+            (true, true) => Some(("MODIFIED", ev.object.clone())),
+            (false, true) => Some(("ADDED", ev.object.clone())),
+            (true, false) => Some(("DELETED", ev.object.clone())),
+            (false, false) => None,
+        },
+    }
+}
+
+type Key = (Kind, String, String);
+
+#[derive(Debug)]
+struct Inner {
+    rv: u64,
+    objects: BTreeMap<Key, Value>,
+    history: VecDeque<Arc<Event>>,
+    capacity: usize,
+    /// Watches from below this resourceVersion get 410 Expired.
+    compacted: u64,
+    uids: u64,
+}
+
+/// The start of a watch: the events to send first, then the live feed.
+#[derive(Debug)]
+pub struct WatchStart {
+    /// Events to send before live ones.
+    pub initial: Vec<(&'static str, Value)>,
+    /// Live events (filter them with [`view_event`]).
+    pub live: broadcast::Receiver<Arc<Event>>,
+}
+
+/// The shared object store.
+#[derive(Debug)]
+pub struct Store {
+    inner: Mutex<Inner>,
+    events: broadcast::Sender<Arc<Event>>,
+}
+
+impl Store {
+    /// An empty store keeping at most `history` events for watches.
+    pub fn new(history: usize) -> Self {
+        let (events, _) = broadcast::channel(4096);
+        Self {
+            inner: Mutex::new(Inner {
+                rv: 1,
+                objects: BTreeMap::new(),
+                history: VecDeque::new(),
+                capacity: history.max(1),
+                compacted: 0,
+                uids: 0,
+            }),
+            events,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The current global resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.lock().rv
+    }
+
+    /// Forgets the whole event history: every watch from an older
+    /// resourceVersion now gets 410 Expired.
+    pub fn compact(&self) {
+        let mut inner = self.lock();
+        inner.history.clear();
+        inner.compacted = inner.rv;
+    }
+
+    /// Sets how many events the history keeps (trimming at once).
+    pub fn set_history_capacity(&self, capacity: usize) {
+        let mut inner = self.lock();
+        inner.capacity = capacity.max(1);
+        trim(&mut inner);
+    }
+
+    /// One object.
+    pub fn get(&self, kind: Kind, namespace: &str, name: &str) -> Result<Value, Status> {
+        self.lock()
+            .objects
+            .get(&(kind, namespace.to_owned(), name.to_owned()))
+            .cloned()
+            .ok_or_else(|| Status::not_found(kind, name))
+    }
+
+    /// Whether a namespace exists: the usual four always do, others once
+    /// they hold an object.
+    pub fn namespace_exists(&self, namespace: &str) -> bool {
+        ["default", "kube-system", "kube-public", "kube-node-lease"].contains(&namespace)
+            || self.lock().objects.keys().any(|(_, ns, _)| ns == namespace)
+    }
+
+    /// The selected objects (in `namespace`, or all) and the list's
+    /// resourceVersion.
+    pub fn list(&self, kind: Kind, namespace: Option<&str>, sel: &Selectors) -> (Vec<Value>, u64) {
+        let inner = self.lock();
+        let items = inner
+            .objects
+            .iter()
+            .filter(|((k, ns, _), obj)| *k == kind && namespace.is_none_or(|n| n == ns) && sel.matches(obj))
+            .map(|(_, obj)| obj.clone())
+            .collect();
+        (items, inner.rv)
+    }
+
+    /// Creates an object (409 AlreadyExists when the name is taken).
+    pub fn create(&self, kind: Kind, namespace: &str, mut obj: Value) -> Result<Value, Status> {
+        check_type(kind, &obj)?;
+        let meta = obj
+            .as_object_mut()
+            .ok_or_else(|| Status::bad_request("the object is not a JSON object".into()))?
+            .entry("metadata")
+            .or_insert_with(|| json!({}));
+        if let Some(ns) = meta.get("namespace").and_then(Value::as_str)
+            && kind.namespaced()
+            && ns != namespace
+        {
+            return Err(Status::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request".into(),
+            ));
+        }
+        let mut inner = self.lock();
+        let name = match meta.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+            Some(n) => n.to_owned(),
+            None => match meta.get("generateName").and_then(Value::as_str) {
+                Some(prefix) => format!("{prefix}{:05x}", (inner.rv * 2_654_435_761) % 0xf_ffff),
+                None => {
+                    return Err(Status::invalid(kind, "", "metadata.name", "\"\"", "name or generateName is required"));
+                }
+            },
+        };
+        let key = (kind, namespace.to_owned(), name.clone());
+        if inner.objects.contains_key(&key) {
+            return Err(Status::already_exists(kind, &name));
+        }
+        inner.uids += 1;
+        let uid = fake_uid(inner.uids, inner.rv);
+        let rv = inner.rv + 1;
+        let meta = meta.as_object_mut().ok_or_else(|| Status::bad_request("metadata is not an object".into()))?;
+        meta.insert("name".into(), name.clone().into());
+        if kind.namespaced() {
+            meta.insert("namespace".into(), namespace.into());
+        } else {
+            meta.remove("namespace");
+        }
+        meta.insert("uid".into(), uid.into());
+        meta.insert("resourceVersion".into(), rv.to_string().into());
+        meta.insert("creationTimestamp".into(), now_rfc3339().into());
+        meta.remove("generateName");
+        meta.remove("managedFields");
+        let obj = normalise(kind, &name, obj)?;
+        inner.rv = rv;
+        inner.objects.insert(key, obj.clone());
+        self.record(&mut inner, kind, namespace, &name, EventType::Added, obj.clone(), None);
+        Ok(obj)
+    }
+
+    /// Replaces an object; a non-empty `metadata.resourceVersion` must be
+    /// the current one (409 Conflict).
+    pub fn update(&self, kind: Kind, namespace: &str, name: &str, obj: Value) -> Result<Value, Status> {
+        check_type(kind, &obj)?;
+        if let Some(body_name) = obj["metadata"]["name"].as_str()
+            && body_name != name
+        {
+            return Err(Status::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        let mut inner = self.lock();
+        let key = (kind, namespace.to_owned(), name.to_owned());
+        let old = inner.objects.get(&key).cloned().ok_or_else(|| Status::not_found(kind, name))?;
+        if let Some(rv) = obj["metadata"]["resourceVersion"].as_str().filter(|v| !v.is_empty())
+            && Some(rv) != old["metadata"]["resourceVersion"].as_str()
+        {
+            return Err(Status::conflict(kind, name));
+        }
+        self.replace_locked(&mut inner, key, old, obj)
+    }
+
+    /// Applies a merge patch (`strategic`: with strategic-merge directives
+    /// and list merge keys); a `metadata.resourceVersion` in the patch is a
+    /// precondition.
+    pub fn patch(&self, kind: Kind, namespace: &str, name: &str, patch: &Value, strategic: bool) -> Result<Value, Status> {
+        if !patch.is_object() {
+            return Err(Status::bad_request("the patch is not a JSON object".into()));
+        }
+        let mut inner = self.lock();
+        let key = (kind, namespace.to_owned(), name.to_owned());
+        let old = inner.objects.get(&key).cloned().ok_or_else(|| Status::not_found(kind, name))?;
+        if let Some(rv) = patch["metadata"]["resourceVersion"].as_str()
+            && Some(rv) != old["metadata"]["resourceVersion"].as_str()
+        {
+            return Err(Status::conflict(kind, name));
+        }
+        let mut new = old.clone();
+        merge(&mut new, patch, strategic, "");
+        self.replace_locked(&mut inner, key, old, new)
+    }
+
+    fn replace_locked(&self, inner: &mut Inner, key: Key, old: Value, mut obj: Value) -> Result<Value, Status> {
+        let (kind, namespace, name) = key.clone();
+        {
+            let meta = obj
+                .as_object_mut()
+                .ok_or_else(|| Status::bad_request("the object is not a JSON object".into()))?
+                .entry("metadata")
+                .or_insert_with(|| json!({}));
+            let meta = meta.as_object_mut().ok_or_else(|| Status::bad_request("metadata is not an object".into()))?;
+            for k in ["uid", "creationTimestamp", "name", "namespace", "resourceVersion"] {
+                match old["metadata"].get(k) {
+                    Some(v) => meta.insert(k.into(), v.clone()),
+                    None => meta.remove(k),
+                };
+            }
+            meta.remove("managedFields");
+        }
+        let obj = normalise(kind, &name, obj)?;
+        if obj == old {
+            // A no-op update does not bump the resourceVersion.
+            return Ok(old);
+        }
+        let rv = inner.rv + 1;
+        let mut obj = obj;
+        obj["metadata"]["resourceVersion"] = rv.to_string().into();
+        inner.rv = rv;
+        inner.objects.insert(key, obj.clone());
+        self.record(inner, kind, &namespace, &name, EventType::Modified, obj.clone(), Some(old));
+        Ok(obj)
+    }
+
+    /// Deletes an object; `precondition` is a resourceVersion it must have.
+    pub fn delete(&self, kind: Kind, namespace: &str, name: &str, precondition: Option<&str>) -> Result<Value, Status> {
+        let mut inner = self.lock();
+        let key = (kind, namespace.to_owned(), name.to_owned());
+        let old = inner.objects.get(&key).cloned().ok_or_else(|| Status::not_found(kind, name))?;
+        if let Some(rv) = precondition
+            && Some(rv) != old["metadata"]["resourceVersion"].as_str()
+        {
+            return Err(Status::conflict(kind, name));
+        }
+        inner.objects.remove(&key);
+        let rv = inner.rv + 1;
+        inner.rv = rv;
+        let mut gone = old.clone();
+        gone["metadata"]["resourceVersion"] = rv.to_string().into();
+        self.record(&mut inner, kind, namespace, name, EventType::Deleted, gone, Some(old.clone()));
+        Ok(old)
+    }
+
+    /// Starts a watch: from `None`/`0` the current objects come first as
+    /// ADDED; from a resourceVersion the history after it (410 Expired when
+    /// that left the history).
+    pub fn watch(&self, kind: Kind, namespace: Option<&str>, sel: &Selectors, from: Option<u64>) -> Result<WatchStart, Status> {
+        let inner = self.lock();
+        let initial = match from {
+            None | Some(0) => inner
+                .objects
+                .iter()
+                .filter(|((k, ns, _), obj)| *k == kind && namespace.is_none_or(|n| n == ns) && sel.matches(obj))
+                .map(|(_, obj)| ("ADDED", obj.clone()))
+                .collect(),
+            Some(rv) => {
+                if rv < inner.compacted {
+                    return Err(Status::expired(rv, inner.compacted));
+                }
+                inner
+                    .history
+                    .iter()
+                    .filter(|ev| ev.rv > rv)
+                    .filter_map(|ev| view_event(ev, kind, namespace, sel))
+                    .collect()
+            }
+        };
+        Ok(WatchStart {
+            initial,
+            live: self.events.subscribe(),
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        inner: &mut Inner,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        etype: EventType,
+        object: Value,
+        previous: Option<Value>,
+    ) {
+        let ev = Arc::new(Event {
+            rv: inner.rv,
+            kind,
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            etype,
+            object,
+            previous,
+        });
+        inner.history.push_back(ev.clone());
+        trim(inner);
+        let _ = self.events.send(ev);
+    }
+
+    /// Creates or replaces a Node (test helper): control-plane label when
+    /// `control_plane`, a Ready condition with `ready`, and
+    /// `spec.unschedulable` when `unschedulable`.
+    pub fn put_node(&self, name: &str, control_plane: bool, ready: bool, unschedulable: bool) -> Result<Value, Status> {
+        let mut labels = Map::new();
+        labels.insert("kubernetes.io/hostname".into(), name.into());
+        if control_plane {
+            labels.insert("node-role.kubernetes.io/control-plane".into(), "".into());
+        }
+        let mut obj = json!({
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {},
+            "status": {"conditions": [{
+                "type": "Ready",
+                "status": if ready { "True" } else { "False" },
+                "reason": if ready { "KubeletReady" } else { "KubeletNotReady" },
+                "message": if ready { "kubelet is posting ready status" } else { "container runtime is down" },
+                "lastHeartbeatTime": now_rfc3339(),
+                "lastTransitionTime": now_rfc3339(),
+            }]},
+        });
+        if unschedulable {
+            obj["spec"]["unschedulable"] = true.into();
+        }
+        match self.get(Kind::Node, "", name) {
+            Ok(_) => self.update(Kind::Node, "", name, obj),
+            Err(_) => self.create(Kind::Node, "", obj),
+        }
+    }
+}
+
+fn trim(inner: &mut Inner) {
+    while inner.history.len() > inner.capacity {
+        if let Some(ev) = inner.history.pop_front() {
+            inner.compacted = ev.rv;
+        }
+    }
+}
+
+fn check_type(kind: Kind, obj: &Value) -> Result<(), Status> {
+    if let Some(v) = obj.get("apiVersion").and_then(Value::as_str)
+        && v != kind.api_version()
+    {
+        return Err(Status::bad_request(format!(
+            "the API version in the data ({v}) does not match the expected API version ({})",
+            kind.api_version()
+        )));
+    }
+    if let Some(k) = obj.get("kind").and_then(Value::as_str)
+        && k != kind.kind()
+    {
+        return Err(Status::bad_request(format!(
+            "the kind in the data ({k}) does not match the expected kind ({})",
+            kind.kind()
+        )));
+    }
+    Ok(())
+}
+
+/// Decodes and re-encodes the object through its typed form, as the real
+/// API server does: unknown fields are dropped, MicroTimes are written with
+/// six fractional digits; then validates it.
+fn normalise(kind: Kind, name: &str, obj: Value) -> Result<Value, Status> {
+    let decode_err = |e: serde_json::Error| Status::bad_request(format!("unable to decode {}: {e}", kind.kind()));
+    let out = match kind {
+        Kind::Lease => {
+            let lease: Lease = serde_json::from_value(obj).map_err(decode_err)?;
+            if let Some(spec) = &lease.spec {
+                if let Some(d) = spec.lease_duration_seconds
+                    && d <= 0
+                {
+                    return Err(Status::invalid(kind, name, "spec.leaseDurationSeconds", &d.to_string(), "must be greater than 0"));
+                }
+                if let Some(t) = spec.lease_transitions
+                    && t < 0
+                {
+                    return Err(Status::invalid(kind, name, "spec.leaseTransitions", &t.to_string(), "must be greater than or equal to 0"));
+                }
+            }
+            serde_json::to_value(&lease)
+        }
+        Kind::Node => {
+            let node: Node = serde_json::from_value(obj).map_err(decode_err)?;
+            serde_json::to_value(&node)
+        }
+    };
+    out.map_err(|e| Status::bad_request(format!("cannot encode {}: {e}", kind.kind())))
+}
+
+/// List fields merged by key in a strategic merge patch.
+fn merge_key(path: &str) -> Option<&'static str> {
+    match path {
+        ".status.conditions" | ".status.addresses" => Some("type"),
+        ".spec.taints" => Some("key"),
+        ".metadata.ownerReferences" => Some("uid"),
+        _ => None,
+    }
+}
+
+/// JSON merge patch (RFC 7386), or with `strategic` the subset of the
+/// strategic merge patch that kubectl sends for these kinds: `$patch`
+/// (replace, delete) on maps and list items, list merge keys, and ignored
+/// `$setElementOrder`/`$retainKeys` directives.
+fn merge(target: &mut Value, patch: &Value, strategic: bool, path: &str) {
+    let Some(p) = patch.as_object() else {
+        *target = patch.clone();
+        return;
+    };
+    if strategic && p.get("$patch").and_then(Value::as_str) == Some("replace") {
+        let mut replaced = p.clone();
+        replaced.remove("$patch");
+        *target = Value::Object(replaced);
+        return;
+    }
+    if !target.is_object() {
+        *target = json!({});
+    }
+    let Some(t) = target.as_object_mut() else { return };
+    for (k, v) in p {
+        if strategic && k.starts_with('$') {
+            continue;
+        }
+        let sub = format!("{path}.{k}");
+        if v.is_null() || (strategic && v.get("$patch").and_then(Value::as_str) == Some("delete")) {
+            t.remove(k);
+        } else if let (true, Some(key), Some(items)) = (strategic, merge_key(&sub), v.as_array()) {
+            let list = t.entry(k.clone()).or_insert_with(|| json!([]));
+            if !list.is_array() {
+                *list = json!([]);
+            }
+            if let Some(list) = list.as_array_mut() {
+                for item in items {
+                    let id = item.get(key);
+                    let pos = list.iter().position(|e| e.get(key) == id && id.is_some());
+                    let delete = item.get("$patch").and_then(Value::as_str) == Some("delete");
+                    match (pos, delete) {
+                        (Some(i), true) => {
+                            list.remove(i);
+                        }
+                        (Some(i), false) => merge(&mut list[i], item, true, &sub),
+                        (None, true) => {}
+                        (None, false) => {
+                            let mut fresh = Value::Null;
+                            merge(&mut fresh, item, true, &sub);
+                            list.push(fresh);
+                        }
+                    }
+                }
+            }
+        } else {
+            merge(t.entry(k.clone()).or_insert(Value::Null), v, strategic, &sub);
+        }
+    }
+}
+
+/// Now as an RFC 3339 time with whole seconds (metav1.Time).
+pub fn now_rfc3339() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn fake_uid(n: u64, rv: u64) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let a = (u64::from(nanos) << 16) ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ rv;
+    format!(
+        "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
+        (a >> 32) as u32,
+        (a >> 16) as u16,
+        n & 0xfff,
+        rv & 0xfff,
+        a & 0xffff_ffff_ffff
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(name: &str, holder: &str) -> Value {
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+               "metadata": {"name": name}, "spec": {"holderIdentity": holder, "leaseDurationSeconds": 5}})
+    }
+
+    #[test]
+    fn versions_conflicts_and_history() {
+        let s = Store::new(2);
+        let a = s.create(Kind::Lease, "ns", lease("a", "x")).unwrap();
+        assert_eq!(a["metadata"]["resourceVersion"], "2");
+        assert_eq!(a["metadata"]["namespace"], "ns");
+        let err = s.create(Kind::Lease, "ns", lease("a", "y")).unwrap_err();
+        assert_eq!(err.reason, "AlreadyExists");
+        let mut stale = lease("a", "y");
+        stale["metadata"]["resourceVersion"] = "1".into();
+        assert_eq!(s.update(Kind::Lease, "ns", "a", stale).unwrap_err().code, 409);
+        let mut fresh = a.clone();
+        fresh["spec"]["holderIdentity"] = "y".into();
+        let b = s.update(Kind::Lease, "ns", "a", fresh).unwrap();
+        assert_eq!(b["metadata"]["resourceVersion"], "3");
+        assert_eq!(b["metadata"]["uid"], a["metadata"]["uid"]);
+        // No-op update: same version.
+        assert_eq!(s.update(Kind::Lease, "ns", "a", b.clone()).unwrap(), b);
+        s.patch(Kind::Lease, "ns", "a", &json!({"spec": {"holderIdentity": "z"}}), false).unwrap();
+        // History holds rv 3 and 4 now: from 2 is fine, from 1 expired.
+        assert_eq!(s.watch(Kind::Lease, None, &Selectors::default(), Some(2)).unwrap().initial.len(), 2);
+        let err = s.watch(Kind::Lease, None, &Selectors::default(), Some(1)).unwrap_err();
+        assert_eq!((err.code, err.message.as_str()), (410, "too old resource version: 1 (2)"));
+        let bad = json!({"spec": {"leaseDurationSeconds": 0}});
+        assert_eq!(s.patch(Kind::Lease, "ns", "a", &bad, false).unwrap_err().code, 422);
+    }
+
+    #[test]
+    fn strategic_patch_merges_conditions_and_cordons() {
+        let s = Store::new(10);
+        s.put_node("n1", true, true, false).unwrap();
+        let p = json!({"spec": {"unschedulable": true}, "status": {"conditions": [{"type": "Ready", "status": "False"}]},
+                       "$setElementOrder/conditions": [{"type": "Ready"}]});
+        let n = s.patch(Kind::Node, "", "n1", &p, true).unwrap();
+        assert_eq!(n["spec"]["unschedulable"], true);
+        assert_eq!(n["status"]["conditions"][0]["reason"], "KubeletReady");
+        assert_eq!(n["status"]["conditions"][0]["status"], "False");
+        let sel = Selectors::parse(None, Some("node-role.kubernetes.io/control-plane")).unwrap();
+        assert_eq!(s.list(Kind::Node, None, &sel).0.len(), 1);
+        let sel = Selectors::parse(Some("metadata.name=n2"), None).unwrap();
+        assert_eq!(s.list(Kind::Node, None, &sel).0.len(), 0);
+        assert!(Selectors::parse(Some("spec.x=1"), None).is_err());
+    }
+}
