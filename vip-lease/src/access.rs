@@ -228,7 +228,10 @@ impl DiscoveryOptions {
 /// Per-client settings of [`ClusterAccess::client`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientOptions {
-    /// Connect (and, unless streaming, response) timeout.
+    /// The caller's bound of one request. The transport-level timeouts
+    /// (connect, write, and unless streaming, read) are set to twice this,
+    /// only as a backstop: the caller's own `tokio::time::timeout` at
+    /// `timeout` fires first and reports a timeout as such.
     pub timeout: Duration,
     /// The client serves long watches: no read timeout.
     pub streaming: bool,
@@ -428,13 +431,14 @@ impl ClusterAccess {
     /// A new client with its own connection pool. Needs a tokio runtime.
     pub fn client(&self, options: &ClientOptions) -> Result<Client, AccessError> {
         let mut config = self.config.clone();
-        config.connect_timeout = Some(options.timeout);
-        config.write_timeout = Some(options.timeout);
+        let backstop = options.timeout * 2;
+        config.connect_timeout = Some(backstop);
+        config.write_timeout = Some(backstop);
         config.default_retry = options.retry;
         if options.streaming {
             config.read_timeout = None;
         } else {
-            config.read_timeout = Some(options.timeout);
+            config.read_timeout = Some(backstop);
             config.reset_reader_on_write = true;
         }
         Client::try_from(config).map_err(|source| AccessError::Client {
