@@ -1,0 +1,4 @@
+//! libFuzzer entry point; the body is [`vip_fuzz::ndp_parser`].
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| vip_fuzz::ndp_parser(data));

@@ -1,0 +1,32 @@
+//! Replays the committed corpus of every fuzz target on stable.
+
+use std::path::Path;
+
+fn replay(target: &str, body: fn(&[u8])) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus")
+        .join(target);
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        let data = std::fs::read(&path).unwrap();
+        body(&data);
+        count += 1;
+    }
+    assert!(count >= 5, "{target}: only {count} corpus files");
+}
+
+#[test]
+fn arp_parser_corpus() {
+    replay("arp_parser", vip_fuzz::arp_parser);
+}
+
+#[test]
+fn ndp_parser_corpus() {
+    replay("ndp_parser", vip_fuzz::ndp_parser);
+}
+
+#[test]
+fn builder_round_trip_corpus() {
+    replay("builder_round_trip", vip_fuzz::builder_round_trip);
+}
