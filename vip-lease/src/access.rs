@@ -139,7 +139,11 @@ impl fmt::Display for KubeconfigSource {
         match self {
             Self::Explicit(p) => write!(f, "kubeconfig {}", p.display()),
             Self::AdminConf(p) => write!(f, "admin kubeconfig {}", p.display()),
-            Self::SuperAdminConf(p) => write!(f, "super-admin kubeconfig {} (admin.conf was refused)", p.display()),
+            Self::SuperAdminConf(p) => write!(
+                f,
+                "super-admin kubeconfig {} (admin.conf was refused)",
+                p.display()
+            ),
             Self::K3s(p) => write!(f, "k3s kubeconfig {}", p.display()),
             Self::Rke2(p) => write!(f, "RKE2 kubeconfig {}", p.display()),
             Self::InCluster => f.write_str("in-cluster service account"),
@@ -197,7 +201,9 @@ impl DiscoveryOptions {
             local_api: None,
             auth_probe: LeaseName::default(),
             probe_timeout: Duration::from_secs(3),
-            service_host: std::env::var("KUBERNETES_SERVICE_HOST").ok().filter(|v| !v.is_empty()),
+            service_host: std::env::var("KUBERNETES_SERVICE_HOST")
+                .ok()
+                .filter(|v| !v.is_empty()),
         }
     }
 
@@ -285,13 +291,27 @@ impl ClusterAccess {
             explicit.extend(std::env::split_paths(env).filter(|p| !p.as_os_str().is_empty()));
         }
         for path in explicit {
-            if let Some(access) = try_file(&path, KubeconfigSource::Explicit(path.clone()), options, &mut tried).await? {
+            if let Some(access) = try_file(
+                &path,
+                KubeconfigSource::Explicit(path.clone()),
+                options,
+                &mut tried,
+            )
+            .await?
+            {
                 return Ok(access);
             }
         }
 
         let admin = options.path(ADMIN_CONF);
-        if let Some(access) = try_file(&admin, KubeconfigSource::AdminConf(admin.clone()), options, &mut tried).await? {
+        if let Some(access) = try_file(
+            &admin,
+            KubeconfigSource::AdminConf(admin.clone()),
+            options,
+            &mut tried,
+        )
+        .await?
+        {
             let super_admin = options.path(SUPER_ADMIN_CONF);
             match access.auth_check(options).await {
                 Some(code) if super_admin.is_file() => {
@@ -320,15 +340,20 @@ impl ClusterAccess {
         }
         tried.push(Tried {
             place: options.path(SUPER_ADMIN_CONF).display().to_string(),
-            outcome: "not tried (used only when admin.conf exists and is refused with 401/403)".into(),
+            outcome: "not tried (used only when admin.conf exists and is refused with 401/403)"
+                .into(),
         });
 
         for (rel, source) in [
-            (K3S_YAML, KubeconfigSource::K3s as fn(PathBuf) -> KubeconfigSource),
+            (
+                K3S_YAML,
+                KubeconfigSource::K3s as fn(PathBuf) -> KubeconfigSource,
+            ),
             (RKE2_YAML, KubeconfigSource::Rke2),
         ] {
             let path = options.path(rel);
-            if let Some(access) = try_file(&path, source(path.clone()), options, &mut tried).await? {
+            if let Some(access) = try_file(&path, source(path.clone()), options, &mut tried).await?
+            {
                 return Ok(access);
             }
         }
@@ -352,9 +377,16 @@ impl ClusterAccess {
     }
 
     /// Access from one kubeconfig file.
-    pub async fn from_kubeconfig_file(path: &Path, local_api: Option<LocalApi>) -> Result<Self, AccessError> {
+    pub async fn from_kubeconfig_file(
+        path: &Path,
+        local_api: Option<LocalApi>,
+    ) -> Result<Self, AccessError> {
         let config = load_kubeconfig(path).await?;
-        Self::from_config(config, KubeconfigSource::Explicit(path.to_owned()), local_api)
+        Self::from_config(
+            config,
+            KubeconfigSource::Explicit(path.to_owned()),
+            local_api,
+        )
     }
 
     /// Access from a ready kube configuration.
@@ -450,9 +482,13 @@ impl ClusterAccess {
     /// `Some(401 | 403)` when the API server refuses these credentials for
     /// reading the Lease; `None` when it accepts them, or cannot tell.
     async fn auth_check(&self, options: &DiscoveryOptions) -> Option<u16> {
-        let client = self.client(&ClientOptions::requests(options.probe_timeout)).ok()?;
+        let client = self
+            .client(&ClientOptions::requests(options.probe_timeout))
+            .ok()?;
         let api: Api<Lease> = Api::namespaced(client, &options.auth_probe.namespace);
-        match tokio::time::timeout(options.probe_timeout, api.get_opt(&options.auth_probe.name)).await {
+        match tokio::time::timeout(options.probe_timeout, api.get_opt(&options.auth_probe.name))
+            .await
+        {
             Ok(Err(kube::Error::Api(s))) if s.code == 401 || s.code == 403 => Some(s.code),
             Ok(Ok(_)) => None,
             Ok(Err(e)) => {

@@ -67,7 +67,11 @@ struct NodeView {
 
 fn view(node: &Node) -> NodeView {
     NodeView {
-        unschedulable: node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false),
+        unschedulable: node
+            .spec
+            .as_ref()
+            .and_then(|s| s.unschedulable)
+            .unwrap_or(false),
         ready: node
             .status
             .as_ref()
@@ -77,7 +81,11 @@ fn view(node: &Node) -> NodeView {
 }
 
 /// The state from this node's view and the control-plane nodes' views.
-fn state(node_name: &str, me: &BTreeMap<String, NodeView>, peers: &BTreeMap<String, NodeView>) -> CordonState {
+fn state(
+    node_name: &str,
+    me: &BTreeMap<String, NodeView>,
+    peers: &BTreeMap<String, NodeView>,
+) -> CordonState {
     CordonState {
         cordoned: me.get(node_name).is_some_and(|v| v.unschedulable),
         schedulable_peers: peers
@@ -117,7 +125,11 @@ pub fn spawn_cordon_watch(
     tokio::spawn(reflect(api, peers_sel, config.clone(), peers_tx));
     let task = tokio::spawn(async move {
         loop {
-            let next = state(&config.node_name, &me_rx.borrow_and_update(), &peers_rx.borrow_and_update());
+            let next = state(
+                &config.node_name,
+                &me_rx.borrow_and_update(),
+                &peers_rx.borrow_and_update(),
+            );
             out_tx.send_if_modified(|cur| {
                 let changed = *cur != next;
                 *cur = next;
@@ -273,7 +285,10 @@ mod tests {
 
     #[test]
     fn state_counts_other_ready_uncordoned_nodes() {
-        let v = |unschedulable, ready| NodeView { unschedulable, ready };
+        let v = |unschedulable, ready| NodeView {
+            unschedulable,
+            ready,
+        };
         let me: BTreeMap<_, _> = [("a".to_string(), v(true, true))].into();
         let peers: BTreeMap<_, _> = [
             ("a".to_string(), v(true, true)),
@@ -282,7 +297,19 @@ mod tests {
             ("d".to_string(), v(true, true)),
         ]
         .into();
-        assert_eq!(state("a", &me, &peers), CordonState { cordoned: true, schedulable_peers: 1 });
-        assert_eq!(state("x", &me, &peers), CordonState { cordoned: false, schedulable_peers: 1 });
+        assert_eq!(
+            state("a", &me, &peers),
+            CordonState {
+                cordoned: true,
+                schedulable_peers: 1
+            }
+        );
+        assert_eq!(
+            state("x", &me, &peers),
+            CordonState {
+                cordoned: false,
+                schedulable_peers: 1
+            }
+        );
     }
 }

@@ -65,7 +65,9 @@ pub struct ReadyzProbe {
 
 impl std::fmt::Debug for ReadyzProbe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReadyzProbe").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("ReadyzProbe")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -99,7 +101,11 @@ impl HealthProbe for ReadyzProbe {
                 reason: format!(
                     "GET {path}: {} {}",
                     status.code,
-                    status.message.lines().find(|l| l.starts_with("[-]")).unwrap_or(status.message.trim())
+                    status
+                        .message
+                        .lines()
+                        .find(|l| l.starts_with("[-]"))
+                        .unwrap_or(status.message.trim())
                 ),
             }),
             Ok(Err(e)) => Err(HealthError {

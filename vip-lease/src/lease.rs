@@ -232,7 +232,8 @@ pub fn from_micro_time(t: &MicroTime) -> SystemTime {
 pub fn record_to_spec(record: &LeaderRecord, base: Option<&LeaseSpec>) -> LeaseSpec {
     let mut spec = base.cloned().unwrap_or_default();
     spec.holder_identity = Some(record.holder_identity.clone());
-    spec.lease_duration_seconds = Some(i32::try_from(record.lease_duration_seconds).unwrap_or(i32::MAX));
+    spec.lease_duration_seconds =
+        Some(i32::try_from(record.lease_duration_seconds).unwrap_or(i32::MAX));
     spec.acquire_time = record.acquire_time.map(to_micro_time);
     spec.renew_time = record.renew_time.map(to_micro_time);
     spec.lease_transitions = Some(i32::try_from(record.lease_transitions).unwrap_or(i32::MAX));
@@ -308,7 +309,12 @@ impl Seen {
 
     fn remember(&mut self, lease: &Lease) {
         let rv = lease.metadata.resource_version.as_deref();
-        if rv.is_none() || self.objects.iter().any(|l| l.metadata.resource_version.as_deref() == rv) {
+        if rv.is_none()
+            || self
+                .objects
+                .iter()
+                .any(|l| l.metadata.resource_version.as_deref() == rv)
+        {
             return;
         }
         if self.objects.len() == Self::CAPACITY {
@@ -513,8 +519,11 @@ fn publish(tx: &watch::Sender<Option<VersionedRecord>>, value: Option<VersionedR
 async fn run_watch(inner: Arc<Inner>, tx: watch::Sender<Option<VersionedRecord>>) {
     let name = inner.config.lease.name.clone();
     let selector = format!("metadata.name={name}");
-    let timeout_secs = u32::try_from(inner.config.watch_timeout.as_secs().max(1)).unwrap_or(u32::MAX);
-    let params = WatchParams::default().fields(&selector).timeout(timeout_secs);
+    let timeout_secs =
+        u32::try_from(inner.config.watch_timeout.as_secs().max(1)).unwrap_or(u32::MAX);
+    let params = WatchParams::default()
+        .fields(&selector)
+        .timeout(timeout_secs);
     // Events stop arriving without the stream ending when the connection is
     // black-holed: give up on a silent watch after the server timeout plus
     // a margin.
@@ -664,7 +673,10 @@ mod tests {
         assert!(LeaseName::parse("a/b/c", "kube-system").is_err());
         assert!(LeaseName::parse("ns.x/b", "kube-system").is_err());
         assert!(LeaseName::parse("", "kube-system").is_err());
-        assert_eq!(LeaseName::default().to_string(), "kube-system/plndr-cp-lock");
+        assert_eq!(
+            LeaseName::default().to_string(),
+            "kube-system/plndr-cp-lock"
+        );
     }
 
     #[test]
@@ -678,7 +690,10 @@ mod tests {
             "2023-11-14T22:13:20.000000Z"
         );
         let back: MicroTime = serde_json::from_value("2023-11-14T22:13:20.123456Z".into()).unwrap();
-        assert_eq!(from_micro_time(&back), UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456));
+        assert_eq!(
+            from_micro_time(&back),
+            UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456)
+        );
     }
 
     #[test]

@@ -11,16 +11,18 @@ use vip_core::{HealthProbe, LockBackend};
 use vip_lease::access::{ADMIN_CONF, K3S_YAML, RKE2_YAML, SUPER_ADMIN_CONF};
 use vip_lease::testapi::{Fault, Role, TestApi, TestApiConfig, TokenSpec};
 use vip_lease::{
-    AccessError, ClusterAccess, DiscoveryOptions, HealthConfig, KubeconfigSource, LeaseBackend, LeaseConfig, LocalApi,
-    ReadyzProbe, VerifyName,
+    AccessError, ClusterAccess, DiscoveryOptions, HealthConfig, KubeconfigSource, LeaseBackend,
+    LeaseConfig, LocalApi, ReadyzProbe, VerifyName,
 };
 
 async fn stand_in() -> TestApi {
-    let mut config = TestApiConfig::default().tokens(["admin", "super"]).token(TokenSpec {
-        name: "kubernetes-admin".into(),
-        token: "not-yet-bound".into(),
-        role: Role::Forbidden,
-    });
+    let mut config = TestApiConfig::default()
+        .tokens(["admin", "super"])
+        .token(TokenSpec {
+            name: "kubernetes-admin".into(),
+            token: "not-yet-bound".into(),
+            role: Role::Forbidden,
+        });
     config.extra_sans.push("192.0.2.10".into());
     TestApi::start(config).await.unwrap()
 }
@@ -28,7 +30,8 @@ async fn stand_in() -> TestApi {
 fn put(api: &TestApi, root: &Path, rel: &str, user: &str) {
     let path = root.join(rel);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    api.write_kubeconfig(&path, &api.listener(0).url(), user).unwrap();
+    api.write_kubeconfig(&path, &api.listener(0).url(), user)
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,7 +42,9 @@ async fn nothing_found_lists_every_path_and_the_mount() {
     let err = ClusterAccess::discover(&options).await.unwrap_err();
     let text = err.to_string();
     eprintln!("{text}");
-    let AccessError::NoKubeconfig { tried } = &err else { panic!("{err:?}") };
+    let AccessError::NoKubeconfig { tried } = &err else {
+        panic!("{err:?}")
+    };
     let places: Vec<_> = tried.iter().map(|t| t.place.clone()).collect();
     let r = |rel: &str| root.path().join(rel).display().to_string();
     assert_eq!(
@@ -56,8 +61,14 @@ async fn nothing_found_lists_every_path_and_the_mount() {
     for p in &places {
         assert!(text.contains(p.as_str()), "{p} in the message");
     }
-    assert!(text.contains("hostPath: {path: /etc/kubernetes/admin.conf}"), "{text}");
-    assert!(text.contains("mountPath: /etc/kubernetes/admin.conf"), "{text}");
+    assert!(
+        text.contains("hostPath: {path: /etc/kubernetes/admin.conf}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("mountPath: /etc/kubernetes/admin.conf"),
+        "{text}"
+    );
     assert!(text.contains("/etc/rancher/k3s/k3s.yaml"), "{text}");
     assert!(text.contains("KUBECONFIG"), "{text}");
 }
@@ -72,23 +83,42 @@ async fn order_explicit_then_admin_then_k3s_then_rke2() {
         async move { ClusterAccess::discover(&o).await.unwrap().source().clone() }
     };
     let mut options = DiscoveryOptions::under_root(root.path());
-    assert_eq!(d(&options).await, KubeconfigSource::Rke2(root.path().join(RKE2_YAML)));
+    assert_eq!(
+        d(&options).await,
+        KubeconfigSource::Rke2(root.path().join(RKE2_YAML))
+    );
     put(&api, root.path(), K3S_YAML, "admin");
-    assert_eq!(d(&options).await, KubeconfigSource::K3s(root.path().join(K3S_YAML)));
+    assert_eq!(
+        d(&options).await,
+        KubeconfigSource::K3s(root.path().join(K3S_YAML))
+    );
     put(&api, root.path(), ADMIN_CONF, "admin");
-    assert_eq!(d(&options).await, KubeconfigSource::AdminConf(root.path().join(ADMIN_CONF)));
+    assert_eq!(
+        d(&options).await,
+        KubeconfigSource::AdminConf(root.path().join(ADMIN_CONF))
+    );
     // KUBECONFIG (a list) before the well-known paths; missing entries skipped.
     put(&api, root.path(), "env/config", "admin");
-    let list = std::env::join_paths([root.path().join("env/none"), root.path().join("env/config")]).unwrap();
+    let list = std::env::join_paths([root.path().join("env/none"), root.path().join("env/config")])
+        .unwrap();
     options.kubeconfig_env = Some(list);
-    assert_eq!(d(&options).await, KubeconfigSource::Explicit(root.path().join("env/config")));
+    assert_eq!(
+        d(&options).await,
+        KubeconfigSource::Explicit(root.path().join("env/config"))
+    );
     // The explicit path first of all.
     put(&api, root.path(), "explicit.conf", "admin");
     options.explicit = Some(root.path().join("explicit.conf"));
-    assert_eq!(d(&options).await, KubeconfigSource::Explicit(root.path().join("explicit.conf")));
+    assert_eq!(
+        d(&options).await,
+        KubeconfigSource::Explicit(root.path().join("explicit.conf"))
+    );
     // A kubeconfig that exists but is broken is an error, not skipped.
     std::fs::write(root.path().join("explicit.conf"), "clusters: [").unwrap();
-    assert!(matches!(ClusterAccess::discover(&options).await, Err(AccessError::Kubeconfig { .. })));
+    assert!(matches!(
+        ClusterAccess::discover(&options).await,
+        Err(AccessError::Kubeconfig { .. })
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,16 +130,35 @@ async fn admin_conf_refused_falls_back_to_super_admin_conf() {
     put(&api, root.path(), ADMIN_CONF, "kubernetes-admin");
     put(&api, root.path(), SUPER_ADMIN_CONF, "super");
     let access = ClusterAccess::discover(&options).await.unwrap();
-    assert_eq!(access.source(), &KubeconfigSource::SuperAdminConf(root.path().join(SUPER_ADMIN_CONF)));
+    assert_eq!(
+        access.source(),
+        &KubeconfigSource::SuperAdminConf(root.path().join(SUPER_ADMIN_CONF))
+    );
     let b = LeaseBackend::new(&access, LeaseConfig::default()).unwrap();
-    b.create(&held("cp-1", 0)).await.expect("super-admin can write the lease");
-    assert_eq!(api.counters().by_user("kubernetes-admin", "get", "leases"), 1, "admin.conf was tried once");
+    b.create(&held("cp-1", 0))
+        .await
+        .expect("super-admin can write the lease");
+    assert_eq!(
+        api.counters().by_user("kubernetes-admin", "get", "leases"),
+        1,
+        "admin.conf was tried once"
+    );
     // 401: a token the server does not know.
-    api.write_kubeconfig(&root.path().join(ADMIN_CONF), &api.listener(0).url(), "admin").unwrap();
-    let text = std::fs::read_to_string(root.path().join(ADMIN_CONF)).unwrap().replace("vip-testapi-admin", "unknown-token");
+    api.write_kubeconfig(
+        &root.path().join(ADMIN_CONF),
+        &api.listener(0).url(),
+        "admin",
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(root.path().join(ADMIN_CONF))
+        .unwrap()
+        .replace("vip-testapi-admin", "unknown-token");
     std::fs::write(root.path().join(ADMIN_CONF), text).unwrap();
     let access = ClusterAccess::discover(&options).await.unwrap();
-    assert!(matches!(access.source(), KubeconfigSource::SuperAdminConf(_)));
+    assert!(matches!(
+        access.source(),
+        KubeconfigSource::SuperAdminConf(_)
+    ));
     // Authorised admin.conf: kept.
     put(&api, root.path(), ADMIN_CONF, "admin");
     let access = ClusterAccess::discover(&options).await.unwrap();
@@ -130,14 +179,24 @@ async fn control_plane_mode_talks_to_127_0_0_1_and_verifies_the_original_name() 
         let path = dir.path().join(format!("k-{}", server.len()));
         api.write_kubeconfig(&path, &server, "admin").unwrap();
         async move {
-            let access = ClusterAccess::from_kubeconfig_file(&path, Some(LocalApi { port, verify })).await.unwrap();
-            assert_eq!(access.server().to_string(), format!("https://127.0.0.1:{port}/"));
+            let access =
+                ClusterAccess::from_kubeconfig_file(&path, Some(LocalApi { port, verify }))
+                    .await
+                    .unwrap();
+            assert_eq!(
+                access.server().to_string(),
+                format!("https://127.0.0.1:{port}/")
+            );
             let b = LeaseBackend::new(&access, LeaseConfig::default()).unwrap();
             (access.tls_server_name().map(str::to_owned), b.get().await)
         }
     };
     // The kubeconfig names a host name that does not even resolve here.
-    let (name, r) = check(format!("https://kubernetes:{}", port + 1), VerifyName::Original).await;
+    let (name, r) = check(
+        format!("https://kubernetes:{}", port + 1),
+        VerifyName::Original,
+    )
+    .await;
     assert_eq!(name.as_deref(), Some("kubernetes"));
     assert!(r.is_ok(), "{r:?}");
     // The kubeconfig names the VIP (never contacted): verified for it.
@@ -146,7 +205,10 @@ async fn control_plane_mode_talks_to_127_0_0_1_and_verifies_the_original_name() 
     assert!(r.is_ok(), "{r:?}");
     // A name the certificate does not carry fails verification…
     let (_, r) = check("https://wrong.example:6443".into(), VerifyName::Original).await;
-    assert!(matches!(r, Err(vip_core::BackendError::Transport { .. })), "{r:?}");
+    assert!(
+        matches!(r, Err(vip_core::BackendError::Transport { .. })),
+        "{r:?}"
+    );
     // …unless verification is for 127.0.0.1.
     let (name, r) = check("https://wrong.example:6443".into(), VerifyName::Loopback).await;
     assert_eq!(name.as_deref(), Some("127.0.0.1"));
@@ -156,7 +218,9 @@ async fn control_plane_mode_talks_to_127_0_0_1_and_verifies_the_original_name() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_probe_follows_the_local_api_server() {
     let api = stand_in().await;
-    let access = ClusterAccess::from_kubeconfig_file(api.kubeconfig_path(), None).await.unwrap();
+    let access = ClusterAccess::from_kubeconfig_file(api.kubeconfig_path(), None)
+        .await
+        .unwrap();
     let config = HealthConfig {
         timeout: Duration::from_millis(300),
         ..HealthConfig::default()

@@ -24,7 +24,9 @@ fn kubectl() -> Option<PathBuf> {
             std::env::var("CI").as_deref() != Ok("true"),
             "kubectl is not on PATH, and CI=true requires these tests to run"
         );
-        eprintln!("\n*** SKIPPED: kubectl is not on PATH; the kubectl cross-checks did not run ***\n");
+        eprintln!(
+            "\n*** SKIPPED: kubectl is not on PATH; the kubectl cross-checks did not run ***\n"
+        );
     }
     found
 }
@@ -43,10 +45,13 @@ fn command(kubectl: &Path, kubeconfig: &Path, home: &Path) -> tokio::process::Co
 }
 
 async fn run(kubectl: &Path, kubeconfig: &Path, home: &Path, args: &[&str]) -> String {
-    let out = tokio::time::timeout(Duration::from_secs(30), command(kubectl, kubeconfig, home).args(args).output())
-        .await
-        .expect("kubectl finishes")
-        .expect("kubectl runs");
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        command(kubectl, kubeconfig, home).args(args).output(),
+    )
+    .await
+    .expect("kubectl finishes")
+    .expect("kubectl runs");
     assert!(
         out.status.success(),
         "kubectl {args:?} failed: {}",
@@ -75,21 +80,56 @@ async fn kubectl_shows_the_lease_the_backend_wrote() {
     let v = bs[2].get().await.unwrap().unwrap();
     let last = v.record.clone();
 
-    let yaml = run(&kubectl, api.kubeconfig_path(), home.path(), &["get", "lease", "-n", "kube-system", "-o", "yaml"]).await;
+    let yaml = run(
+        &kubectl,
+        api.kubeconfig_path(),
+        home.path(),
+        &["get", "lease", "-n", "kube-system", "-o", "yaml"],
+    )
+    .await;
     eprintln!("{yaml}");
     assert!(yaml.contains("kind: Lease"), "{yaml}");
     assert!(yaml.contains("name: plndr-cp-lock"), "{yaml}");
-    assert!(yaml.contains(&format!("holderIdentity: {}", last.holder_identity)), "{yaml}");
-    assert!(yaml.contains(&format!("leaseTransitions: {}", last.lease_transitions)), "{yaml}");
+    assert!(
+        yaml.contains(&format!("holderIdentity: {}", last.holder_identity)),
+        "{yaml}"
+    );
+    assert!(
+        yaml.contains(&format!("leaseTransitions: {}", last.lease_transitions)),
+        "{yaml}"
+    );
     assert!(yaml.contains("leaseDurationSeconds: 5"), "{yaml}");
     let renew = micro_text(last.renew_time.unwrap());
-    assert!(yaml.contains(&format!("renewTime: \"{renew}\"")), "renewTime {renew} as client-go writes it: {yaml}");
+    assert!(
+        yaml.contains(&format!("renewTime: \"{renew}\"")),
+        "renewTime {renew} as client-go writes it: {yaml}"
+    );
     assert_eq!(renew.len(), "2024-01-01T00:00:00.000000Z".len());
-    assert!(yaml.contains(&format!("resourceVersion: \"{}\"", v.version)), "{yaml}");
+    assert!(
+        yaml.contains(&format!("resourceVersion: \"{}\"", v.version)),
+        "{yaml}"
+    );
 
     // The holder column of the table view too.
-    let table = run(&kubectl, api.kubeconfig_path(), home.path(), &["get", "lease", "plndr-cp-lock", "-n", "kube-system", "-o", "jsonpath={.spec.holderIdentity}/{.spec.leaseTransitions}"]).await;
-    assert_eq!(table, format!("{}/{}", last.holder_identity, last.lease_transitions));
+    let table = run(
+        &kubectl,
+        api.kubeconfig_path(),
+        home.path(),
+        &[
+            "get",
+            "lease",
+            "plndr-cp-lock",
+            "-n",
+            "kube-system",
+            "-o",
+            "jsonpath={.spec.holderIdentity}/{.spec.leaseTransitions}",
+        ],
+    )
+    .await;
+    assert_eq!(
+        table,
+        format!("{}/{}", last.holder_identity, last.lease_transitions)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,13 +140,25 @@ async fn kubectl_watch_streams_renewals() {
     let a = backend(&api, 0, "node-a", Duration::from_secs(2)).await;
     let mut v = a.create(&held("node-a", 0)).await.unwrap();
     let mut child = command(&kubectl, api.kubeconfig_path(), home.path())
-        .args(["get", "lease", "-n", "kube-system", "-w", "-o", "jsonpath={.spec.renewTime}{\"\\n\"}"])
+        .args([
+            "get",
+            "lease",
+            "-n",
+            "kube-system",
+            "-w",
+            "-o",
+            "jsonpath={.spec.renewTime}{\"\\n\"}",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await.expect("first line").unwrap().unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("first line")
+        .unwrap()
+        .unwrap();
     assert_eq!(first, micro_text(v.record.renew_time.unwrap()));
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -130,8 +182,11 @@ async fn kubectl_cordon_reaches_the_cordon_watch() {
     for n in ["cp-1", "cp-2", "cp-3"] {
         api.store().put_node(n, true, true, false).unwrap();
     }
-    api.store().put_node("worker-1", false, true, false).unwrap();
-    let (mut cordon, _task) = spawn_cordon_watch(&access(&api, 0, "node-a").await, CordonConfig::new("cp-1")).unwrap();
+    api.store()
+        .put_node("worker-1", false, true, false)
+        .unwrap();
+    let (mut cordon, _task) =
+        spawn_cordon_watch(&access(&api, 0, "node-a").await, CordonConfig::new("cp-1")).unwrap();
     let wait = |want: vip_core::CordonState| {
         let mut c = cordon.clone();
         async move {
@@ -142,14 +197,48 @@ async fn kubectl_cordon_reaches_the_cordon_watch() {
                 .unwrap();
         }
     };
-    wait(vip_core::CordonState { cordoned: false, schedulable_peers: 2 }).await;
-    let out = run(&kubectl, api.kubeconfig_path(), home.path(), &["cordon", "cp-1"]).await;
+    wait(vip_core::CordonState {
+        cordoned: false,
+        schedulable_peers: 2,
+    })
+    .await;
+    let out = run(
+        &kubectl,
+        api.kubeconfig_path(),
+        home.path(),
+        &["cordon", "cp-1"],
+    )
+    .await;
     assert!(out.contains("node/cp-1 cordoned"), "{out}");
-    wait(vip_core::CordonState { cordoned: true, schedulable_peers: 2 }).await;
-    run(&kubectl, api.kubeconfig_path(), home.path(), &["cordon", "cp-2"]).await;
-    wait(vip_core::CordonState { cordoned: true, schedulable_peers: 1 }).await;
-    let out = run(&kubectl, api.kubeconfig_path(), home.path(), &["uncordon", "cp-1"]).await;
+    wait(vip_core::CordonState {
+        cordoned: true,
+        schedulable_peers: 2,
+    })
+    .await;
+    run(
+        &kubectl,
+        api.kubeconfig_path(),
+        home.path(),
+        &["cordon", "cp-2"],
+    )
+    .await;
+    wait(vip_core::CordonState {
+        cordoned: true,
+        schedulable_peers: 1,
+    })
+    .await;
+    let out = run(
+        &kubectl,
+        api.kubeconfig_path(),
+        home.path(),
+        &["uncordon", "cp-1"],
+    )
+    .await;
     assert!(out.contains("node/cp-1 uncordoned"), "{out}");
-    wait(vip_core::CordonState { cordoned: false, schedulable_peers: 1 }).await;
+    wait(vip_core::CordonState {
+        cordoned: false,
+        schedulable_peers: 1,
+    })
+    .await;
     assert!(cordon.borrow_and_update().schedulable_peers == 1);
 }

@@ -102,7 +102,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
     let args = Args::parse();
     let mut tokens: Vec<TokenSpec> = args.users.iter().map(|u| token(u, Role::Admin)).collect();
-    tokens.extend(args.forbidden_users.iter().map(|u| token(u, Role::Forbidden)));
+    tokens.extend(
+        args.forbidden_users
+            .iter()
+            .map(|u| token(u, Role::Forbidden)),
+    );
     let config = TestApiConfig {
         listen: args.listen.clone(),
         tokens: tokens.clone(),
@@ -122,7 +126,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 !flags.contains(&"notready"),
                 flags.contains(&"cordoned"),
             )
-            .map_err(|s| format!("cannot seed node {name}: {}", String::from_utf8_lossy(&s.to_json())))?;
+            .map_err(|s| {
+                format!(
+                    "cannot seed node {name}: {}",
+                    String::from_utf8_lossy(&s.to_json())
+                )
+            })?;
     }
     let admin = api.serve_admin(args.admin).await?;
     let mut kubeconfigs = serde_json::Map::new();

@@ -41,10 +41,14 @@ pub(crate) struct AdminHandles {
 type Body = Full<Bytes>;
 
 fn reply(code: StatusCode, v: &Value) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(serde_json::to_vec(v).unwrap_or_default())));
+    let mut r = Response::new(Full::new(Bytes::from(
+        serde_json::to_vec(v).unwrap_or_default(),
+    )));
     *r.status_mut() = code;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -91,7 +95,11 @@ fn yes() -> bool {
 }
 
 fn counters_json(shared: &Shared) -> Value {
-    let c = shared.counters.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let c = shared
+        .counters
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
     Value::Array(
         c.entries
             .iter()
@@ -157,7 +165,9 @@ async fn handle(h: &AdminHandles, req: Request<Incoming>) -> Response<Body> {
             let fault = if method == Method::PUT {
                 match body(req).await.map(|b| serde_json::from_slice::<Fault>(&b)) {
                     Ok(Ok(f)) => Some(f),
-                    Ok(Err(e)) => return error(StatusCode::BAD_REQUEST, format!("not a fault: {e}")),
+                    Ok(Err(e)) => {
+                        return error(StatusCode::BAD_REQUEST, format!("not a fault: {e}"));
+                    }
                     Err(r) => return r,
                 }
             } else {
@@ -181,7 +191,9 @@ async fn handle(h: &AdminHandles, req: Request<Incoming>) -> Response<Body> {
             let fault = if method == Method::PUT {
                 match body(req).await.map(|b| serde_json::from_slice::<Fault>(&b)) {
                     Ok(Ok(f)) => Some(f),
-                    Ok(Err(e)) => return error(StatusCode::BAD_REQUEST, format!("not a fault: {e}")),
+                    Ok(Err(e)) => {
+                        return error(StatusCode::BAD_REQUEST, format!("not a fault: {e}"));
+                    }
                     Err(r) => return r,
                 }
             } else {
@@ -191,24 +203,40 @@ async fn handle(h: &AdminHandles, req: Request<Incoming>) -> Response<Body> {
             reply(StatusCode::OK, &json!({"user": user, "fault": fault}))
         }
         (&Method::POST, ["nodes"]) => {
-            let n = match body(req).await.map(|b| serde_json::from_slice::<NodeBody>(&b)) {
+            let n = match body(req)
+                .await
+                .map(|b| serde_json::from_slice::<NodeBody>(&b))
+            {
                 Ok(Ok(n)) => n,
                 Ok(Err(e)) => return error(StatusCode::BAD_REQUEST, format!("not a node: {e}")),
                 Err(r) => return r,
             };
-            match h.shared.store.put_node(&n.name, n.control_plane, n.ready, n.unschedulable) {
+            match h
+                .shared
+                .store
+                .put_node(&n.name, n.control_plane, n.ready, n.unschedulable)
+            {
                 Ok(obj) => reply(StatusCode::OK, &obj),
-                Err(s) => reply(StatusCode::from_u16(s.code).unwrap_or(StatusCode::BAD_REQUEST), &serde_json::to_value(&s).unwrap_or_default()),
+                Err(s) => reply(
+                    StatusCode::from_u16(s.code).unwrap_or(StatusCode::BAD_REQUEST),
+                    &serde_json::to_value(&s).unwrap_or_default(),
+                ),
             }
         }
         (&Method::POST, ["compact"]) => {
             h.shared.store.compact();
-            reply(StatusCode::OK, &json!({"compactedAt": h.shared.store.resource_version().to_string()}))
+            reply(
+                StatusCode::OK,
+                &json!({"compactedAt": h.shared.store.resource_version().to_string()}),
+            )
         }
         (&Method::POST, ["shutdown"]) => {
             h.shared.shutdown.send_replace(true);
             reply(StatusCode::OK, &json!({"shutdown": true}))
         }
-        _ => error(StatusCode::NOT_FOUND, "unknown admin request; see the vip_lease::testapi::admin docs"),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "unknown admin request; see the vip_lease::testapi::admin docs",
+        ),
     }
 }

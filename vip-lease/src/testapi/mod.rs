@@ -257,9 +257,17 @@ impl Shared {
     }
 
     pub(crate) fn count(&self, listener: usize, user: &str, verb: &str, resource: &str) {
-        let mut c = self.counters.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut c = self
+            .counters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *c.entries
-            .entry((listener, user.to_owned(), verb.to_owned(), resource.to_owned()))
+            .entry((
+                listener,
+                user.to_owned(),
+                verb.to_owned(),
+                resource.to_owned(),
+            ))
             .or_default() += 1;
     }
 }
@@ -341,14 +349,26 @@ impl TestApi {
         for addr in &config.listen {
             let l = tokio::net::TcpListener::bind(addr)
                 .await
-                .map_err(|source| TestApiError::Bind { addr: *addr, source })?;
-            let local = l.local_addr().map_err(|source| TestApiError::Bind { addr: *addr, source })?;
+                .map_err(|source| TestApiError::Bind {
+                    addr: *addr,
+                    source,
+                })?;
+            let local = l.local_addr().map_err(|source| TestApiError::Bind {
+                addr: *addr,
+                source,
+            })?;
             bound.push((l, local));
         }
-        let mut sans: Vec<String> = ["localhost", "kubernetes", "kubernetes.default", "127.0.0.1", "::1"]
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
+        let mut sans: Vec<String> = [
+            "localhost",
+            "kubernetes",
+            "kubernetes.default",
+            "127.0.0.1",
+            "::1",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
         for (_, a) in &bound {
             sans.push(a.ip().to_string());
         }
@@ -360,7 +380,10 @@ impl TestApi {
 
         let dir = match &config.out_dir {
             Some(d) => {
-                std::fs::create_dir_all(d).map_err(|source| TestApiError::Write { path: d.clone(), source })?;
+                std::fs::create_dir_all(d).map_err(|source| TestApiError::Write {
+                    path: d.clone(),
+                    source,
+                })?;
                 OutDir::Given(d.clone())
             }
             None => OutDir::Owned(tls::fresh_temp_dir().map_err(|source| TestApiError::Write {
@@ -392,7 +415,11 @@ impl TestApi {
                 addr,
                 fault: watch::channel(None).0,
             });
-            tasks.push(tokio::spawn(server::run_listener(shared.clone(), state.clone(), l)));
+            tasks.push(tokio::spawn(server::run_listener(
+                shared.clone(),
+                state.clone(),
+                l,
+            )));
             listeners.push(ListenerHandle { state });
         }
         let mut api = Self {
@@ -403,7 +430,11 @@ impl TestApi {
             ca_path,
             default_kubeconfig: PathBuf::new(),
         };
-        let first = config.tokens.first().map(|t| t.name.clone()).unwrap_or_default();
+        let first = config
+            .tokens
+            .first()
+            .map(|t| t.name.clone())
+            .unwrap_or_default();
         api.default_kubeconfig = api.kubeconfig_for(0, &first)?;
         Ok(api)
     }
@@ -426,7 +457,10 @@ impl TestApi {
     /// Writes (once) and returns `kubeconfig-<listener>-<user>` for that
     /// listener and user.
     pub fn kubeconfig_for(&self, listener: usize, user: &str) -> Result<PathBuf, TestApiError> {
-        let path = self.dir.path().join(format!("kubeconfig-{listener}-{user}"));
+        let path = self
+            .dir
+            .path()
+            .join(format!("kubeconfig-{listener}-{user}"));
         let l = self.try_listener(listener)?;
         self.write_kubeconfig(&path, &l.url(), user)?;
         Ok(path)
@@ -435,7 +469,12 @@ impl TestApi {
     /// Writes a kubeconfig for `user` naming `server` (which may be
     /// another host than a listener, e.g. to test the control-plane
     /// rewrite).
-    pub fn write_kubeconfig(&self, path: &Path, server: &str, user: &str) -> Result<(), TestApiError> {
+    pub fn write_kubeconfig(
+        &self,
+        path: &Path,
+        server: &str,
+        user: &str,
+    ) -> Result<(), TestApiError> {
         let token = self
             .tokens()
             .into_iter()
@@ -471,12 +510,20 @@ impl TestApi {
 
     /// The tokens.
     pub fn tokens(&self) -> Vec<TokenSpec> {
-        self.shared.tokens.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.shared
+            .tokens
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Adds (or replaces, by name) a token.
     pub fn add_token(&self, token: TokenSpec) {
-        let mut tokens = self.shared.tokens.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut tokens = self
+            .shared
+            .tokens
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         tokens.retain(|t| t.name != token.name);
         tokens.push(token);
     }
@@ -489,7 +536,11 @@ impl TestApi {
 
     /// The request counters so far.
     pub fn counters(&self) -> Counters {
-        self.shared.counters.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.shared
+            .counters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The object store.
@@ -503,7 +554,9 @@ impl TestApi {
         let l = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| TestApiError::Bind { addr, source })?;
-        let local = l.local_addr().map_err(|source| TestApiError::Bind { addr, source })?;
+        let local = l
+            .local_addr()
+            .map_err(|source| TestApiError::Bind { addr, source })?;
         let handles = admin::AdminHandles {
             shared: self.shared.clone(),
             listeners: self.listeners.clone(),
@@ -522,7 +575,10 @@ impl TestApi {
 
 pub(crate) fn set_token_fault(shared: &Shared, user: &str, fault: Option<Fault>) {
     {
-        let mut faults = shared.token_faults.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut faults = shared
+            .token_faults
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match fault {
             Some(f) => faults.insert(user.to_owned(), f),
             None => faults.remove(user),

@@ -41,13 +41,19 @@ fn full(bytes: impl Into<Bytes>) -> Body {
 fn respond(code: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
     let mut r = Response::new(full(body));
     *r.status_mut() = code;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
     r
 }
 
 fn json_response(code: StatusCode, value: &Value) -> Response<Body> {
-    respond(code, "application/json", serde_json::to_vec(value).unwrap_or_default())
+    respond(
+        code,
+        "application/json",
+        serde_json::to_vec(value).unwrap_or_default(),
+    )
 }
 
 pub(crate) fn status_response(s: &Status) -> Response<Body> {
@@ -221,7 +227,9 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 match hex {
                     Some(b) => {
                         out.push(b);
@@ -266,8 +274,15 @@ fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
 /// The Kubernetes verb of a request (or the lower-case method for
 /// non-resource paths).
 fn verb(method: &Method, route: &Route, q: &[(String, String)]) -> Option<&'static str> {
-    let Route::Resource { name, watch_path, .. } = route else {
-        return Some(if method == Method::GET { "get" } else { "other" });
+    let Route::Resource {
+        name, watch_path, ..
+    } = route
+    else {
+        return Some(if method == Method::GET {
+            "get"
+        } else {
+            "other"
+        });
     };
     let watch = *watch_path || matches!(param(q, "watch"), Some("true" | "1"));
     Some(match (method, name.is_some()) {
@@ -326,7 +341,11 @@ async fn apply_fault(
     }
 }
 
-async fn handle(shared: Arc<Shared>, st: Arc<ListenerState>, req: Request<Incoming>) -> Result<Response<Body>, Dropped> {
+async fn handle(
+    shared: Arc<Shared>,
+    st: Arc<ListenerState>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Dropped> {
     let route = route(req.uri().path());
     let q = query(&req);
     let verb = verb(req.method(), &route, &q);
@@ -350,7 +369,12 @@ async fn handle(shared: Arc<Shared>, st: Arc<ListenerState>, req: Request<Incomi
             .cloned()
     });
     let user = token.as_ref().map(|t| t.name.clone());
-    shared.count(st.index, user.as_deref().unwrap_or("-"), verb.unwrap_or("other"), &resource_label);
+    shared.count(
+        st.index,
+        user.as_deref().unwrap_or("-"),
+        verb.unwrap_or("other"),
+        &resource_label,
+    );
 
     // The listener's fault first (it is "the network"), then the token's.
     let listener_fault = *st.fault.borrow();
@@ -395,11 +419,20 @@ async fn handle(shared: Arc<Shared>, st: Arc<ListenerState>, req: Request<Incomi
             json_response(StatusCode::OK, &g)
         }
         Route::CoreV1 => json_response(StatusCode::OK, &resource_list("v1", Kind::Node, &["no"])),
-        Route::CoordinationV1 => json_response(StatusCode::OK, &resource_list("coordination.k8s.io/v1", Kind::Lease, &[])),
+        Route::CoordinationV1 => json_response(
+            StatusCode::OK,
+            &resource_list("coordination.k8s.io/v1", Kind::Lease, &[]),
+        ),
         Route::Unknown => status_response(&Status::no_such_path()),
         Route::Namespace(ns) => {
             if forbidden {
-                return Ok(status_response(&Status::forbidden(&user.unwrap_or_default(), "get", Kind::Node, "", None)));
+                return Ok(status_response(&Status::forbidden(
+                    &user.unwrap_or_default(),
+                    "get",
+                    Kind::Node,
+                    "",
+                    None,
+                )));
             }
             if req.method() != Method::GET {
                 status_response(&Status::method_not_allowed(req.method().as_str()))
@@ -421,7 +454,9 @@ async fn handle(shared: Arc<Shared>, st: Arc<ListenerState>, req: Request<Incomi
             ..
         } => {
             let Some(verb) = verb else {
-                return Ok(status_response(&Status::method_not_allowed(req.method().as_str())));
+                return Ok(status_response(&Status::method_not_allowed(
+                    req.method().as_str(),
+                )));
             };
             if forbidden {
                 let user = user.unwrap_or_default();
@@ -434,9 +469,20 @@ async fn handle(shared: Arc<Shared>, st: Arc<ListenerState>, req: Request<Incomi
                 )));
             }
             let ns = namespace.clone().unwrap_or_default();
-            serve_resource(&shared, &st, user.as_deref(), verb, kind, namespace.as_deref(), &ns, name.as_deref(), &q, req)
-                .await
-                .unwrap_or_else(|s| status_response(&s))
+            serve_resource(
+                &shared,
+                &st,
+                user.as_deref(),
+                verb,
+                kind,
+                namespace.as_deref(),
+                &ns,
+                name.as_deref(),
+                &q,
+                req,
+            )
+            .await
+            .unwrap_or_else(|s| status_response(&s))
         }
     })
 }
@@ -486,7 +532,8 @@ async fn read_json(req: Request<Incoming>) -> Result<Value, Status> {
     if body.is_empty() {
         return Ok(Value::Null);
     }
-    serde_json::from_slice(&body).map_err(|e| Status::bad_request(format!("the request body is not JSON: {e}")))
+    serde_json::from_slice(&body)
+        .map_err(|e| Status::bad_request(format!("the request body is not JSON: {e}")))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -508,7 +555,10 @@ async fn serve_resource(
     }
     let name_or = |n: Option<&str>| n.unwrap_or_default().to_owned();
     match verb {
-        "get" => Ok(json_response(StatusCode::OK, &store.get(kind, ns, &name_or(name))?)),
+        "get" => Ok(json_response(
+            StatusCode::OK,
+            &store.get(kind, ns, &name_or(name))?,
+        )),
         "list" => {
             let sel = Selectors::parse(param(q, "fieldSelector"), param(q, "labelSelector"))?;
             let (items, rv) = store.list(kind, namespace, &sel);
@@ -532,24 +582,33 @@ async fn serve_resource(
             let mut sel = Selectors::parse(param(q, "fieldSelector"), param(q, "labelSelector"))?;
             if let Some(n) = name {
                 sel = Selectors::parse(
-                    Some(&format!("metadata.name={n}{}", param(q, "fieldSelector").map(|f| format!(",{f}")).unwrap_or_default())),
+                    Some(&format!(
+                        "metadata.name={n}{}",
+                        param(q, "fieldSelector")
+                            .map(|f| format!(",{f}"))
+                            .unwrap_or_default()
+                    )),
                     param(q, "labelSelector"),
                 )?;
             }
-            let from = match param(q, "resourceVersion").filter(|v| !v.is_empty()) {
-                None => None,
-                Some(v) => Some(
-                    v.parse::<u64>()
-                        .map_err(|_| Status::bad_request(format!("invalid resource version: {v}")))?,
-                ),
-            };
+            let from =
+                match param(q, "resourceVersion").filter(|v| !v.is_empty()) {
+                    None => None,
+                    Some(v) => Some(v.parse::<u64>().map_err(|_| {
+                        Status::bad_request(format!("invalid resource version: {v}"))
+                    })?),
+                };
             let timeout = param(q, "timeoutSeconds")
                 .and_then(|t| t.parse::<u64>().ok())
                 .map_or(Duration::from_secs(1800), Duration::from_secs);
             let lines: VecDeque<Bytes> = VecDeque::new();
             let state = match store.watch(kind, namespace, &sel, from) {
                 Ok(start) => WatchState {
-                    initial: start.initial.into_iter().map(|(t, o)| event_line(t, &o)).collect(),
+                    initial: start
+                        .initial
+                        .into_iter()
+                        .map(|(t, o)| event_line(t, &o))
+                        .collect(),
                     live: Some(start.live),
                     kind,
                     namespace: namespace.map(str::to_owned),
@@ -561,7 +620,10 @@ async fn serve_resource(
                 },
                 Err(status) => {
                     let mut l = lines;
-                    l.push_back(event_line("ERROR", &serde_json::to_value(&status).unwrap_or_default()));
+                    l.push_back(event_line(
+                        "ERROR",
+                        &serde_json::to_value(&status).unwrap_or_default(),
+                    ));
                     WatchState {
                         initial: l,
                         live: None,
@@ -580,17 +642,25 @@ async fn serve_resource(
                 Some((Ok::<_, Infallible>(Frame::data(line)), s))
             });
             let mut r = Response::new(StreamBody::new(stream).boxed_unsync());
-            r.headers_mut()
-                .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
             Ok(r)
         }
         "create" => {
             let body = read_json(req).await?;
-            Ok(json_response(StatusCode::CREATED, &store.create(kind, ns, body)?))
+            Ok(json_response(
+                StatusCode::CREATED,
+                &store.create(kind, ns, body)?,
+            ))
         }
         "update" => {
             let body = read_json(req).await?;
-            Ok(json_response(StatusCode::OK, &store.update(kind, ns, &name_or(name), body)?))
+            Ok(json_response(
+                StatusCode::OK,
+                &store.update(kind, ns, &name_or(name), body)?,
+            ))
         }
         "patch" => {
             let content_type = req
@@ -609,11 +679,16 @@ async fn serve_resource(
                 _ => return Err(Status::unsupported_media_type()),
             };
             let body = read_json(req).await?;
-            Ok(json_response(StatusCode::OK, &store.patch(kind, ns, &name_or(name), &body, strategic)?))
+            Ok(json_response(
+                StatusCode::OK,
+                &store.patch(kind, ns, &name_or(name), &body, strategic)?,
+            ))
         }
         "delete" => {
             let body = read_json(req).await?;
-            let precondition = body["preconditions"]["resourceVersion"].as_str().map(str::to_owned);
+            let precondition = body["preconditions"]["resourceVersion"]
+                .as_str()
+                .map(str::to_owned);
             let old = store.delete(kind, ns, &name_or(name), precondition.as_deref())?;
             let mut details = json!({"name": name_or(name), "kind": kind.plural(), "uid": old["metadata"]["uid"]});
             if !kind.group().is_empty() {
@@ -723,7 +798,10 @@ mod tests {
         assert_eq!(route("/api/v1/namespaces/x/nodes"), Route::Unknown);
         assert_eq!(route("/apis/apps/v1"), Route::Unknown);
         assert_eq!(route("/readyz"), Route::Health("readyz"));
-        assert_eq!(percent_decode("metadata.name%3Dplndr-cp-lock"), "metadata.name=plndr-cp-lock");
+        assert_eq!(
+            percent_decode("metadata.name%3Dplndr-cp-lock"),
+            "metadata.name=plndr-cp-lock"
+        );
         assert_eq!(percent_decode("a%2"), "a%2");
     }
 }

@@ -18,7 +18,7 @@ pub struct Status {
     #[serde(skip_serializing_if = "str::is_empty")]
     pub(crate) reason: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    details: Option<Details>,
+    details: Option<Box<Details>>,
     /// The HTTP status code.
     pub(crate) code: u16,
 }
@@ -55,6 +55,7 @@ struct Cause {
 
 impl Status {
     fn failure(code: u16, reason: &'static str, message: String, details: Option<Details>) -> Self {
+        let details = details.map(Box::new);
         Self {
             kind: "Status",
             api_version: "v1",
@@ -139,7 +140,10 @@ impl Status {
         Self::failure(
             422,
             "Invalid",
-            format!("{} \"{name}\" is invalid: {field}: {cause}", kind.kind_qualified()),
+            format!(
+                "{} \"{name}\" is invalid: {field}: {cause}",
+                kind.kind_qualified()
+            ),
             Some(Details {
                 name: name.to_owned(),
                 group: kind.group(),
@@ -165,7 +169,13 @@ impl Status {
     }
 
     /// 403 Forbidden for `user` doing `verb` on `kind` (in `namespace`).
-    pub fn forbidden(user: &str, verb: &str, kind: Kind, name: &str, namespace: Option<&str>) -> Self {
+    pub fn forbidden(
+        user: &str,
+        verb: &str,
+        kind: Kind,
+        name: &str,
+        namespace: Option<&str>,
+    ) -> Self {
         let what = if name.is_empty() {
             kind.qualified().to_owned()
         } else {
@@ -236,7 +246,12 @@ impl Status {
                 "the server is currently unable to handle the request".into(),
                 None,
             ),
-            504 => Self::failure(504, "Timeout", "Timeout: request did not complete within the allowed duration".into(), None),
+            504 => Self::failure(
+                504,
+                "Timeout",
+                "Timeout: request did not complete within the allowed duration".into(),
+                None,
+            ),
             code => Self::failure(
                 code,
                 "InternalError",

@@ -143,9 +143,16 @@ impl Selectors {
     /// Parses `fieldSelector` and `labelSelector` values.
     pub fn parse(fields: Option<&str>, labels: Option<&str>) -> Result<Self, Status> {
         let mut s = Self::default();
-        for term in fields.unwrap_or_default().split(',').filter(|t| !t.is_empty()) {
-            let (key, eq, value) = split_term(term)
-                .ok_or_else(|| Status::bad_request(format!("invalid selector: '{term}'; can't understand '{term}'")))?;
+        for term in fields
+            .unwrap_or_default()
+            .split(',')
+            .filter(|t| !t.is_empty())
+        {
+            let (key, eq, value) = split_term(term).ok_or_else(|| {
+                Status::bad_request(format!(
+                    "invalid selector: '{term}'; can't understand '{term}'"
+                ))
+            })?;
             if key != "metadata.name" && key != "metadata.namespace" {
                 return Err(Status::bad_request(format!(
                     "\"{key}\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
@@ -153,10 +160,18 @@ impl Selectors {
             }
             s.fields.push((key, eq, value));
         }
-        for term in labels.unwrap_or_default().split(',').filter(|t| !t.is_empty()) {
+        for term in labels
+            .unwrap_or_default()
+            .split(',')
+            .filter(|t| !t.is_empty())
+        {
             let term = term.trim();
             let req = if let Some((k, eq, v)) = split_term(term) {
-                if eq { LabelReq::Eq(k, v) } else { LabelReq::NotEq(k, v) }
+                if eq {
+                    LabelReq::Eq(k, v)
+                } else {
+                    LabelReq::NotEq(k, v)
+                }
             } else if let Some(k) = term.strip_prefix('!') {
                 LabelReq::NotExists(k.trim().to_owned())
             } else if term.contains(' ') || term.contains('(') {
@@ -174,9 +189,19 @@ impl Selectors {
     /// Whether `obj` is selected.
     pub fn matches(&self, obj: &Value) -> bool {
         let meta = &obj["metadata"];
-        let field = |k: &str| meta[k.trim_start_matches("metadata.")].as_str().unwrap_or("").to_owned();
+        let field = |k: &str| {
+            meta[k.trim_start_matches("metadata.")]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        };
         let fields_ok = self.fields.iter().all(|(k, eq, v)| (field(k) == *v) == *eq);
-        let label = |k: &str| meta["labels"].get(k).and_then(Value::as_str).map(str::to_owned);
+        let label = |k: &str| {
+            meta["labels"]
+                .get(k)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
         let labels_ok = self.labels.iter().all(|r| match r {
             LabelReq::Exists(k) => label(k).is_some(),
             LabelReq::NotExists(k) => label(k).is_none(),
@@ -272,7 +297,9 @@ impl Store {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The current global resourceVersion.
@@ -318,7 +345,9 @@ impl Store {
         let items = inner
             .objects
             .iter()
-            .filter(|((k, ns, _), obj)| *k == kind && namespace.is_none_or(|n| n == ns) && sel.matches(obj))
+            .filter(|((k, ns, _), obj)| {
+                *k == kind && namespace.is_none_or(|n| n == ns) && sel.matches(obj)
+            })
             .map(|(_, obj)| obj.clone())
             .collect();
         (items, inner.rv)
@@ -341,12 +370,22 @@ impl Store {
             ));
         }
         let mut inner = self.lock();
-        let name = match meta.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+        let name = match meta
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+        {
             Some(n) => n.to_owned(),
             None => match meta.get("generateName").and_then(Value::as_str) {
                 Some(prefix) => format!("{prefix}{:05x}", (inner.rv * 2_654_435_761) % 0xf_ffff),
                 None => {
-                    return Err(Status::invalid(kind, "", "metadata.name", "\"\"", "name or generateName is required"));
+                    return Err(Status::invalid(
+                        kind,
+                        "",
+                        "metadata.name",
+                        "\"\"",
+                        "name or generateName is required",
+                    ));
                 }
             },
         };
@@ -357,7 +396,9 @@ impl Store {
         inner.uids += 1;
         let uid = fake_uid(inner.uids, inner.rv);
         let rv = inner.rv + 1;
-        let meta = meta.as_object_mut().ok_or_else(|| Status::bad_request("metadata is not an object".into()))?;
+        let meta = meta
+            .as_object_mut()
+            .ok_or_else(|| Status::bad_request("metadata is not an object".into()))?;
         meta.insert("name".into(), name.clone().into());
         if kind.namespaced() {
             meta.insert("namespace".into(), namespace.into());
@@ -372,13 +413,27 @@ impl Store {
         let obj = normalise(kind, &name, obj)?;
         inner.rv = rv;
         inner.objects.insert(key, obj.clone());
-        self.record(&mut inner, kind, namespace, &name, EventType::Added, obj.clone(), None);
+        self.record(
+            &mut inner,
+            kind,
+            namespace,
+            &name,
+            EventType::Added,
+            obj.clone(),
+            None,
+        );
         Ok(obj)
     }
 
     /// Replaces an object; a non-empty `metadata.resourceVersion` must be
     /// the current one (409 Conflict).
-    pub fn update(&self, kind: Kind, namespace: &str, name: &str, obj: Value) -> Result<Value, Status> {
+    pub fn update(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        obj: Value,
+    ) -> Result<Value, Status> {
         check_type(kind, &obj)?;
         if let Some(body_name) = obj["metadata"]["name"].as_str()
             && body_name != name
@@ -389,8 +444,14 @@ impl Store {
         }
         let mut inner = self.lock();
         let key = (kind, namespace.to_owned(), name.to_owned());
-        let old = inner.objects.get(&key).cloned().ok_or_else(|| Status::not_found(kind, name))?;
-        if let Some(rv) = obj["metadata"]["resourceVersion"].as_str().filter(|v| !v.is_empty())
+        let old = inner
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| Status::not_found(kind, name))?;
+        if let Some(rv) = obj["metadata"]["resourceVersion"]
+            .as_str()
+            .filter(|v| !v.is_empty())
             && Some(rv) != old["metadata"]["resourceVersion"].as_str()
         {
             return Err(Status::conflict(kind, name));
@@ -401,13 +462,24 @@ impl Store {
     /// Applies a merge patch (`strategic`: with strategic-merge directives
     /// and list merge keys); a `metadata.resourceVersion` in the patch is a
     /// precondition.
-    pub fn patch(&self, kind: Kind, namespace: &str, name: &str, patch: &Value, strategic: bool) -> Result<Value, Status> {
+    pub fn patch(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        patch: &Value,
+        strategic: bool,
+    ) -> Result<Value, Status> {
         if !patch.is_object() {
             return Err(Status::bad_request("the patch is not a JSON object".into()));
         }
         let mut inner = self.lock();
         let key = (kind, namespace.to_owned(), name.to_owned());
-        let old = inner.objects.get(&key).cloned().ok_or_else(|| Status::not_found(kind, name))?;
+        let old = inner
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| Status::not_found(kind, name))?;
         if let Some(rv) = patch["metadata"]["resourceVersion"].as_str()
             && Some(rv) != old["metadata"]["resourceVersion"].as_str()
         {
@@ -418,7 +490,13 @@ impl Store {
         self.replace_locked(&mut inner, key, old, new)
     }
 
-    fn replace_locked(&self, inner: &mut Inner, key: Key, old: Value, mut obj: Value) -> Result<Value, Status> {
+    fn replace_locked(
+        &self,
+        inner: &mut Inner,
+        key: Key,
+        old: Value,
+        mut obj: Value,
+    ) -> Result<Value, Status> {
         let (kind, namespace, name) = key.clone();
         {
             let meta = obj
@@ -426,8 +504,16 @@ impl Store {
                 .ok_or_else(|| Status::bad_request("the object is not a JSON object".into()))?
                 .entry("metadata")
                 .or_insert_with(|| json!({}));
-            let meta = meta.as_object_mut().ok_or_else(|| Status::bad_request("metadata is not an object".into()))?;
-            for k in ["uid", "creationTimestamp", "name", "namespace", "resourceVersion"] {
+            let meta = meta
+                .as_object_mut()
+                .ok_or_else(|| Status::bad_request("metadata is not an object".into()))?;
+            for k in [
+                "uid",
+                "creationTimestamp",
+                "name",
+                "namespace",
+                "resourceVersion",
+            ] {
                 match old["metadata"].get(k) {
                     Some(v) => meta.insert(k.into(), v.clone()),
                     None => meta.remove(k),
@@ -445,15 +531,33 @@ impl Store {
         obj["metadata"]["resourceVersion"] = rv.to_string().into();
         inner.rv = rv;
         inner.objects.insert(key, obj.clone());
-        self.record(inner, kind, &namespace, &name, EventType::Modified, obj.clone(), Some(old));
+        self.record(
+            inner,
+            kind,
+            &namespace,
+            &name,
+            EventType::Modified,
+            obj.clone(),
+            Some(old),
+        );
         Ok(obj)
     }
 
     /// Deletes an object; `precondition` is a resourceVersion it must have.
-    pub fn delete(&self, kind: Kind, namespace: &str, name: &str, precondition: Option<&str>) -> Result<Value, Status> {
+    pub fn delete(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        precondition: Option<&str>,
+    ) -> Result<Value, Status> {
         let mut inner = self.lock();
         let key = (kind, namespace.to_owned(), name.to_owned());
-        let old = inner.objects.get(&key).cloned().ok_or_else(|| Status::not_found(kind, name))?;
+        let old = inner
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| Status::not_found(kind, name))?;
         if let Some(rv) = precondition
             && Some(rv) != old["metadata"]["resourceVersion"].as_str()
         {
@@ -464,20 +568,36 @@ impl Store {
         inner.rv = rv;
         let mut gone = old.clone();
         gone["metadata"]["resourceVersion"] = rv.to_string().into();
-        self.record(&mut inner, kind, namespace, name, EventType::Deleted, gone, Some(old.clone()));
+        self.record(
+            &mut inner,
+            kind,
+            namespace,
+            name,
+            EventType::Deleted,
+            gone,
+            Some(old.clone()),
+        );
         Ok(old)
     }
 
     /// Starts a watch: from `None`/`0` the current objects come first as
     /// ADDED; from a resourceVersion the history after it (410 Expired when
     /// that left the history).
-    pub fn watch(&self, kind: Kind, namespace: Option<&str>, sel: &Selectors, from: Option<u64>) -> Result<WatchStart, Status> {
+    pub fn watch(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        sel: &Selectors,
+        from: Option<u64>,
+    ) -> Result<WatchStart, Status> {
         let inner = self.lock();
         let initial = match from {
             None | Some(0) => inner
                 .objects
                 .iter()
-                .filter(|((k, ns, _), obj)| *k == kind && namespace.is_none_or(|n| n == ns) && sel.matches(obj))
+                .filter(|((k, ns, _), obj)| {
+                    *k == kind && namespace.is_none_or(|n| n == ns) && sel.matches(obj)
+                })
                 .map(|(_, obj)| ("ADDED", obj.clone()))
                 .collect(),
             Some(rv) => {
@@ -526,7 +646,13 @@ impl Store {
     /// Creates or replaces a Node (test helper): control-plane label when
     /// `control_plane`, a Ready condition with `ready`, and
     /// `spec.unschedulable` when `unschedulable`.
-    pub fn put_node(&self, name: &str, control_plane: bool, ready: bool, unschedulable: bool) -> Result<Value, Status> {
+    pub fn put_node(
+        &self,
+        name: &str,
+        control_plane: bool,
+        ready: bool,
+        unschedulable: bool,
+    ) -> Result<Value, Status> {
         let mut labels = Map::new();
         labels.insert("kubernetes.io/hostname".into(), name.into());
         if control_plane {
@@ -588,7 +714,9 @@ fn check_type(kind: Kind, obj: &Value) -> Result<(), Status> {
 /// API server does: unknown fields are dropped, MicroTimes are written with
 /// six fractional digits; then validates it.
 fn normalise(kind: Kind, name: &str, obj: Value) -> Result<Value, Status> {
-    let decode_err = |e: serde_json::Error| Status::bad_request(format!("unable to decode {}: {e}", kind.kind()));
+    let decode_err = |e: serde_json::Error| {
+        Status::bad_request(format!("unable to decode {}: {e}", kind.kind()))
+    };
     let out = match kind {
         Kind::Lease => {
             let lease: Lease = serde_json::from_value(obj).map_err(decode_err)?;
@@ -596,12 +724,24 @@ fn normalise(kind: Kind, name: &str, obj: Value) -> Result<Value, Status> {
                 if let Some(d) = spec.lease_duration_seconds
                     && d <= 0
                 {
-                    return Err(Status::invalid(kind, name, "spec.leaseDurationSeconds", &d.to_string(), "must be greater than 0"));
+                    return Err(Status::invalid(
+                        kind,
+                        name,
+                        "spec.leaseDurationSeconds",
+                        &d.to_string(),
+                        "must be greater than 0",
+                    ));
                 }
                 if let Some(t) = spec.lease_transitions
                     && t < 0
                 {
-                    return Err(Status::invalid(kind, name, "spec.leaseTransitions", &t.to_string(), "must be greater than or equal to 0"));
+                    return Err(Status::invalid(
+                        kind,
+                        name,
+                        "spec.leaseTransitions",
+                        &t.to_string(),
+                        "must be greater than or equal to 0",
+                    ));
                 }
             }
             serde_json::to_value(&lease)
@@ -642,7 +782,9 @@ fn merge(target: &mut Value, patch: &Value, strategic: bool, path: &str) {
     if !target.is_object() {
         *target = json!({});
     }
-    let Some(t) = target.as_object_mut() else { return };
+    let Some(t) = target.as_object_mut() else {
+        return;
+    };
     for (k, v) in p {
         if strategic && k.starts_with('$') {
             continue;
@@ -675,14 +817,21 @@ fn merge(target: &mut Value, patch: &Value, strategic: bool, path: &str) {
                 }
             }
         } else {
-            merge(t.entry(k.clone()).or_insert(Value::Null), v, strategic, &sub);
+            merge(
+                t.entry(k.clone()).or_insert(Value::Null),
+                v,
+                strategic,
+                &sub,
+            );
         }
     }
 }
 
 /// Now as an RFC 3339 time with whole seconds (metav1.Time).
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 fn fake_uid(n: u64, rv: u64) -> String {
@@ -719,7 +868,10 @@ mod tests {
         assert_eq!(err.reason, "AlreadyExists");
         let mut stale = lease("a", "y");
         stale["metadata"]["resourceVersion"] = "1".into();
-        assert_eq!(s.update(Kind::Lease, "ns", "a", stale).unwrap_err().code, 409);
+        assert_eq!(
+            s.update(Kind::Lease, "ns", "a", stale).unwrap_err().code,
+            409
+        );
         let mut fresh = a.clone();
         fresh["spec"]["holderIdentity"] = "y".into();
         let b = s.update(Kind::Lease, "ns", "a", fresh).unwrap();
@@ -727,13 +879,36 @@ mod tests {
         assert_eq!(b["metadata"]["uid"], a["metadata"]["uid"]);
         // No-op update: same version.
         assert_eq!(s.update(Kind::Lease, "ns", "a", b.clone()).unwrap(), b);
-        s.patch(Kind::Lease, "ns", "a", &json!({"spec": {"holderIdentity": "z"}}), false).unwrap();
+        s.patch(
+            Kind::Lease,
+            "ns",
+            "a",
+            &json!({"spec": {"holderIdentity": "z"}}),
+            false,
+        )
+        .unwrap();
         // History holds rv 3 and 4 now: from 2 is fine, from 1 expired.
-        assert_eq!(s.watch(Kind::Lease, None, &Selectors::default(), Some(2)).unwrap().initial.len(), 2);
-        let err = s.watch(Kind::Lease, None, &Selectors::default(), Some(1)).unwrap_err();
-        assert_eq!((err.code, err.message.as_str()), (410, "too old resource version: 1 (2)"));
+        assert_eq!(
+            s.watch(Kind::Lease, None, &Selectors::default(), Some(2))
+                .unwrap()
+                .initial
+                .len(),
+            2
+        );
+        let err = s
+            .watch(Kind::Lease, None, &Selectors::default(), Some(1))
+            .unwrap_err();
+        assert_eq!(
+            (err.code, err.message.as_str()),
+            (410, "too old resource version: 1 (2)")
+        );
         let bad = json!({"spec": {"leaseDurationSeconds": 0}});
-        assert_eq!(s.patch(Kind::Lease, "ns", "a", &bad, false).unwrap_err().code, 422);
+        assert_eq!(
+            s.patch(Kind::Lease, "ns", "a", &bad, false)
+                .unwrap_err()
+                .code,
+            422
+        );
     }
 
     #[test]

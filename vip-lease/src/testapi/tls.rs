@@ -21,15 +21,23 @@ impl Certs {
     pub(crate) fn generate(sans: &[String]) -> Result<Self, rcgen::Error> {
         let ca_key = KeyPair::generate()?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params.distinguished_name.push(DnType::CommonName, "vip-testapi-ca");
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "vip-testapi-ca");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let ca_cert = ca_params.self_signed(&ca_key)?;
         let issuer = Issuer::new(ca_params, ca_key);
 
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(sans.to_vec())?;
-        params.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "kube-apiserver");
         let cert = params.signed_by(&key, &issuer)?;
         Ok(Self {
             ca_pem: ca_cert.pem(),

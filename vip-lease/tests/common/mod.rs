@@ -9,19 +9,30 @@ use vip_lease::{ClusterAccess, LeaseBackend, LeaseConfig, LeaseName};
 
 /// A stand-in with `listeners` listeners and users `node-a`, `node-b`, …
 pub async fn lab(listeners: usize, users: &[&str]) -> TestApi {
-    TestApi::start(TestApiConfig::default().listeners(listeners).tokens(users.iter().copied()))
-        .await
-        .expect("stand-in starts")
+    TestApi::start(
+        TestApiConfig::default()
+            .listeners(listeners)
+            .tokens(users.iter().copied()),
+    )
+    .await
+    .expect("stand-in starts")
 }
 
 /// Access for `user` through `listener`.
 pub async fn access(api: &TestApi, listener: usize, user: &str) -> ClusterAccess {
     let path = api.kubeconfig_for(listener, user).expect("kubeconfig");
-    ClusterAccess::from_kubeconfig_file(&path, None).await.expect("access")
+    ClusterAccess::from_kubeconfig_file(&path, None)
+        .await
+        .expect("access")
 }
 
 /// A backend for `user` through `listener` with a `timeout` request bound.
-pub async fn backend(api: &TestApi, listener: usize, user: &str, timeout: Duration) -> LeaseBackend {
+pub async fn backend(
+    api: &TestApi,
+    listener: usize,
+    user: &str,
+    timeout: Duration,
+) -> LeaseBackend {
     let config = LeaseConfig {
         lease: LeaseName::default(),
         request_timeout: timeout,
@@ -55,7 +66,10 @@ pub fn micro_text(t: SystemTime) -> String {
 pub async fn eventually(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + limit;
     while !f() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
