@@ -267,8 +267,11 @@ pub fn versioned(lease: &Lease) -> VersionedRecord {
     }
 }
 
-/// Maps a kube error to the backend's error. `create` tells a 409 apart:
-/// AlreadyExists on create, Conflict on update.
+/// Maps a kube error to the backend's error: a 409 with reason
+/// `AlreadyExists` (create) is [`BackendError::AlreadyExists`], any other
+/// 409 (update) [`BackendError::Conflict`], 404 [`BackendError::NotFound`],
+/// other API answers [`BackendError::Api`], everything else (connect,
+/// TLS, read) [`BackendError::Transport`].
 pub fn map_kube_error(err: kube::Error) -> BackendError {
     match err {
         kube::Error::Api(status) => {
