@@ -61,6 +61,15 @@ pub enum BackendError {
     /// The request did not complete in time.
     #[error("the request timed out after {0:?}")]
     Timeout(Duration),
+    /// The backend refused our credentials (HTTP 401) or permissions
+    /// (HTTP 403): a different kubeconfig or RBAC is needed.
+    #[error("the backend refused access (HTTP {code}): {message}")]
+    Unauthorized {
+        /// 401 or 403.
+        code: u16,
+        /// The backend's message.
+        message: String,
+    },
     /// The backend answered with an error.
     #[error("the backend refused the request: {message}")]
     Api {
@@ -102,7 +111,8 @@ pub trait LockBackend: Send + Sync + 'static {
     ) -> Result<VersionedRecord, BackendError>;
 
     /// A watch of the record, if the backend can watch. Called once per
-    /// elector; the backend keeps it alive (resuming, re-listing) for as
+    /// elector, from within a tokio runtime (implementations spawn a task
+    /// there); the backend keeps it alive (resuming, re-listing) for as
     /// long as the receiver lives.
     fn watch(&self) -> Option<RecordWatch> {
         None

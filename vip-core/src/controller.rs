@@ -191,6 +191,19 @@ impl ControllerConfig {
         Duration::from_secs(room.as_secs())
     }
 
+    /// The shortest lease duration whose address lifetime outlasts a retry
+    /// period plus a request, with these settings.
+    pub fn min_lease_duration(&self) -> Duration {
+        let need = self.timings.retry_period() + self.request_timeout;
+        (1..=3600)
+            .map(Duration::from_secs)
+            .find(|ld| {
+                let room = ld.saturating_sub(self.kernel_lag + self.lifetime_margin);
+                Duration::from_secs(room.as_secs()) > need
+            })
+            .unwrap_or(Duration::from_secs(3600))
+    }
+
     /// Check that the settings can keep the invariants.
     pub fn validate(&self) -> Result<(), ControllerError> {
         let retry = self.timings.retry_period();
@@ -246,9 +259,7 @@ impl ControllerConfig {
                     self.lifetime_margin,
                     lifetime,
                     retry + self.request_timeout,
-                    (retry + self.request_timeout + self.kernel_lag + self.lifetime_margin)
-                        .as_secs()
-                        + 1
+                    self.min_lease_duration().as_secs()
                 ),
             ));
         }
@@ -641,6 +652,7 @@ impl Controller {
             handover_backoff: Duration::ZERO,
             handed_over_at: None,
             carrier_down_since: None,
+            hold_off_until: None,
             addresses_present: false,
             health_open: true,
             cordon_open: true,
@@ -746,6 +758,9 @@ struct Run {
     handover_backoff: Duration,
     handed_over_at: Option<Instant>,
     carrier_down_since: Option<Instant>,
+    /// No follower attempt before this (after an error or a step-down), so
+    /// a persistent failure never spins.
+    hold_off_until: Option<Instant>,
     addresses_present: bool,
     health_open: bool,
     cordon_open: bool,
@@ -998,14 +1013,21 @@ impl Run {
                 d = d.min(since + self.config.carrier_grace);
             }
         } else if self.role == Role::Follower && self.eligible() {
-            if self.record_watch.is_some() {
-                d = d.min(self.lease_available_at());
-            }
+            let mut due = if self.record_watch.is_some() {
+                self.lease_available_at()
+            } else {
+                self.next_renew
+            };
             if self.cordon_state().cordoned
                 && let Some(f) = self.free_since
             {
-                d = d.min(f + self.config.cordon_grace);
+                due = due.max(f + self.config.cordon_grace);
             }
+            if let Some(h) = self.hold_off_until {
+                due = due.max(h);
+            }
+            // Reconcile at least every retry period.
+            d = d.min(due);
         }
         d
     }
@@ -1292,8 +1314,17 @@ impl Run {
         self.elector.forget_leadership();
         self.count(|c| c.step_downs += 1);
         self.emit(ControllerEvent::SteppedDown { reason, released });
-        // 4. Carry on as a follower.
-        self.next_renew = Instant::now() + self.config.timings.retry_period();
+        // 4. Carry on as a follower, after a pause: give the others the
+        //    first chance, and never spin on a failure.
+        let now = Instant::now();
+        self.next_renew = now + self.config.timings.retry_period();
+        self.hold_off_until = Some(
+            now + if reason == StepDownReason::AddressFailure {
+                self.config.timings.lease_duration()
+            } else {
+                self.config.timings.retry_period()
+            },
+        );
         let role = self.role;
         self.set_role(role);
         (removed, released, errors)
@@ -1404,6 +1435,9 @@ impl Run {
             self.note_holder(before);
         }
         let now = Instant::now();
+        if self.hold_off_until.is_some_and(|h| now < h) {
+            return;
+        }
         if watching || cordoned {
             if now < self.lease_available_at() {
                 self.free_since = None;
@@ -1418,8 +1452,10 @@ impl Run {
                 }
             }
         }
-        if let Some(Attempt::Leading { acquired }) = self.attempt().await {
-            self.become_leader(acquired).await;
+        match self.attempt().await {
+            Some(Attempt::Leading { acquired }) => self.become_leader(acquired).await,
+            Some(Attempt::Held { .. }) => {}
+            None => self.hold_off_until = Some(Instant::now() + self.config.timings.retry_period()),
         }
     }
 

@@ -250,6 +250,27 @@ impl<B: LockBackend + ?Sized> Elector<B> {
                 Err(e) => return Err(e),
             }
         }
+        // Follower fast path: a record already observed (from a watch) that
+        // is free or expired is taken in one round trip; a conflict means
+        // someone else was quicker, and the read below tells who.
+        if self.leading.is_none()
+            && let Some(current) = self.observed_record().cloned()
+            && current.record.holder_identity != self.identity.as_str()
+            && (current.record.is_released() || self.observed_expiry().is_some_and(|e| sent >= e))
+        {
+            let next = self.next_record(Some(&current.record));
+            match self
+                .bounded("update", self.backend.update(&current, &next))
+                .await
+            {
+                Ok(written) => return Ok(self.won(written, sent, true)),
+                Err(ElectionError::Backend {
+                    source: BackendError::Conflict | BackendError::NotFound,
+                    ..
+                }) => {}
+                Err(e) => return Err(e),
+            }
+        }
         // Slow path: read, decide, write.
         let sent = if self.leading.is_some() {
             sent

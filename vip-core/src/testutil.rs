@@ -287,29 +287,52 @@ impl LockBackend for MemoryBackend {
         };
         let (tx, rx) = watch::channel(initial);
         tokio::spawn(async move {
+            // Each change travels on its own, one half round trip late, in
+            // order (a pipelined stream, not one event at a time).
+            let mut in_flight: std::collections::VecDeque<(Instant, Option<VersionedRecord>)> =
+                std::collections::VecDeque::new();
             loop {
+                let next = in_flight.front().map(|(t, _)| *t);
                 tokio::select! {
-                    r = src.changed() => if r.is_err() { break },
-                    r = faults.changed() => if r.is_err() { break },
+                    r = src.changed() => {
+                        if r.is_err() { break }
+                        let v = src.borrow_and_update().clone();
+                        let (partitioned, delay) = {
+                            let f = faults.borrow();
+                            (f.partitioned, f.latency / 2)
+                        };
+                        if !partitioned {
+                            in_flight.push_back((Instant::now() + delay, v));
+                        }
+                    }
+                    r = faults.changed() => {
+                        if r.is_err() { break }
+                        let (partitioned, delay) = {
+                            let f = faults.borrow_and_update();
+                            (f.partitioned, f.latency / 2)
+                        };
+                        if partitioned {
+                            in_flight.clear();
+                        } else {
+                            // Healed: the stream resumes with the current state.
+                            let v = src.borrow().clone();
+                            in_flight.push_back((Instant::now() + delay, v));
+                        }
+                    }
+                    () = async { tokio::time::sleep_until(next.unwrap_or_else(Instant::now)).await }, if next.is_some() => {
+                        if let Some((_, v)) = in_flight.pop_front() {
+                            tx.send_if_modified(|cur| {
+                                if *cur != v {
+                                    *cur = v;
+                                    true
+                                } else {
+                                    false
+                                }
+                            });
+                        }
+                    }
                     () = tx.closed() => break,
                 }
-                let (partitioned, delay) = {
-                    let f = faults.borrow_and_update();
-                    (f.partitioned, f.latency / 2)
-                };
-                if partitioned {
-                    continue;
-                }
-                tokio::time::sleep(delay).await;
-                let v = src.borrow_and_update().clone();
-                tx.send_if_modified(|cur| {
-                    if *cur != v {
-                        *cur = v;
-                        true
-                    } else {
-                        false
-                    }
-                });
             }
         });
         Some(rx)
