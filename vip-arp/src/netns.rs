@@ -150,6 +150,17 @@ pub fn require_root(test: &str) -> bool {
     false
 }
 
+/// Make the calling thread, and only it, run as `nobody` (uid and gid
+/// 65534) without any capability: for testing permission errors inside
+/// [`Netns::run`]. The rest of the process keeps its privileges; the thread
+/// cannot get them back.
+pub fn drop_privileges_of_this_thread() -> Result<(), LabError> {
+    sys::become_unprivileged(65534).map_err(|source| LabError::Enter {
+        name: "(privileges)".into(),
+        source,
+    })
+}
+
 /// Poll `condition` every [`POLL_INTERVAL`] until it is true, for at most
 /// `limit`.
 pub fn wait_until(
@@ -271,12 +282,10 @@ impl NsShell {
         let a = address.to_string();
         let out = self.ip(&["neigh", "show", &a, "dev", link])?;
         let mut words = out.split_whitespace();
-        if words.any(|w| w == "lladdr") {
-            if let Some(mac) = words.next().and_then(|m| m.parse().ok()) {
-                return Ok(Some(mac));
-            }
+        if !words.any(|w| w == "lladdr") {
+            return Ok(None);
         }
-        Ok(None)
+        Ok(words.next().and_then(|m| m.parse().ok()))
     }
 
     /// Create or replace the neighbour entry `address` → `mac` on `link`

@@ -54,3 +54,22 @@ pub(crate) fn enter_netns(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()
         Err(std::io::Error::last_os_error())
     }
 }
+
+/// Switch the calling thread, and only it, to user and group `id`: with a
+/// non-zero id it loses every capability. Raw system calls, because the
+/// libc wrappers change every thread of the process.
+#[cfg(feature = "lab")]
+pub(crate) fn become_unprivileged(id: u32) -> std::io::Result<()> {
+    // SAFETY: setresgid/setresuid take plain integers and touch no memory;
+    // the raw syscall affects the calling thread's credentials only.
+    let rc = unsafe { libc::syscall(libc::SYS_setresgid, id, id, id) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    let rc = unsafe { libc::syscall(libc::SYS_setresuid, id, id, id) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

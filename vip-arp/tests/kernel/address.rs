@@ -358,3 +358,48 @@ fn auto_detection_picks_the_right_interface() {
     })
     .unwrap();
 }
+
+#[test]
+fn missing_capabilities_are_named() {
+    needs_root!("missing_capabilities_are_named");
+    let ns = host("vperm", &["198.18.26.1/24"]);
+    let iface = ns.interface("eth0").unwrap();
+    let (announce, add, absent) = ns
+        .run(BODY_LIMIT, move || async move {
+            vip_arp::netns::drop_privileges_of_this_thread().unwrap();
+            use vip_core::Announcer;
+            let announce = vip_arp::PacketAnnouncer::new()
+                .announce(&iface, ip("198.18.26.100"))
+                .await
+                .unwrap_err();
+            let m = NetlinkAddressManager::new().unwrap();
+            let v = vip("198.18.26.100");
+            let add = m
+                .ensure_present(&iface, &v, Some(Duration::from_secs(5)))
+                .await
+                .unwrap_err();
+            let absent = m
+                .ensure_absent(&iface, &vip("198.18.26.1/24"))
+                .await
+                .unwrap_err();
+            (announce, add, absent)
+        })
+        .unwrap();
+    assert!(
+        matches!(announce, vip_core::AnnounceError::PermissionDenied { .. }),
+        "{announce}"
+    );
+    assert!(announce.to_string().contains("CAP_NET_RAW"), "{announce}");
+    assert!(
+        matches!(add, AddressError::PermissionDenied { .. }),
+        "{add}"
+    );
+    assert!(add.to_string().contains("CAP_NET_ADMIN"), "{add}");
+    assert!(
+        matches!(absent, AddressError::PermissionDenied { .. }),
+        "{absent}"
+    );
+    // Nothing was changed.
+    assert!(line_of(&ns, "198.18.26.100").is_none());
+    assert!(line_of(&ns, "198.18.26.1").is_some());
+}
