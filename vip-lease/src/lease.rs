@@ -270,7 +270,8 @@ pub fn versioned(lease: &Lease) -> VersionedRecord {
 /// Maps a kube error to the backend's error: a 409 with reason
 /// `AlreadyExists` (create) is [`BackendError::AlreadyExists`], any other
 /// 409 (update) [`BackendError::Conflict`], 404 [`BackendError::NotFound`],
-/// other API answers [`BackendError::Api`], everything else (connect,
+/// 401/403 [`BackendError::Unauthorized`], other API answers
+/// [`BackendError::Api`], everything else (connect,
 /// TLS, read) [`BackendError::Transport`].
 pub fn map_kube_error(err: kube::Error) -> BackendError {
     match err {
@@ -281,6 +282,15 @@ pub fn map_kube_error(err: kube::Error) -> BackendError {
                 BackendError::Conflict
             } else if status.code == 404 {
                 BackendError::NotFound
+            } else if status.code == 401 || status.code == 403 {
+                BackendError::Unauthorized {
+                    code: status.code,
+                    message: if status.message.is_empty() {
+                        status.reason.clone()
+                    } else {
+                        status.message.clone()
+                    },
+                }
             } else {
                 BackendError::Api {
                     code: status.code,
