@@ -34,6 +34,7 @@ use netlink_packet_route::address::{
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::route::{RouteAttribute, RouteHeader, RouteMessage, RouteType};
 use rtnetlink::packet_core::NetlinkPayload;
+use rtnetlink::sys::AsyncSocket;
 use rtnetlink::{AddressMessageBuilder, Handle, MulticastGroup, RouteMessageBuilder};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -79,6 +80,10 @@ pub fn lifetime_seconds(lifetime: Option<Duration>) -> u32 {
 pub struct NetlinkAddressManager {
     handle: Handle,
     connection: JoinHandle<()>,
+    /// Our netlink port id: the kernel stamps it on the notifications our
+    /// own requests cause, which is how [`AddressManager::subscribe`] tells
+    /// our removals from everyone else's.
+    port: u32,
 }
 
 impl Drop for NetlinkAddressManager {
@@ -224,11 +229,18 @@ impl NetlinkAddressManager {
     /// Open a netlink connection in the calling thread's network namespace
     /// and spawn its driver task. Must be called inside a tokio runtime.
     pub fn new() -> Result<Self, AddressError> {
-        let (connection, handle, _) =
+        let (mut connection, handle, _) =
             rtnetlink::new_connection().map_err(|e| io_error("opening a netlink socket", e))?;
+        let port = connection
+            .socket_mut()
+            .socket_mut()
+            .bind_auto()
+            .map_err(|e| io_error("binding a netlink socket", e))?
+            .port_number();
         Ok(Self {
             handle,
             connection: tokio::spawn(connection),
+            port,
         })
     }
 
@@ -482,7 +494,9 @@ impl AddressManager for NetlinkAddressManager {
     }
 
     /// Carrier changes of the interface (up = administratively up with
-    /// lower layer up) and removals of any of `vips` from it, from the
+    /// lower layer up) and removals of any of `vips` from it by someone
+    /// else or by the kernel (lifetime expiry, link flush) — not the
+    /// removals this manager makes itself — from the
     /// kernel's `RTNLGRP_LINK`, `RTNLGRP_IPV4_IFADDR` and
     /// `RTNLGRP_IPV6_IFADDR` multicast groups. The subscription is in place
     /// when this returns; it ends when the receiver is dropped.
@@ -510,6 +524,7 @@ impl AddressManager for NetlinkAddressManager {
             index: interface.index,
             vips: vips.addresses().iter().map(VipAddress::addr).collect(),
             carrier: has_carrier(link.header.flags),
+            own_port: self.port,
         };
         let (tx, rx) = mpsc::channel(EVENT_CAPACITY);
         let name = interface.name.clone();
@@ -522,10 +537,11 @@ impl AddressManager for NetlinkAddressManager {
                             tracing::warn!(interface = %name, "netlink event stream ended");
                             break;
                         };
+                        let sender = message.header.port_number;
                         let NetlinkPayload::InnerMessage(inner) = message.payload else {
                             continue;
                         };
-                        if let Some(event) = watch.event(&inner) {
+                        if let Some(event) = watch.event(sender, &inner) {
                             tracing::debug!(interface = %name, ?event, "link event");
                             if tx.send(event).await.is_err() {
                                 break;
@@ -546,10 +562,19 @@ pub(crate) struct Watch {
     pub(crate) index: u32,
     pub(crate) vips: Vec<IpAddr>,
     pub(crate) carrier: bool,
+    /// The manager's own netlink port: address removals it caused are not
+    /// reported.
+    pub(crate) own_port: u32,
 }
 
 impl Watch {
-    pub(crate) fn event(&mut self, message: &RouteNetlinkMessage) -> Option<LinkEvent> {
+    /// The event a notification means, if any. `sender` is the port id the
+    /// kernel stamped on it: the requester's, or 0 for the kernel itself.
+    pub(crate) fn event(
+        &mut self,
+        sender: u32,
+        message: &RouteNetlinkMessage,
+    ) -> Option<LinkEvent> {
         match message {
             RouteNetlinkMessage::NewLink(m) if m.header.index == self.index => {
                 let carrier = has_carrier(m.header.flags);
@@ -567,9 +592,13 @@ impl Watch {
                 self.carrier = false;
                 Some(LinkEvent::CarrierDown)
             }
-            RouteNetlinkMessage::DelAddress(m) if m.header.index == self.index => address_of(m)
-                .filter(|a| self.vips.contains(a))
-                .map(LinkEvent::AddressRemoved),
+            RouteNetlinkMessage::DelAddress(m)
+                if m.header.index == self.index && (sender == 0 || sender != self.own_port) =>
+            {
+                address_of(m)
+                    .filter(|a| self.vips.contains(a))
+                    .map(LinkEvent::AddressRemoved)
+            }
             _ => None,
         }
     }
@@ -621,23 +650,27 @@ mod tests {
             index: 7,
             vips: vec!["198.18.0.10".parse().unwrap()],
             carrier: true,
+            own_port: 4242,
         };
-        assert_eq!(w.event(&RouteNetlinkMessage::NewLink(link(7, up))), None);
+        assert_eq!(w.event(0, &RouteNetlinkMessage::NewLink(link(7, up))), None);
         assert_eq!(
-            w.event(&RouteNetlinkMessage::NewLink(link(7, LinkFlags::Up))),
+            w.event(0, &RouteNetlinkMessage::NewLink(link(7, LinkFlags::Up))),
             Some(LinkEvent::CarrierDown)
         );
         assert_eq!(
-            w.event(&RouteNetlinkMessage::NewLink(link(7, LinkFlags::empty()))),
+            w.event(
+                0,
+                &RouteNetlinkMessage::NewLink(link(7, LinkFlags::empty()))
+            ),
             None
         );
-        assert_eq!(w.event(&RouteNetlinkMessage::NewLink(link(8, up))), None);
+        assert_eq!(w.event(0, &RouteNetlinkMessage::NewLink(link(8, up))), None);
         assert_eq!(
-            w.event(&RouteNetlinkMessage::NewLink(link(7, up))),
+            w.event(0, &RouteNetlinkMessage::NewLink(link(7, up))),
             Some(LinkEvent::CarrierUp)
         );
         assert_eq!(
-            w.event(&RouteNetlinkMessage::DelLink(link(7, up))),
+            w.event(0, &RouteNetlinkMessage::DelLink(link(7, up))),
             Some(LinkEvent::CarrierDown)
         );
     }
@@ -651,26 +684,42 @@ mod tests {
                 "2001:db8::10".parse().unwrap(),
             ],
             carrier: true,
+            own_port: 4242,
         };
         assert_eq!(
-            w.event(&RouteNetlinkMessage::DelAddress(addr(7, "198.18.0.10"))),
+            w.event(0, &RouteNetlinkMessage::DelAddress(addr(7, "198.18.0.10"))),
             Some(LinkEvent::AddressRemoved("198.18.0.10".parse().unwrap()))
         );
         assert_eq!(
-            w.event(&RouteNetlinkMessage::DelAddress(addr(7, "2001:db8::10"))),
+            w.event(0, &RouteNetlinkMessage::DelAddress(addr(7, "2001:db8::10"))),
             Some(LinkEvent::AddressRemoved("2001:db8::10".parse().unwrap()))
         );
         assert_eq!(
-            w.event(&RouteNetlinkMessage::DelAddress(addr(8, "198.18.0.10"))),
+            w.event(0, &RouteNetlinkMessage::DelAddress(addr(8, "198.18.0.10"))),
             None
         );
         assert_eq!(
-            w.event(&RouteNetlinkMessage::DelAddress(addr(7, "198.18.0.11"))),
+            w.event(0, &RouteNetlinkMessage::DelAddress(addr(7, "198.18.0.11"))),
             None
         );
         assert_eq!(
-            w.event(&RouteNetlinkMessage::NewAddress(addr(7, "198.18.0.10"))),
+            w.event(0, &RouteNetlinkMessage::NewAddress(addr(7, "198.18.0.10"))),
             None
+        );
+        // Our own removal is not news; someone else's request is.
+        assert_eq!(
+            w.event(
+                4242,
+                &RouteNetlinkMessage::DelAddress(addr(7, "198.18.0.10"))
+            ),
+            None
+        );
+        assert_eq!(
+            w.event(
+                777,
+                &RouteNetlinkMessage::DelAddress(addr(7, "198.18.0.10"))
+            ),
+            Some(LinkEvent::AddressRemoved("198.18.0.10".parse().unwrap()))
         );
     }
 

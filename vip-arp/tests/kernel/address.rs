@@ -282,14 +282,25 @@ fn external_delete_and_carrier_changes_raise_events() {
             assert_eq!(next(&mut events).await, LinkEvent::CarrierDown);
             shell.set_up("eth0").unwrap();
             assert_eq!(next(&mut events).await, LinkEvent::CarrierUp);
-            // Our own removal is reported too (the controller ignores it).
-            m.ensure_present(&i, &spec.addresses()[0], None)
+            // Our own removal is not reported; the kernel's expiry is.
+            // (IPv4 here: an administrative down flushes eth0's IPv6
+            // addresses, kernel default keep_addr_on_down=0.)
+            let v4 = spec.addresses()[0];
+            m.ensure_present(&i, &v4, None).await.unwrap();
+            m.ensure_absent(&i, &v4).await.unwrap();
+            let t = Instant::now();
+            m.ensure_present(&i, &v4, Some(Duration::from_secs(1)))
                 .await
                 .unwrap();
-            m.ensure_absent(&i, &spec.addresses()[0]).await.unwrap();
             assert_eq!(
                 next(&mut events).await,
                 LinkEvent::AddressRemoved(ip("198.18.23.100"))
+            );
+            // Had our own removal been reported, it would have come at once.
+            assert!(
+                t.elapsed() >= Duration::from_millis(900),
+                "{:?}",
+                t.elapsed()
             );
             delays
         })
