@@ -1014,7 +1014,7 @@ impl Run {
             }
         } else if self.role == Role::Follower && self.eligible() {
             let mut due = if self.record_watch.is_some() {
-                self.lease_available_at()
+                self.lease_available_at(Instant::now())
             } else {
                 self.next_renew
             };
@@ -1034,8 +1034,7 @@ impl Run {
 
     /// When the observed lease may be taken by local observation: now when
     /// it is free, ours, or was never observed; else at its expiry.
-    fn lease_available_at(&self) -> Instant {
-        let now = Instant::now();
+    fn lease_available_at(&self, now: Instant) -> Instant {
         match self.elector.observed_record() {
             None => now,
             Some(r) if r.record.is_released() => now,
@@ -1439,7 +1438,7 @@ impl Run {
             return;
         }
         if watching || cordoned {
-            if now < self.lease_available_at() {
+            if now < self.lease_available_at(now) {
                 self.free_since = None;
                 return;
             }
