@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
 mod config;
+mod manifest;
 
 use config::{KEYS, Settings, Sources};
 
@@ -46,6 +47,7 @@ fn cli() -> Command {
                 .about("Run the static-pod daemon (configured by kube-vip's environment variables or these flags)")
                 .args(settings_args()),
         )
+        .subcommand(manifest::command())
         .subcommand(
             Command::new("check-config")
                 .about("Validate the configuration, print it, and exit (0 when valid, 2 when not)")
@@ -85,6 +87,10 @@ fn main() -> ExitCode {
                 }
                 ExitCode::SUCCESS
             }
+            Err(code) => code,
+        },
+        Some(("manifest", m)) => match settings(m) {
+            Ok(s) => manifest::run(m, s),
             Err(code) => code,
         },
         Some(("manager", m)) => match settings(m) {
