@@ -7,9 +7,15 @@ use std::process::ExitCode;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
 mod config;
+#[cfg(feature = "demo")]
+mod demo;
+#[cfg(feature = "demo")]
+mod lab;
+mod manager;
 mod manifest;
+mod metrics;
 
-use config::{KEYS, Settings, Sources};
+use config::{KEYS, LogFormat, Settings, Sources};
 
 /// The settings flags, one per key, each with kube-vip's alias.
 fn settings_args() -> Vec<Arg> {
@@ -47,6 +53,9 @@ fn cli() -> Command {
                 .about("Run the static-pod daemon (configured by kube-vip's environment variables or these flags)")
                 .args(settings_args()),
         )
+        .subcommand(Command::new("demo").about(
+            "Run vip for real in a throwaway lab of network namespaces (root): 3 nodes, a client, a crash failover and a graceful hand-over",
+        ))
         .subcommand(manifest::command())
         .subcommand(
             Command::new("check-config")
@@ -76,6 +85,28 @@ fn settings(m: &ArgMatches) -> Result<Settings, ExitCode> {
     })
 }
 
+/// Logs to standard error: text or JSON, at the configured level
+/// (`RUST_LOG` overrides).
+fn init_logging(s: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(s.log_level.directive()));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match s.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
 fn main() -> ExitCode {
     let matches = cli().get_matches();
     let _ = ArgAction::Set;
@@ -94,9 +125,23 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Some(("manager", m)) => match settings(m) {
-            Ok(_s) => ExitCode::SUCCESS,
+            Ok(s) => {
+                init_logging(&s);
+                runtime().block_on(manager::run(s))
+            }
             Err(code) => code,
         },
+        #[cfg(feature = "demo")]
+        Some(("demo", _)) => {
+            let exe = match std::env::current_exe() {
+                Ok(e) => e,
+                Err(e) => {
+                    eprintln!("vip demo: cannot find its own binary: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            runtime().block_on(demo::run(exe))
+        }
         _ => ExitCode::from(2),
     }
 }

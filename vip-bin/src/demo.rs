@@ -1,0 +1,251 @@
+//! `vip demo`: the README's "run it" command. A throwaway lab (3 nodes, a
+//! client, a bridge; 198.18.0.0/24), the API-server stand-in, three real
+//! `vip manager` processes; then a crash failover and a graceful hand-over,
+//! as the client saw them. Exits 0 only if it saw one leader, a failover
+//! and a hand-over. Everything is removed at the end, on Ctrl-C or on
+//! failure.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::lab::{Lab, Ping, VIP, outage};
+
+const NODES: usize = 3;
+
+struct Clock(Instant);
+
+impl Clock {
+    fn say(&self, what: impl AsRef<str>) {
+        println!(
+            "[{:6.2}s] {}",
+            self.0.elapsed().as_secs_f64(),
+            what.as_ref()
+        );
+    }
+}
+
+/// Wait (bounded, polling) until `f` gives `Some`.
+async fn until<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// One leader by the Lease, holding the VIP alone, and the client's kernel
+/// resolving the VIP to its MAC.
+fn settled(lab: &Lab) -> Option<usize> {
+    let holder = lab.holder()?;
+    let i = lab.node_index(&holder)?;
+    (lab.vip_holders() == [i] && lab.client_resolves() == Some(lab.nodes[i].mac)).then_some(i)
+}
+
+fn describe(lab: &Lab, i: usize) -> String {
+    let n = &lab.nodes[i];
+    format!("{} ({}, MAC {})", n.name, n.addr, n.mac)
+}
+
+/// Run the demo; `exe` is this binary.
+pub async fn run(exe: std::path::PathBuf) -> ExitCode {
+    // SAFETY: geteuid has no preconditions.
+    #[allow(unsafe_code)]
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 {
+        eprintln!("vip demo: needs root (it creates network namespaces): run it with sudo");
+        return ExitCode::from(2);
+    }
+    let clock = Clock(Instant::now());
+    let work = scenario(&clock, exe);
+    tokio::select! {
+        r = work => match r {
+            Ok(()) => {
+                println!("demo passed: one leader, a crash failover and a graceful hand-over, everything removed");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("demo failed: {e}");
+                ExitCode::from(1)
+            }
+        },
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("interrupted: removing the lab");
+            ExitCode::from(130)
+        }
+    }
+}
+
+async fn scenario(clock: &Clock, exe: std::path::PathBuf) -> Result<(), String> {
+    clock.say(format!(
+        "building a lab: {NODES} nodes, a client and an observer on one bridge (198.18.0.0/24), VIP {VIP}"
+    ));
+    let mut lab = Lab::new(NODES, exe).await.map_err(|e| e.to_string())?;
+    let result = steps(clock, &mut lab).await;
+    if result.is_err() {
+        for n in &lab.nodes {
+            if let Ok(log) = std::fs::read_to_string(&n.log) {
+                let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                eprintln!("--- last lines of {}'s log:", n.name);
+                for l in tail.iter().rev() {
+                    eprintln!("  {l}");
+                }
+            }
+        }
+    }
+    clock.say("removing the lab (processes, namespaces, files)");
+    for i in 0..NODES {
+        let _ = lab.signal(i, libc::SIGTERM);
+        let _ = lab.wait(i, Duration::from_secs(3)).await;
+    }
+    drop(lab);
+    result
+}
+
+async fn steps(clock: &Clock, lab: &mut Lab) -> Result<(), String> {
+    clock.say(
+        "API-server stand-in up, one local endpoint per node (127.0.0.1:6443 in each namespace)",
+    );
+    for i in 0..NODES {
+        lab.start(i).map_err(|e| e.to_string())?;
+    }
+    clock.say(format!(
+        "started `vip manager` on {}",
+        lab.nodes
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let pinger = lab
+        .ping(
+            Duration::from_millis(10),
+            Duration::from_secs(60),
+            stop.clone(),
+        )
+        .map_err(|e| e.to_string())?;
+
+    // 1. One leader.
+    let first = until(Duration::from_secs(15), || settled(lab))
+        .await
+        .ok_or("no single leader within 15 s")?;
+    clock.say(format!(
+        "leader: {}; the client resolves {VIP} to its MAC",
+        describe(lab, first)
+    ));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // 2. Crash: SIGKILL the leader. Its kernel drops the VIP by itself
+    //    (address lifetime) before anyone may take the lease.
+    let crash = Instant::now();
+    lab.signal(first, libc::SIGKILL)
+        .map_err(|e| e.to_string())?;
+    clock.say(format!(
+        "SIGKILL vip on {} (the leader)",
+        lab.nodes[first].name
+    ));
+    let _ = lab.wait(first, Duration::from_secs(2)).await;
+    until(Duration::from_secs(10), || {
+        (!lab.vip_holders().contains(&first)).then_some(())
+    })
+    .await
+    .ok_or("the dead leader's VIP did not expire")?;
+    clock.say(format!(
+        "the dead leader's kernel dropped the VIP by itself, {:.1} s after the crash",
+        crash.elapsed().as_secs_f64()
+    ));
+    let second = until(Duration::from_secs(15), || {
+        settled(lab).filter(|&i| i != first)
+    })
+    .await
+    .ok_or("no failover within 15 s of the crash")?;
+    clock.say(format!(
+        "failover: {} leads, {:.1} s after the crash; the client resolves the VIP to it",
+        describe(lab, second),
+        crash.elapsed().as_secs_f64()
+    ));
+    // kubelet restarts the crashed pod: it rejoins as a follower.
+    lab.start(first).map_err(|e| e.to_string())?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    if settled(lab) != Some(second) {
+        return Err(format!(
+            "restarting {} disturbed the leader",
+            lab.nodes[first].name
+        ));
+    }
+    clock.say(format!(
+        "{} restarted (as kubelet would) and follows",
+        lab.nodes[first].name
+    ));
+
+    // 3. Graceful hand-over: SIGTERM the leader.
+    let handover = Instant::now();
+    lab.signal(second, libc::SIGTERM)
+        .map_err(|e| e.to_string())?;
+    clock.say(format!(
+        "SIGTERM vip on {} (graceful hand-over)",
+        lab.nodes[second].name
+    ));
+    let code = lab
+        .wait(second, Duration::from_secs(3))
+        .await
+        .map_err(|e| e.to_string())?;
+    if code != Some(0) {
+        return Err(format!(
+            "vip on {} exited with {code:?} after SIGTERM, not 0",
+            lab.nodes[second].name
+        ));
+    }
+    let third = until(Duration::from_secs(10), || {
+        settled(lab).filter(|&i| i != second)
+    })
+    .await
+    .ok_or("no hand-over within 10 s of SIGTERM")?;
+    clock.say(format!(
+        "hand-over: {} leads, {:.0} ms after SIGTERM",
+        describe(lab, third),
+        handover.elapsed().as_secs_f64() * 1000.0
+    ));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    let pings: Vec<Ping> = pinger.join().map_err(|e| e.to_string())?;
+    let answered = pings.iter().filter(|p| p.answered.is_some()).count();
+    clock.say(format!(
+        "the client sent {} pings to the VIP (one every {:.0} ms), {} answered",
+        pings.len(),
+        pings
+            .last()
+            .map_or(0.0, |l| (l.sent - pings[0].sent).as_secs_f64() * 1000.0
+                / pings.len().max(1) as f64),
+        answered
+    ));
+    match outage(&pings, crash, handover) {
+        Some(o) => clock.say(format!(
+            "client-visible outage after the crash: {} ms",
+            o.as_millis()
+        )),
+        None => return Err("the client never got an answer after the crash".into()),
+    }
+    match outage(&pings, handover, Instant::now()) {
+        Some(o) => clock.say(format!(
+            "client-visible outage during the hand-over: {} ms",
+            o.as_millis()
+        )),
+        None => return Err("the client never got an answer after the hand-over".into()),
+    }
+    if lab.vip_holders().len() != 1 {
+        return Err(format!(
+            "the VIP is on {:?} nodes at the end",
+            lab.vip_holders()
+        ));
+    }
+    Ok(())
+}

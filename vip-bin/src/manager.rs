@@ -1,0 +1,185 @@
+//! `vip manager`: the static-pod daemon. It composes the Lease backend, the
+//! netlink address manager, the packet-socket announcer, the local
+//! `/readyz` probe and the cordon watch into the vip-core controller, serves
+//! metrics and health, and runs the graceful order on SIGTERM/SIGINT.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+use vip_arp::{NetlinkAddressManager, PacketAnnouncer};
+use vip_core::{Controller, ControllerConfig, HealthPolicy, Status};
+use vip_lease::{
+    ClusterAccess, CordonConfig, DiscoveryOptions, HealthConfig, LeaseBackend, LeaseConfig,
+    LeaseName, ReadyzProbe, spawn_cordon_watch,
+};
+
+use crate::config::Settings;
+use crate::metrics::{self, Metrics};
+
+/// How long SIGTERM may take: stop announcing, remove, release.
+pub const SHUTDOWN_BOUND: Duration = Duration::from_secs(2);
+
+/// The controller configuration for these settings.
+pub fn controller_config(s: &Settings, health: &HealthConfig) -> ControllerConfig {
+    let mut c = ControllerConfig::new(
+        s.node_name.clone(),
+        s.vips.clone(),
+        s.interface.clone(),
+        s.timings,
+    );
+    c.announce.refresh = s.arp_rate;
+    c.health = HealthPolicy {
+        period: health.period,
+        timeout: health.timeout,
+        failure_threshold: health.failure_threshold,
+        success_threshold: 2,
+    };
+    c
+}
+
+/// Print the configuration and state, as kube-vip does on SIGUSR1.
+fn dump(settings: &Settings, status: &Status) {
+    let mut out = String::from("vip configuration:\n");
+    for (k, v) in settings.describe() {
+        out.push_str(&format!("  {k}={v}\n"));
+    }
+    let now = tokio::time::Instant::now();
+    out.push_str(&format!(
+        "state: role={} for {:?}, holder={}, interface={}, address_present={}, healthy={:?}, cordoned={}, carrier_up={}\n",
+        status.role,
+        now.saturating_duration_since(status.role_since),
+        status.holder.as_deref().unwrap_or("?"),
+        status.interface.as_ref().map_or("?", |i| i.name.as_str()),
+        status.addresses_present,
+        status.healthy,
+        status.cordoned,
+        status.carrier_up,
+    ));
+    if let Some(t) = status.last_renewal {
+        out.push_str(&format!(
+            "last renewal sent {:?} ago\n",
+            now.saturating_duration_since(t)
+        ));
+    }
+    out.push_str(&format!("counters: {:?}\n", status.counters));
+    eprint!("{out}");
+}
+
+/// Run the daemon until SIGTERM/SIGINT. Exit 0 after a graceful stop; 1
+/// when it cannot start (no kubeconfig, no permission).
+pub async fn run(settings: Settings) -> ExitCode {
+    match run_inner(settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("vip: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run_inner(settings: Settings) -> Result<(), String> {
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        node = %settings.node_name,
+        vips = %settings.vips,
+        interface = %settings.interface,
+        lease = format!("{}/{}", settings.lease_namespace, settings.lease_name),
+        "starting vip manager"
+    );
+    let lease = LeaseName::new(&settings.lease_namespace, &settings.lease_name)
+        .map_err(|e| format!("vip_leasename: {e}"))?;
+    let mut discovery = DiscoveryOptions::from_env(settings.kubeconfig.clone());
+    discovery.auth_probe = lease.clone();
+    let discovery = discovery.control_plane(settings.local_api.map_or(settings.port, |a| a.port()));
+    let access = ClusterAccess::discover(&discovery)
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(kubeconfig = ?access.source(), server = %access.server(), "cluster access");
+
+    let retry = settings.timings.retry_period();
+    let backend = LeaseBackend::new(&access, LeaseConfig::for_retry_period(lease, retry))
+        .map_err(|e| e.to_string())?;
+    let addresses = NetlinkAddressManager::new().map_err(|e| e.to_string())?;
+    let announcer = PacketAnnouncer::new();
+    let health_config = HealthConfig::default();
+    let (cordon, _cordon_task) =
+        spawn_cordon_watch(&access, CordonConfig::new(settings.node_name.as_str()))
+            .map_err(|e| e.to_string())?;
+    let metrics = Arc::new(Metrics::new());
+
+    let config = controller_config(&settings, &health_config);
+    let mut controller = Controller::new(
+        config,
+        Arc::new(backend),
+        Arc::new(addresses),
+        Arc::new(announcer),
+    )
+    .with_cordon(cordon)
+    .with_observer(metrics.clone());
+    if settings.health_check {
+        let probe = ReadyzProbe::new(&access, health_config).map_err(|e| e.to_string())?;
+        controller = controller.with_health(Arc::new(probe));
+    }
+
+    // Bind the metrics port before anything changes on the host, so a
+    // taken port fails the start cleanly.
+    let listener = match settings.metrics {
+        Some(addr) => Some(metrics::bind(addr).await?),
+        None => None,
+    };
+    let mut sigterm =
+        signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
+    let mut sigusr1 =
+        signal(SignalKind::user_defined1()).map_err(|e| format!("SIGUSR1 handler: {e}"))?;
+
+    let handle = controller.spawn().map_err(|e| e.to_string())?;
+    let status = handle.status();
+    let stall = settings.timings.lease_duration() * 2 + retry;
+    let server =
+        listener.map(|l| tokio::spawn(metrics::serve(l, metrics.clone(), status.clone(), stall)));
+    let mut watch_roles = status.clone();
+    let roles = tokio::spawn(async move {
+        let mut last = watch_roles.borrow().role;
+        while watch_roles.changed().await.is_ok() {
+            let s = watch_roles.borrow().clone();
+            if s.role != last {
+                tracing::info!(from = %last, to = %s.role, holder = s.holder.as_deref().unwrap_or(""), "role changed");
+                last = s.role;
+            }
+        }
+    });
+
+    let which = loop {
+        tokio::select! {
+            _ = sigterm.recv() => break "SIGTERM",
+            _ = sigint.recv() => break "SIGINT",
+            _ = sigusr1.recv() => dump(&settings, &status.borrow()),
+        }
+    };
+    tracing::info!(signal = which, "stopping: withdraw, remove, release");
+    let report = match tokio::time::timeout(SHUTDOWN_BOUND, handle.shutdown()).await {
+        Ok(r) => r,
+        Err(_) => {
+            return Err(format!(
+                "graceful stop did not finish within {SHUTDOWN_BOUND:?}"
+            ));
+        }
+    };
+    roles.abort();
+    if let Some(s) = server {
+        s.abort();
+    }
+    tracing::info!(
+        was_leader = report.was_leader,
+        removed = ?report.removed,
+        released = report.released,
+        errors = ?report.errors,
+        elapsed = ?report.elapsed,
+        "stopped"
+    );
+    Ok(())
+}
