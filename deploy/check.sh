@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# deploy/check.sh: the deployment checks, run by CI (.ci/run) as root on a
+# fresh Debian 12 machine with Python 3.11, and by hand the same way.
+#
+# 1. Installs the pinned Python tools of deploy/requirements.txt
+#    (ansible-core, ansible-lint, yamllint, kubernetes-validate) into a
+#    virtualenv (VIP_DEPLOY_VENV, default /tmp/vip-deploy-venv; reused while
+#    requirements.txt is unchanged).
+# 2. Builds `vip` and renders `vip manifest pod` for k3s, kubeadm (also the
+#    super-admin variant) and rke2, and `vip manifest rbac`; validates them
+#    strictly with kubernetes-validate against Kubernetes 1.29, 1.33 and
+#    1.37, after proving the validator rejects a broken pod.
+# 3. Runs the Ansible role with a local connection into a temporary
+#    directory: the first run changes, the second reports changed=0, check
+#    mode reports changed=0; the rendered manifest is validated and is the
+#    same pod as `vip manifest pod` for the same settings (five sets of
+#    settings); the TLS-SAN precondition fails early with its message.
+# 4. ansible-lint (production profile) and yamllint, clean.
+#
+# Builds into CARGO_TARGET_DIR (default target/). Needs network access to
+# PyPI (and Debian's archive when python3-venv is missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+export LC_ALL=C.UTF-8 LANG=C.UTF-8
+started=$(date +%s)
+step() { printf '\n=== deploy: %s (+%ss)\n' "$*" "$(($(date +%s) - started))"; }
+fail() {
+  echo "deploy/check.sh: FAIL: $*" >&2
+  exit 1
+}
+
+tmp=$(mktemp -d /tmp/vip-deploy-check.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+
+step "python tools"
+venv=${VIP_DEPLOY_VENV:-/tmp/vip-deploy-venv}
+stamp="$venv/.requirements.sha256"
+want=$(sha256sum deploy/requirements.txt | cut -d' ' -f1)
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  rm -rf "$venv"
+  if ! python3 -m venv "$venv" 2>/dev/null; then
+    # Debian's python3 ships venv separately.
+    rm -rf "$venv"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+    python3 -m venv "$venv"
+  fi
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check -r deploy/requirements.txt
+  echo "$want" >"$stamp"
+fi
+export PATH="$venv/bin:$PATH"
+ansible-playbook --version | head -1
+ansible-lint --version | head -1
+yamllint --version
+kubernetes-validate --version
+
+# validate FILE...: strict schema validation against every version below;
+# every document must pass by name (kubernetes-validate only warns about a
+# kind it has no schema for, so a warning is a failure here).
+k8s_versions=(1.29.0 1.33.0 1.37.0)
+validate() {
+  local docs out v
+  docs=$(cat "$@" | grep -c '^kind:')
+  for v in "${k8s_versions[@]}"; do
+    out=$(kubernetes-validate --strict -k "$v" "$@" 2>&1) || {
+      echo "$out" >&2
+      return 1
+    }
+    if grep -v ' passed for resource ' <<<"$out" | grep -q .; then
+      echo "$out" >&2
+      return 1
+    fi
+    [ "$(grep -c ' passed for resource ' <<<"$out")" = "$docs" ] || {
+      echo "$out" >&2
+      return 1
+    }
+  done
+  echo "valid against ${k8s_versions[*]}: $*"
+}
+
+step "build vip"
+cargo build -q -p vip-bin --bin vip --locked
+vip="${CARGO_TARGET_DIR:-$root/target}/debug/vip"
+"$vip" --version
+
+step "vip manifest: render and validate"
+brief=(--vip-address 192.168.20.140 --vip-interface end0 --vip-leasename kube-vip-cp)
+"$vip" manifest pod "${brief[@]}" --distribution k3s >"$tmp/pod-k3s.yaml"
+"$vip" manifest pod "${brief[@]}" --distribution kubeadm >"$tmp/pod-kubeadm.yaml"
+"$vip" manifest pod "${brief[@]}" --distribution kubeadm --kubeadm-super-admin >"$tmp/pod-kubeadm-super-admin.yaml"
+"$vip" manifest pod "${brief[@]}" --distribution rke2 >"$tmp/pod-rke2.yaml"
+"$vip" manifest rbac "${brief[@]}" >"$tmp/rbac.yaml"
+# The validator must catch a broken pod, or the checks below prove nothing.
+sed 's/^  hostNetwork: true/  hostNetwork: "yes"\n  hostNetwrk: true/' "$tmp/pod-k3s.yaml" >"$tmp/broken.yaml"
+if validate "$tmp/broken.yaml" 2>/dev/null; then
+  fail "kubernetes-validate accepted a broken pod"
+fi
+validate "$tmp"/pod-*.yaml
+validate "$tmp/rbac.yaml"
+
+step "ansible role: run, idempotence, check mode"
+cd deploy/ansible
+# recap PLAYBOOK-OUTPUT: "ok=N changed=N ... failed=N" of the one host.
+recap() { grep -E '^localhost +: ' <<<"$1" | sed 's/^localhost *: *//'; }
+play() { ansible-playbook tests/test.yml -e "kube_vip_manifest_dir=$1" "${@:2}" 2>&1; }
+manifests="$tmp/role/pod-manifests"
+out=$(play "$manifests") || {
+  echo "$out"
+  fail "the first run failed"
+}
+echo "first run:  $(recap "$out")"
+grep -Eq 'changed=2 .*failed=0' <<<"$(recap "$out")" || {
+  echo "$out"
+  fail "the first run must change 2 things (directory, manifest)"
+}
+out=$(play "$manifests") || fail "the second run failed: $out"
+echo "second run: $(recap "$out")"
+grep -Eq 'changed=0 .*failed=0' <<<"$(recap "$out")" || {
+  echo "$out"
+  fail "the second run must report changed=0"
+}
+out=$(play "$manifests" --check --diff) || fail "check mode failed: $out"
+echo "check mode: $(recap "$out")"
+grep -Eq 'changed=0 .*failed=0' <<<"$(recap "$out")" || {
+  echo "$out"
+  fail "check mode must report nothing to change"
+}
+[ "$(stat -c %a "$manifests")" = 755 ] && [ "$(stat -c %a "$manifests/kube-vip.yaml")" = 600 ] ||
+  fail "unexpected modes on $manifests"
+# A change of content is a change, and check mode says so without writing.
+before=$(sha256sum "$manifests/kube-vip.yaml")
+out=$(play "$manifests" --check -e kube_vip_lease_name=other-lock) || fail "check mode failed: $out"
+grep -Eq 'changed=1 .*failed=0' <<<"$(recap "$out")" || {
+  echo "$out"
+  fail "check mode must report the changed manifest"
+}
+[ "$before" = "$(sha256sum "$manifests/kube-vip.yaml")" ] || fail "check mode wrote the manifest"
+
+step "ansible role: the rendered manifest"
+validate "$manifests/kube-vip.yaml"
+# The same pod as vip manifest pod, for the defaults and four other sets of
+# settings: (role variables as JSON) | (vip flags).
+same() {
+  local name=$1 vars=$2 dir="$tmp/same-$1"
+  shift 2
+  out=$(play "$dir" -e "$vars") || {
+    echo "$out"
+    fail "role run '$name' failed"
+  }
+  "$vip" manifest pod "$@" >"$tmp/vip-$name.yaml"
+  python "$root/deploy/ansible/tests/same_pod.py" "$dir/kube-vip.yaml" "$tmp/vip-$name.yaml"
+}
+same defaults '{}' --distribution k3s "${brief[@]}"
+same overrides '{"kube_vip_address": "198.18.0.10,2001:db8::10", "kube_vip_subnet": "24,64",
+  "kube_vip_interface": "", "kube_vip_port": 6444, "kube_vip_lease_namespace": "vip-system",
+  "kube_vip_lease_name": "vip-lock", "kube_vip_lease_duration": 15, "kube_vip_renew_deadline": 10,
+  "kube_vip_retry_period": 2.5, "kube_vip_arp_rate": 1500, "kube_vip_prometheus_server": "127.0.0.1:9100",
+  "kube_vip_log_level": -4, "kube_vip_name": "vip", "kube_vip_kubeconfig": "/etc/rancher/rke2/rke2.yaml",
+  "kube_vip_version": "1.2.3", "kube_vip_image": "registry.example/vip:1.2.3"}' \
+  --distribution rke2 --address 198.18.0.10,2001:db8::10 --vip-subnet 24,64 --port 6444 \
+  --cp-namespace vip-system --vip-leasename vip-lock --vip-leaseduration 15 --vip-renewdeadline 10 \
+  --vip-retryperiod 2.5 --vip-arp-rate 1500 --prometheus-server 127.0.0.1:9100 --vip-loglevel -4 \
+  --name vip --image registry.example/vip:1.2.3
+same ipv6-metrics '{"kube_vip_prometheus_server": "[::]:2112"}' \
+  --distribution k3s "${brief[@]}" --prometheus-server '[::]:2112'
+same no-probe '{"kube_vip_liveness_probe": false, "kube_vip_image": "ghcr.io/kube-vip/kube-vip:v1.0.3",
+  "kube_vip_version": "v1.0.3"}' \
+  --distribution k3s "${brief[@]}" --no-liveness-probe --image ghcr.io/kube-vip/kube-vip:v1.0.3
+same no-metrics '{"kube_vip_prometheus_server": ""}' \
+  --distribution k3s "${brief[@]}" --prometheus-server ''
+# ...and a different pod is told apart (the comparison can fail).
+if python tests/same_pod.py "$tmp/same-defaults/kube-vip.yaml" "$tmp/vip-overrides.yaml" 2>/dev/null; then
+  fail "same_pod.py found two different pods equal"
+fi
+
+step "ansible role: TLS SAN precondition"
+out=$(play "$tmp/san-missing" -e '{"k8s_cluster_sans": ["k8s-cluster.fzymgc.house", "10.255.254.6"]}') &&
+  fail "the role must fail when k8s_cluster_sans lacks the VIP"
+grep -q 'k8s_cluster_sans lacks 192.168.20.140' <<<"$out" || {
+  echo "$out"
+  fail "the SAN failure must name the missing VIP"
+}
+[ ! -e "$tmp/san-missing" ] || fail "the SAN check must fail before anything is written"
+echo "refused without the VIP in k8s_cluster_sans, nothing written"
+out=$(play "$tmp/san-present" -e '{"k8s_cluster_sans": ["k8s-cluster.fzymgc.house", "192.168.20.140"]}') || {
+  echo "$out"
+  fail "the role must pass when k8s_cluster_sans has the VIP"
+}
+echo "passes with the VIP in k8s_cluster_sans"
+
+step "ansible-lint, yamllint"
+ansible-lint --profile production --strict
+yamllint --strict .
+cd "$root"
+
+step "done"
