@@ -249,5 +249,8 @@ fn manifest_without_a_subcommand_prints_help_and_exits_2() {
     let out = vip(BRIEF_ENV, &["manifest"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("pod") && stderr.contains("rbac"), "{stderr}");
+    assert!(
+        stderr.contains("pod") && stderr.contains("rbac"),
+        "{stderr}"
+    );
 }
