@@ -112,6 +112,20 @@ async fn steps(clock: &Clock, lab: &mut Lab) -> Result<(), String> {
     clock.say(
         "API-server stand-in up, one local endpoint per node (127.0.0.1:6443 in each namespace)",
     );
+    let (code, out) = lab
+        .run_vip(0, &["preflight"], Duration::from_secs(20))
+        .await
+        .map_err(|e| e.to_string())?;
+    clock.say(format!("`vip preflight` on {}:", lab.nodes[0].name));
+    for line in out
+        .lines()
+        .filter(|l| l.starts_with("PASS") || l.starts_with("FAIL"))
+    {
+        println!("           {line}");
+    }
+    if code != Some(0) {
+        return Err(format!("vip preflight failed (exit {code:?}):\n{out}"));
+    }
     for i in 0..NODES {
         lab.start(i).map_err(|e| e.to_string())?;
     }
@@ -241,6 +255,36 @@ async fn steps(clock: &Clock, lab: &mut Lab) -> Result<(), String> {
         )),
         None => return Err("the client never got an answer after the hand-over".into()),
     }
+    // `vip status` on a follower sees the leader's MAC answer for the VIP.
+    let follower = (0..NODES)
+        .find(|&i| i != third && i != second)
+        .ok_or("no follower")?;
+    let (code, out) = lab
+        .run_vip(follower, &["status", "-o", "json"], Duration::from_secs(20))
+        .await
+        .map_err(|e| e.to_string())?;
+    let json = out
+        .lines()
+        .skip_while(|l| !l.starts_with('{'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let report: serde_json::Value =
+        serde_json::from_str(&json).map_err(|e| format!("vip status -o json: {e}: {out}"))?;
+    let leader_mac = lab.nodes[third].mac.to_string();
+    if code != Some(0)
+        || report["holder"] != lab.nodes[third].name.as_str()
+        || report["vips"][0]["held_here"] != false
+        || report["vips"][0]["answered_by"] != leader_mac.as_str()
+    {
+        return Err(format!(
+            "vip status on {} disagrees (exit {code:?}): {out}",
+            lab.nodes[follower].name
+        ));
+    }
+    clock.say(format!(
+        "`vip status` on {}: holder {}, renewed {} s ago, {VIP} answered by {leader_mac}, local API {}",
+        lab.nodes[follower].name, report["holder"], report["renewed_seconds_ago"], report["local_api"]
+    ));
     if lab.vip_holders().len() != 1 {
         return Err(format!(
             "the VIP is on {:?} nodes at the end",

@@ -118,9 +118,13 @@ impl Lab {
         }
         let names: Vec<String> = (0..nodes).map(|i| format!("node-{}", i + 1)).collect();
         let api = TestApi::start(
-            TestApiConfig::default()
-                .listeners(nodes)
-                .tokens(std::iter::once("admin").chain(names.iter().map(String::as_str))),
+            TestApiConfig {
+                // A correctly prepared cluster: the VIP is a SAN.
+                extra_sans: vec![VIP.to_string()],
+                ..TestApiConfig::default()
+            }
+            .listeners(nodes)
+            .tokens(std::iter::once("admin").chain(names.iter().map(String::as_str))),
         )
         .await?;
         for n in &names {
@@ -172,21 +176,15 @@ impl Lab {
         })
     }
 
-    /// Start `vip manager` on node `i` with the lab's settings: the VIP on
-    /// `eth0`, the node's kubeconfig, kube-vip's env block.
-    pub fn start(&mut self, i: usize) -> Result<(), LabSetupError> {
-        let ns = self.segment.hosts[i].ns.name().to_string();
-        let node = &mut self.nodes[i];
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&node.log)
-            .map_err(io(format!("opening {}", node.log.display())))?;
-        let log2 = log.try_clone().map_err(io("log file"))?;
+    /// `ip netns exec <node i> vip <args>` with the lab's settings
+    /// (kube-vip's env block, the node's kubeconfig), not yet spawned.
+    pub fn vip_command(&self, i: usize, args: &[&str]) -> Command {
+        let ns = self.segment.hosts[i].ns.name();
+        let node = &self.nodes[i];
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &ns])
+        cmd.args(["netns", "exec", ns])
             .arg(&self.exe)
-            .arg("manager")
+            .args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("vip_arp", "true")
@@ -202,9 +200,53 @@ impl Lab {
             .env("NO_COLOR", "1")
             .envs(&self.env)
             .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
             .kill_on_drop(true);
+        cmd
+    }
+
+    /// Run `vip <args>` on node `i` to completion (bounded): exit code and
+    /// standard output.
+    pub async fn run_vip(
+        &self,
+        i: usize,
+        args: &[&str],
+        limit: Duration,
+    ) -> Result<(Option<i32>, String), LabSetupError> {
+        let mut cmd = self.vip_command(i, args);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let child = cmd
+            .spawn()
+            .map_err(io(format!("running vip {}", args.join(" "))))?;
+        match tokio::time::timeout(limit, child.wait_with_output()).await {
+            Ok(Ok(out)) => {
+                let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+                text.push_str(&String::from_utf8_lossy(&out.stderr));
+                Ok((out.status.code(), text))
+            }
+            Ok(Err(e)) => Err(io(format!("running vip {}", args.join(" ")))(e)),
+            Err(_) => Err(LabSetupError::Io {
+                what: format!(
+                    "vip {} on {} did not finish within {limit:?}",
+                    args.join(" "),
+                    self.nodes[i].name
+                ),
+                source: std::io::Error::from(ErrorKind::TimedOut),
+            }),
+        }
+    }
+
+    /// Start `vip manager` on node `i` with the lab's settings: the VIP on
+    /// `eth0`, the node's kubeconfig, kube-vip's env block.
+    pub fn start(&mut self, i: usize) -> Result<(), LabSetupError> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.nodes[i].log)
+            .map_err(io(format!("opening {}", self.nodes[i].log.display())))?;
+        let log2 = log.try_clone().map_err(io("log file"))?;
+        let mut cmd = self.vip_command(i, &["manager"]);
+        cmd.stdout(log).stderr(log2);
+        let node = &mut self.nodes[i];
         let child = cmd
             .spawn()
             .map_err(io(format!("starting vip manager on {}", node.name)))?;

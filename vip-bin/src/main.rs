@@ -14,6 +14,8 @@ mod lab;
 mod manager;
 mod manifest;
 mod metrics;
+mod preflight;
+mod status;
 
 use config::{KEYS, LogFormat, Settings, Sources};
 
@@ -57,6 +59,24 @@ fn cli() -> Command {
             "Run vip for real in a throwaway lab of network namespaces (root): 3 nodes, a client, a crash failover and a graceful hand-over",
         ))
         .subcommand(manifest::command())
+        .subcommand(
+            Command::new("preflight")
+                .about("Check this node before deploying: interface, connected prefix, VIP unused (ARP probe), capabilities, kubeconfig and API, certificate SAN; exit 1 on any FAIL")
+                .args(settings_args()),
+        )
+        .subcommand(
+            Command::new("status")
+                .about("Show the lease holder and its age, whether this node holds the VIP, which MAC answers for it, and the local API server's health")
+                .arg(
+                    Arg::new("output")
+                        .short('o')
+                        .long("output")
+                        .value_parser(["table", "json"])
+                        .default_value("table")
+                        .help("table for people, json for scripts"),
+                )
+                .args(settings_args()),
+        )
         .subcommand(
             Command::new("check-config")
                 .about("Validate the configuration, print it, and exit (0 when valid, 2 when not)")
@@ -128,6 +148,17 @@ fn main() -> ExitCode {
             Ok(s) => {
                 init_logging(&s);
                 runtime().block_on(manager::run(s))
+            }
+            Err(code) => code,
+        },
+        Some(("preflight", m)) => match settings(m) {
+            Ok(s) => runtime().block_on(preflight::run(s)),
+            Err(code) => code,
+        },
+        Some(("status", m)) => match settings(m) {
+            Ok(s) => {
+                let json = m.get_one::<String>("output").is_some_and(|o| o == "json");
+                runtime().block_on(status::run(s, json))
             }
             Err(code) => code,
         },

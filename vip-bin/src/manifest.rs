@@ -807,4 +807,57 @@ mod tests {
         assert_eq!(docs[2]["subjects"][0]["namespace"], POD_NAMESPACE);
         assert_eq!(docs[3]["rules"][0]["resources"][0], "nodes");
     }
+
+    /// The generated part of `docs/configuration.md`: every key of
+    /// [`crate::config::KEYS`] and every refused kube-vip setting.
+    fn configuration_tables() -> String {
+        let mut t = String::from(
+            "| Environment variable | Flag | kube-vip's flag (alias) | Default | Meaning |\n|---|---|---|---|---|\n",
+        );
+        for k in crate::config::KEYS {
+            let alias = match k.kube_vip_flag {
+                Some(f) if f != k.flag => format!("`--{f}`"),
+                Some(_) => "(same)".to_string(),
+                None => "—".to_string(),
+            };
+            let default = if k.default.is_empty() {
+                "(none)".to_string()
+            } else {
+                format!("`{}`", k.default)
+            };
+            t.push_str(&format!(
+                "| `{}` | `--{}` | {alias} | {default} | {} |\n",
+                k.env,
+                k.flag,
+                k.help.replace('|', "\\|")
+            ));
+        }
+        t.push_str("\nRefused kube-vip settings (any value but empty or false):\n\n| Setting | What it would enable |\n|---|---|\n");
+        for (key, what) in crate::config::UNSUPPORTED {
+            t.push_str(&format!("| `{key}` | {what} |\n"));
+        }
+        t
+    }
+
+    /// `docs/configuration.md` lists exactly the keys the binary reads;
+    /// `UPDATE_GOLDEN=1` rewrites the generated block.
+    #[test]
+    fn the_configuration_doc_matches_the_keys() {
+        const BEGIN: &str =
+            "<!-- generated from vip-bin/src/config.rs KEYS and UNSUPPORTED: begin -->\n";
+        const END: &str = "<!-- generated: end -->\n";
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/configuration.md");
+        let doc = std::fs::read_to_string(path).unwrap();
+        let (head, rest) = doc.split_once(BEGIN).expect("begin marker");
+        let (block, tail) = rest.split_once(END).expect("end marker");
+        let want = configuration_tables();
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(path, format!("{head}{BEGIN}{want}{END}{tail}")).unwrap();
+            return;
+        }
+        assert!(
+            block == want,
+            "docs/configuration.md is out of date with config::KEYS (UPDATE_GOLDEN=1 rewrites it):\n{want}"
+        );
+    }
 }
