@@ -829,7 +829,10 @@ mod tests {
                 "| `{}` | `--{}` | {alias} | {default} | {} |\n",
                 k.env,
                 k.flag,
-                k.help.replace('|', "\\|")
+                k.help
+                    .replace('|', "\\|")
+                    .replace('<', "&lt;")
+                    .replace('>', "&gt;")
             ));
         }
         t.push_str("\nRefused kube-vip settings (any value but empty or false):\n\n| Setting | What it would enable |\n|---|---|\n");
