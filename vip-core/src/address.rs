@@ -83,7 +83,7 @@ pub enum LinkEvent {
 /// Makes VIPs present or absent on an interface.
 ///
 /// Implementations: netlink (`vip-arp`) and the in-memory manager of
-/// [`testutil`](crate::testutil).
+/// `testutil` (feature `test-util`).
 #[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
 #[async_trait]
 pub trait AddressManager: Send + Sync + 'static {

@@ -43,7 +43,7 @@ pub struct Conflict {
 /// Announces VIPs on the segment and listens for other claims.
 ///
 /// Implementations: raw AF_PACKET sockets (`vip-arp`) and the recording
-/// announcer of [`testutil`](crate::testutil).
+/// announcer of `testutil` (feature `test-util`).
 #[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
 #[async_trait]
 pub trait Announcer: Send + Sync + 'static {

@@ -92,7 +92,7 @@ pub enum BackendError {
 /// A store for one leader record with optimistic concurrency.
 ///
 /// Implementations: the Kubernetes Lease (`vip-lease`) and the in-memory
-/// store of [`testutil`](crate::testutil) (feature `test-util`).
+/// store of `testutil` (feature `test-util`).
 #[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
 #[async_trait]
 pub trait LockBackend: Send + Sync + 'static {

@@ -1506,13 +1506,23 @@ impl Run {
                     self.emit(ControllerEvent::CarrierChanged { up: true });
                 }
                 if self.role == Role::Leader {
-                    // The segment may have forgotten us: burst again.
+                    // A link-down may have flushed addresses (IPv6 by
+                    // default): put them back, then burst again, since
+                    // the segment may have forgotten us.
+                    if self.refresh_addresses(false).await.is_err() {
+                        self.step_down(StepDownReason::AddressFailure, true).await;
+                        return;
+                    }
                     self.burst_left = self.config.announce.burst_count;
                     self.announce_all().await;
                 }
             }
             LinkEvent::AddressRemoved(addr) => {
-                if self.role == Role::Leader && self.vips.iter().any(|v| v.addr() == addr) {
+                // While the carrier is down, carrier-up puts it back.
+                if self.role == Role::Leader
+                    && self.carrier_up()
+                    && self.vips.iter().any(|v| v.addr() == addr)
+                {
                     match self.refresh_addresses(false).await {
                         Ok(true) => {
                             self.burst_left = self.config.announce.burst_count;

@@ -10,7 +10,7 @@
 //! - [`Elector`]: client-go's leader election over a [`LockBackend`].
 //! - [`Controller`]: the state machine that keeps the VIP on exactly one
 //!   healthy node.
-//! - [`testutil`] (feature `test-util`): in-memory parts with fault
+//! - `testutil` (feature `test-util`): in-memory parts with fault
 //!   injection, and mockall mocks of every trait (`Mock*`).
 //!
 //! ## Embedding

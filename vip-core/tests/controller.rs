@@ -606,3 +606,28 @@ fn configurations_that_cannot_keep_the_lifetime_invariant_are_refused() {
             .contains("request_timeout")
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_link_flap_that_flushed_the_vip_puts_it_back_at_carrier_up() {
+    let mut lab = Lab::with_vips(1, "2001:db8::100".parse().unwrap());
+    lab.start(0);
+    lab.wait_leader(S(2)).await.unwrap();
+    tokio::time::sleep(S(2)).await;
+    let v6: std::net::IpAddr = "2001:db8::100".parse().unwrap();
+    // Link down: the kernel flushes the IPv6 VIP.
+    lab.net.set_carrier("node-0", false);
+    lab.net.remove_external("node-0", v6);
+    tokio::time::sleep(MS(500)).await;
+    assert!(
+        lab.net.holders(v6).is_empty(),
+        "not re-added while the link is down"
+    );
+    let from = lab.journal.of("node-0").len();
+    lab.net.set_carrier("node-0", true);
+    tokio::time::sleep(MS(1)).await;
+    assert_eq!(lab.net.holders(v6), ["node-0"]);
+    let ops = ops_after(&lab, "node-0", from);
+    assert!(ops[0].starts_with("add 2001:db8::100"), "{ops:?}");
+    assert_eq!(ops[1], "announce 2001:db8::100");
+    assert_eq!(lab.leaders(), [0]);
+}

@@ -1,5 +1,8 @@
 //! `vip-testapi`: the Kubernetes API-server stand-in of vip-lease as a
 //! process (see `--help`).
+// The doc comments below are clap's --help text, written for a terminal
+// (<i>, [,x]), not rustdoc markup.
+#![allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
