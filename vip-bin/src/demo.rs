@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::lab::{Lab, Ping, VIP, outage};
+use vip_bin::lab::{Lab, Ping, VIP, outage};
 
 const NODES: usize = 3;
 

@@ -9,8 +9,6 @@ use clap::{Arg, ArgAction, ArgMatches, Command};
 mod config;
 #[cfg(feature = "demo")]
 mod demo;
-#[cfg(feature = "demo")]
-mod lab;
 mod manager;
 mod manifest;
 mod metrics;
