@@ -285,6 +285,43 @@ async fn steps(clock: &Clock, lab: &mut Lab) -> Result<(), String> {
         "`vip status` on {}: holder {}, renewed {} s ago, {VIP} answered by {leader_mac}, local API {}",
         lab.nodes[follower].name, report["holder"], report["renewed_seconds_ago"], report["local_api"]
     ));
+    // The leader's metrics and health endpoint, and SIGUSR1's dump.
+    let metrics = http_get(lab, third, "/metrics").await?;
+    let healthz = http_get(lab, third, "/healthz").await?;
+    for want in [
+        "vip_leader 1",
+        "vip_address_present 1",
+        "vip_local_api_healthy 1",
+        "vip_build_info{",
+    ] {
+        if !metrics.contains(want) {
+            return Err(format!(
+                "{want:?} missing from the leader's /metrics:\n{metrics}"
+            ));
+        }
+    }
+    if !healthz.starts_with("HTTP/1.1 200") {
+        return Err(format!("the leader's /healthz: {healthz}"));
+    }
+    let renewals = metrics
+        .lines()
+        .find(|l| l.starts_with("vip_renewal_duration_seconds_count"))
+        .unwrap_or_default()
+        .to_string();
+    clock.say(format!(
+        "{}'s :2112/metrics: vip_leader 1, {renewals}; /healthz 200",
+        lab.nodes[third].name
+    ));
+    lab.signal(third, libc::SIGUSR1)
+        .map_err(|e| e.to_string())?;
+    until(Duration::from_secs(2), || {
+        std::fs::read_to_string(&lab.nodes[third].log)
+            .ok()
+            .filter(|l| l.contains("vip configuration:") && l.contains("state: role=leader"))
+    })
+    .await
+    .ok_or("SIGUSR1 printed no configuration and state")?;
+    clock.say("SIGUSR1 printed the configuration and state to the log");
     if lab.vip_holders().len() != 1 {
         return Err(format!(
             "the VIP is on {:?} nodes at the end",
@@ -292,4 +329,22 @@ async fn steps(clock: &Clock, lab: &mut Lab) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// `GET path` on node `i`'s metrics port, from inside its namespace: the
+/// whole HTTP response.
+async fn http_get(lab: &Lab, i: usize, path: &str) -> Result<String, String> {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    lab.segment.hosts[i]
+        .ns
+        .run(Duration::from_secs(5), move || async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut s = tokio::net::TcpStream::connect("127.0.0.1:2112").await?;
+            s.write_all(request.as_bytes()).await?;
+            let mut out = String::new();
+            s.read_to_string(&mut out).await?;
+            Ok::<_, std::io::Error>(out)
+        })
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("GET {path} on {}: {e}", lab.nodes[i].name))
 }
