@@ -1171,6 +1171,26 @@ impl Run {
         Ok(added)
     }
 
+    /// Invariant 4 while leading: put back any VIP that went, with a fresh
+    /// lifetime, and announce anew as a burst if one had to be re-added (or
+    /// `always`). Steps down when a VIP cannot be kept; returns whether
+    /// this node still leads.
+    async fn keep_addresses(&mut self, always: bool) -> bool {
+        match self.refresh_addresses(false).await {
+            Ok(added) => {
+                if added || always {
+                    self.burst_left = self.config.announce.burst_count;
+                    self.announce_all().await;
+                }
+                true
+            }
+            Err(()) => {
+                self.step_down(StepDownReason::AddressFailure, true).await;
+                false
+            }
+        }
+    }
+
     async fn become_leader(&mut self, new: bool) {
         self.free_since = None;
         self.role = Role::Leader;
@@ -1362,17 +1382,9 @@ impl Run {
             };
             match attempt {
                 Some(Attempt::Leading { .. }) => {
-                    match self.refresh_addresses(false).await {
-                        Ok(true) => {
-                            // Someone removed it meanwhile: announce anew.
-                            self.burst_left = self.config.announce.burst_count;
-                            self.announce_all().await;
-                        }
-                        Ok(false) => {}
-                        Err(()) => {
-                            self.step_down(StepDownReason::AddressFailure, true).await;
-                            return;
-                        }
+                    // Someone may have removed it meanwhile.
+                    if !self.keep_addresses(false).await {
+                        return;
                     }
                     let (last, valid) =
                         (self.elector.last_renew_sent(), self.elector.valid_until());
@@ -1509,12 +1521,7 @@ impl Run {
                     // A link-down may have flushed addresses (IPv6 by
                     // default): put them back, then burst again, since
                     // the segment may have forgotten us.
-                    if self.refresh_addresses(false).await.is_err() {
-                        self.step_down(StepDownReason::AddressFailure, true).await;
-                        return;
-                    }
-                    self.burst_left = self.config.announce.burst_count;
-                    self.announce_all().await;
+                    self.keep_addresses(true).await;
                 }
             }
             LinkEvent::AddressRemoved(addr) => {
@@ -1523,16 +1530,7 @@ impl Run {
                     && self.carrier_up()
                     && self.vips.iter().any(|v| v.addr() == addr)
                 {
-                    match self.refresh_addresses(false).await {
-                        Ok(true) => {
-                            self.burst_left = self.config.announce.burst_count;
-                            self.announce_all().await;
-                        }
-                        Ok(false) => {}
-                        Err(()) => {
-                            self.step_down(StepDownReason::AddressFailure, true).await;
-                        }
-                    }
+                    self.keep_addresses(false).await;
                 }
             }
         }

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use vip_core::{CordonState, CordonWatch};
 
 use crate::access::{AccessError, ClientOptions, ClusterAccess};
+use crate::lease::backoff_or_closed;
 
 /// The label that marks control-plane nodes (it only has to exist).
 pub const CONTROL_PLANE_LABEL: &str = "node-role.kubernetes.io/control-plane";
@@ -202,7 +203,7 @@ async fn reflect(
                     }
                     other => {
                         tracing::debug!(?selector, failed = ?other.err().map(|_| "timeout").or(Some("error")), "cordon watch: list failed");
-                        if backoff_or_closed(&tx, &mut backoff).await {
+                        if backoff_or_closed(&tx, &mut backoff, Duration::from_secs(2)).await {
                             return;
                         }
                         continue;
@@ -216,7 +217,7 @@ async fn reflect(
         };
         let Ok(Ok(stream)) = opened else {
             resume = Some(from);
-            if backoff_or_closed(&tx, &mut backoff).await {
+            if backoff_or_closed(&tx, &mut backoff, Duration::from_secs(2)).await {
                 return;
             }
             continue;
@@ -264,18 +265,9 @@ async fn reflect(
             }
         }
         resume = (!last.is_empty()).then_some(last);
-        if failed && backoff_or_closed(&tx, &mut backoff).await {
+        if failed && backoff_or_closed(&tx, &mut backoff, Duration::from_secs(2)).await {
             return;
         }
-    }
-}
-
-async fn backoff_or_closed<T>(tx: &watch::Sender<T>, backoff: &mut Duration) -> bool {
-    let wait = *backoff;
-    *backoff = (*backoff * 2).min(Duration::from_secs(2));
-    tokio::select! {
-        _ = tx.closed() => true,
-        _ = tokio::time::sleep(wait) => false,
     }
 }
 

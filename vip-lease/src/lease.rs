@@ -567,14 +567,14 @@ async fn run_watch(inner: Arc<Inner>, tx: watch::Sender<Option<VersionedRecord>>
                     }
                     Ok(Err(e)) => {
                         tracing::debug!(error = %e, lease = %inner.config.lease, "lease watch: get failed");
-                        if sleep_or_closed(&tx, &mut backoff, max_backoff).await {
+                        if backoff_or_closed(&tx, &mut backoff, max_backoff).await {
                             return;
                         }
                         continue;
                     }
                     Err(_) => {
                         tracing::debug!(lease = %inner.config.lease, "lease watch: get timed out");
-                        if sleep_or_closed(&tx, &mut backoff, max_backoff).await {
+                        if backoff_or_closed(&tx, &mut backoff, max_backoff).await {
                             return;
                         }
                         continue;
@@ -592,14 +592,14 @@ async fn run_watch(inner: Arc<Inner>, tx: watch::Sender<Option<VersionedRecord>>
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, lease = %inner.config.lease, "lease watch: cannot open");
                 resume = (!from.is_empty()).then_some(from);
-                if sleep_or_closed(&tx, &mut backoff, max_backoff).await {
+                if backoff_or_closed(&tx, &mut backoff, max_backoff).await {
                     return;
                 }
                 continue;
             }
             Err(_) => {
                 resume = (!from.is_empty()).then_some(from);
-                if sleep_or_closed(&tx, &mut backoff, max_backoff).await {
+                if backoff_or_closed(&tx, &mut backoff, max_backoff).await {
                     return;
                 }
                 continue;
@@ -649,7 +649,7 @@ async fn run_watch(inner: Arc<Inner>, tx: watch::Sender<Option<VersionedRecord>>
             }
         }
         resume = (!last.is_empty()).then_some(last);
-        if failed && sleep_or_closed(&tx, &mut backoff, max_backoff).await {
+        if failed && backoff_or_closed(&tx, &mut backoff, max_backoff).await {
             return;
         }
     }
@@ -657,8 +657,11 @@ async fn run_watch(inner: Arc<Inner>, tx: watch::Sender<Option<VersionedRecord>>
 
 /// Sleeps for the backoff (doubling it up to `max`); `true` when the
 /// receiver went away meanwhile.
-async fn sleep_or_closed(
-    tx: &watch::Sender<Option<VersionedRecord>>,
+/// Sleep for the current back-off (then double it, up to `max`), unless
+/// the watch's receiver goes away first: then `true`, the watcher ends.
+/// Shared by every list-and-watch loop of this crate.
+pub(crate) async fn backoff_or_closed<T>(
+    tx: &tokio::sync::watch::Sender<T>,
     backoff: &mut Duration,
     max: Duration,
 ) -> bool {

@@ -241,6 +241,21 @@ impl Lab {
         }
     }
 
+    /// `n` nodes, node-0 started first and leading, the others following
+    /// for 2 s.
+    pub async fn led(n: usize) -> Self {
+        let mut lab = Self::new(n);
+        lab.start(0);
+        lab.wait_leader(Duration::from_secs(2))
+            .await
+            .expect("node-0 leads");
+        for i in 1..n {
+            lab.start(i);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        lab
+    }
+
     pub fn config(&self, i: usize) -> ControllerConfig {
         let mut c = ControllerConfig::new(
             NodeIdentity::new(&self.nodes[i].name).unwrap(),
