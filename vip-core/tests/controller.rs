@@ -131,7 +131,7 @@ async fn graceful_shutdown_withdraws_removes_releases_and_the_follower_takes_ove
 
 #[tokio::test(start_paused = true)]
 async fn a_partitioned_leader_steps_down_at_its_renew_deadline_before_anyone_takes_over() {
-    let mut lab = Lab::led(2).await;
+    let lab = Lab::led(2).await;
     let from = lab.journal.of("node-0").len();
     lab.nodes[0].backend.set_partitioned(true);
     let last_write = lab.store.log().last().unwrap().at;
@@ -222,7 +222,7 @@ async fn a_restarted_holder_keeps_its_vip() {
 
 #[tokio::test(start_paused = true)]
 async fn an_unhealthy_leader_hands_over_and_an_unhealthy_node_does_not_campaign() {
-    let mut lab = Lab::led(2).await;
+    let lab = Lab::led(2).await;
     let from = lab.journal.of("node-0").len();
     lab.nodes[0].health.set_healthy(false);
     // 3 failed checks a second apart, then out, released, node-1 in.
@@ -244,7 +244,7 @@ async fn an_unhealthy_leader_hands_over_and_an_unhealthy_node_does_not_campaign(
 
 #[tokio::test(start_paused = true)]
 async fn a_cordoned_leader_hands_over_only_when_someone_can_take_it() {
-    let mut lab = Lab::led(2).await;
+    let lab = Lab::led(2).await;
     // Every node cordoned: nobody to hand over to; the VIP stays.
     lab.nodes[0].cordon.send_replace(CordonState {
         cordoned: true,
@@ -275,7 +275,7 @@ async fn a_cordoned_leader_hands_over_only_when_someone_can_take_it() {
 
 #[tokio::test(start_paused = true)]
 async fn a_cordon_hand_over_without_taker_retakes_the_vip_and_backs_off() {
-    let mut lab = Lab::led(2).await;
+    let lab = Lab::led(2).await;
     // node-1 looks schedulable but its API is unhealthy: no taker.
     lab.nodes[1].health.set_healthy(false);
     tokio::time::sleep(S(4)).await;
