@@ -12,9 +12,10 @@
 #
 # How the cross build works on Debian 12: rustup's musl targets ship musl's
 # libc.a and start files (self-contained), so a linker only has to drive
-# the link: gcc-aarch64-linux-gnu's gcc for aarch64, musl-gcc (musl-tools)
-# for x86_64. ring's C and assembly are compiled by the same compilers
-# (CC_<target>); musl targets link statically by default (+crt-static).
+# the link: gcc-aarch64-linux-gnu's gcc for aarch64, the host's cc for
+# x86_64. ring's C and assembly are compiled by musl-gcc (musl-tools) and
+# aarch64-linux-gnu-gcc (CC_<target>); musl targets link statically by
+# default (+crt-static), and the script checks the result is static.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-$PWD/target/dist}
@@ -31,8 +32,9 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 rustup target add x86_64-unknown-linux-musl aarch64-unknown-linux-musl >/dev/null
 
+# x86_64: the host's cc links (rustc adds musl's self-contained start files
+# and libc.a); musl-gcc as the *linker* would make a dynamic PIE.
 export CC_x86_64_unknown_linux_musl=musl-gcc
-export CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER=musl-gcc
 export CC_aarch64_unknown_linux_musl=aarch64-linux-gnu-gcc
 export AR_aarch64_unknown_linux_musl=aarch64-linux-gnu-ar
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-gnu-gcc
