@@ -50,8 +50,8 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   echo "$want" >"$stamp"
 fi
 export PATH="$venv/bin:$PATH"
-ansible-playbook --version | head -1
-ansible-lint --version | head -1
+ansible-playbook --version | sed -n 1p
+ansible-lint --nocolor --version | sed -n 1p
 yamllint --version
 kubernetes-validate --version
 
