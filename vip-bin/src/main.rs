@@ -89,9 +89,16 @@ fn flag_values(m: &ArgMatches) -> BTreeMap<&'static str, String> {
         .collect()
 }
 
+/// This host's name, the default node name: the kernel's, else
+/// `/etc/hostname`, else `$HOSTNAME`; empty when none is readable (the
+/// settings then ask for `vip_nodename`).
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .chain(std::env::var("HOSTNAME").ok())
         .map(|h| h.trim().to_string())
+        .find(|h| !h.is_empty())
         .unwrap_or_default()
 }
 
