@@ -1516,3 +1516,26 @@ pub fn outage(pings: &[Ping], from: Instant, to: Instant) -> Option<Duration> {
     }
     any.then_some(worst)
 }
+
+/// The longest client-visible loss in `[from, to)`: from the send time of
+/// the first unanswered echo of a run to the send time of the next
+/// answered one (or `to`). Zero when every echo in the window was
+/// answered; its resolution is the ping interval.
+pub fn lost_time(pings: &[Ping], from: Instant, to: Instant) -> Duration {
+    let mut worst = Duration::ZERO;
+    let mut run_start: Option<Instant> = None;
+    for p in pings.iter().filter(|p| p.sent >= from && p.sent < to) {
+        match (p.answered.is_some(), run_start) {
+            (false, None) => run_start = Some(p.sent),
+            (true, Some(s)) => {
+                worst = worst.max(p.sent - s);
+                run_start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = run_start {
+        worst = worst.max(to - s);
+    }
+    worst
+}
