@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
 use vip_arp::{NetlinkAddressManager, PacketAnnouncer};
-use vip_core::{Controller, ControllerConfig, HealthPolicy, Status};
+use vip_core::{Controller, ControllerConfig, Status};
 use vip_lease::{
     ClusterAccess, CordonConfig, DiscoveryOptions, HealthConfig, LeaseBackend, LeaseConfig,
     LeaseName, ReadyzProbe, spawn_cordon_watch,
@@ -30,12 +30,7 @@ pub fn controller_config(s: &Settings, health: &HealthConfig) -> ControllerConfi
         s.timings,
     );
     c.announce.refresh = s.arp_rate;
-    c.health = HealthPolicy {
-        period: health.period,
-        timeout: health.timeout,
-        failure_threshold: health.failure_threshold,
-        success_threshold: 2,
-    };
+    c.health = health.policy;
     c
 }
 

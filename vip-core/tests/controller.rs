@@ -225,20 +225,25 @@ async fn an_unhealthy_leader_hands_over_and_an_unhealthy_node_does_not_campaign(
     let lab = Lab::led(2).await;
     let from = lab.journal.of("node-0").len();
     lab.nodes[0].health.set_healthy(false);
-    // 3 failed checks a second apart, then out, released, node-1 in.
-    assert!(lab.run_until(S(5), |l| l.leaders() == [1]).await);
+    // 3 failed checks 2 s apart, then out, released, node-1 in.
+    let t = Instant::now();
+    assert!(lab.run_until(S(7), |l| l.leaders() == [1]).await);
+    assert!(
+        Instant::now() - t > S(3),
+        "not before the third failed check"
+    );
     assert_exit_order(&ops_after(&lab, "node-0", from), true);
     assert_eq!(stepped_down(&lab, "node-0"), [StepDownReason::Unhealthy]);
     // Now node-1 goes unhealthy too while node-0 still is: nobody
     // campaigns, the VIP goes.
     lab.nodes[1].health.set_healthy(false);
-    assert!(lab.run_until(S(5), |l| l.leaders().is_empty()).await);
+    assert!(lab.run_until(S(7), |l| l.leaders().is_empty()).await);
     tokio::time::sleep(S(10)).await;
     assert!(lab.leaders().is_empty());
     assert!(lab.net.holders(vip()).is_empty());
     // node-0 recovers (2 good checks) and takes the released lease.
     lab.nodes[0].health.set_healthy(true);
-    assert!(lab.run_until(S(4), |l| l.leaders() == [0]).await);
+    assert!(lab.run_until(S(5), |l| l.leaders() == [0]).await);
     assert_no_overlap(&lab.net);
 }
 
@@ -278,7 +283,7 @@ async fn a_cordon_hand_over_without_taker_retakes_the_vip_and_backs_off() {
     let lab = Lab::led(2).await;
     // node-1 looks schedulable but its API is unhealthy: no taker.
     lab.nodes[1].health.set_healthy(false);
-    tokio::time::sleep(S(4)).await;
+    tokio::time::sleep(S(7)).await;
     lab.nodes[0].cordon.send_replace(CordonState {
         cordoned: true,
         schedulable_peers: 1,

@@ -165,9 +165,10 @@ async fn run_schedule(s: Schedule) {
         lab.start(0);
     }
     let healed = Instant::now();
-    // Health needs up to 2 s to come back; then lease duration + 2 retries,
+    // Health needs up to 4 s to come back (2 good checks 2 s apart); then
+    // lease duration + 2 retries,
     // plus latencies.
-    let bound = MS(2_000 + 5_000 + 2_000 + 1_000);
+    let bound = MS(4_000 + 5_000 + 2_000 + 1_000);
     let mut settled = None;
     while Instant::now() < healed + bound + MS(3_000) {
         check_followers(&lab);
@@ -324,11 +325,12 @@ proptest! {
             let (release, taken) = (&log[k], &log[k + 1]);
             assert!(!taken.record.holder_identity.is_empty());
             // The winner's watch brings the release in half its round trip,
-            // its update lands in the other half.
+            // its update lands in the other half (paused time rounds each
+            // of those sleeps up to the next millisecond).
             let fastest = (0..n).filter(|&i| i != first).map(|i| latencies[i]).min().unwrap();
             let slowest = (0..n).filter(|&i| i != first).map(|i| latencies[i]).max().unwrap();
             let waited = taken.at - release.at;
-            assert!(waited >= MS(fastest) && waited <= MS(slowest) + MS(1), "taken {waited:?} after the release; round trips {fastest}..{slowest} ms");
+            assert!(waited >= MS(fastest) && waited <= MS(slowest) + MS(3), "taken {waited:?} after the release; round trips {fastest}..{slowest} ms");
             assert_no_overlap(&lab.net);
         });
     }

@@ -1,16 +1,14 @@
 //! The health probe: the local API server's `/readyz`.
 //!
-//! The split of work: [`ReadyzProbe::check`] does one bounded request
-//! (`timeout`); the vip-core controller calls it every `period` and acts
-//! after `failure_threshold` consecutive failures. [`HealthConfig`] carries
-//! all three so the binary configures them in one place and hands `period`
-//! and `failure_threshold` to the controller's policy.
-
-use std::time::Duration;
+//! The split of work: [`ReadyzProbe::check`] does one request bounded by
+//! the policy's `timeout`; the vip-core controller calls it every `period`
+//! and acts on the failure and success thresholds. [`HealthConfig`] carries
+//! the one [`HealthPolicy`] both read, so the binary configures it in one
+//! place.
 
 use async_trait::async_trait;
 use kube::Client;
-use vip_core::{HealthError, HealthProbe};
+use vip_core::{HealthError, HealthPolicy, HealthProbe};
 
 use crate::access::{AccessError, ClientOptions, ClusterAccess};
 
@@ -27,23 +25,17 @@ pub enum HealthSetupError {
 pub struct HealthConfig {
     /// The path probed, `/readyz`.
     pub path: String,
-    /// Bound of one check (applied here).
-    pub timeout: Duration,
-    /// How often the controller checks (applied by the controller).
-    pub period: Duration,
-    /// Consecutive failures before the node counts as unhealthy (applied by
-    /// the controller).
-    pub failure_threshold: u32,
+    /// Period, timeout (applied here, per request) and thresholds (applied
+    /// by the controller).
+    pub policy: HealthPolicy,
 }
 
 impl Default for HealthConfig {
-    /// `/readyz` every 2 s, 1 s timeout, unhealthy after 3 failures.
+    /// `/readyz` with vip-core's default policy.
     fn default() -> Self {
         Self {
             path: "/readyz".into(),
-            timeout: Duration::from_secs(1),
-            period: Duration::from_secs(2),
-            failure_threshold: 3,
+            policy: HealthPolicy::default(),
         }
     }
 }
@@ -75,7 +67,7 @@ impl ReadyzProbe {
     /// A probe with its own client. Needs a tokio runtime.
     pub fn new(access: &ClusterAccess, config: HealthConfig) -> Result<Self, HealthSetupError> {
         let client = access
-            .client(&ClientOptions::requests(config.timeout))
+            .client(&ClientOptions::requests(config.policy.timeout))
             .map_err(HealthSetupError::Client)?;
         Ok(Self { client, config })
     }
@@ -95,7 +87,12 @@ impl HealthProbe for ReadyzProbe {
             .map_err(|e| HealthError {
                 reason: format!("GET {path}: {e}"),
             })?;
-        match tokio::time::timeout(self.config.timeout, self.client.request_text(request)).await {
+        match tokio::time::timeout(
+            self.config.policy.timeout,
+            self.client.request_text(request),
+        )
+        .await
+        {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(kube::Error::Api(status))) => Err(HealthError {
                 reason: format!(
@@ -112,7 +109,10 @@ impl HealthProbe for ReadyzProbe {
                 reason: format!("GET {path}: {e}"),
             }),
             Err(_) => Err(HealthError {
-                reason: format!("GET {path}: no answer within {:?}", self.config.timeout),
+                reason: format!(
+                    "GET {path}: no answer within {:?}",
+                    self.config.policy.timeout
+                ),
             }),
         }
     }

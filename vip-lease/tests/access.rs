@@ -221,10 +221,8 @@ async fn readyz_probe_follows_the_local_api_server() {
     let access = ClusterAccess::from_kubeconfig_file(api.kubeconfig_path(), None)
         .await
         .unwrap();
-    let config = HealthConfig {
-        timeout: Duration::from_millis(300),
-        ..HealthConfig::default()
-    };
+    let mut config = HealthConfig::default();
+    config.policy.timeout = Duration::from_millis(300);
     let probe = ReadyzProbe::new(&access, config).unwrap();
     probe.check().await.expect("healthy");
     assert_eq!(api.counters().get("get", "/readyz"), 1);
