@@ -246,19 +246,21 @@ impl NetlinkAddressManager {
     }
 
     async fn link_by_name(&self, name: &str) -> Result<LinkMessage, AddressError> {
-        let mut links = self.handle.link().get().match_name(name).execute();
-        match links.try_next().await {
-            Ok(Some(m)) => Ok(m),
-            Ok(None) => Err(AddressError::NoSuchInterface { name: name.into() }),
-            Err(e) if errno(&e) == Some(libc::ENODEV) => {
-                Err(AddressError::NoSuchInterface { name: name.into() })
-            }
-            Err(e) => Err(kernel_error(format!("looking up interface {name}"), e)),
-        }
+        let request = self.handle.link().get().match_name(name.to_string());
+        Self::one_link(request, name).await
     }
 
     async fn link_by_index(&self, index: u32, name: &str) -> Result<LinkMessage, AddressError> {
-        let mut links = self.handle.link().get().match_index(index).execute();
+        let request = self.handle.link().get().match_index(index);
+        Self::one_link(request, name).await
+    }
+
+    /// The one link a filtered request finds, or `NoSuchInterface`.
+    async fn one_link(
+        request: rtnetlink::LinkGetRequest,
+        name: &str,
+    ) -> Result<LinkMessage, AddressError> {
+        let mut links = request.execute();
         match links.try_next().await {
             Ok(Some(m)) => Ok(m),
             Ok(None) => Err(AddressError::NoSuchInterface { name: name.into() }),
