@@ -2,27 +2,11 @@
 //! `check-config`, `preflight` and `status` on bad input, before anything
 //! touches the host.
 
-use std::process::{Command, Output};
+mod common;
 
-/// `vip <args>` with exactly this environment.
-fn vip(env: &[(&str, &str)], args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vip"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .envs(env.iter().copied())
-        .output()
-        .expect("vip runs")
-}
+use std::process::Output;
 
-const BRIEF: &[(&str, &str)] = &[
-    ("vip_arp", "true"),
-    ("vip_interface", "end0"),
-    ("vip_address", "192.168.20.140"),
-    ("vip_leaderelection", "true"),
-    ("cp_enable", "true"),
-    ("cp_namespace", "kube-system"),
-];
+use common::{BRIEF_ENV as BRIEF, vip};
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()

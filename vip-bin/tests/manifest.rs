@@ -4,28 +4,11 @@
 //! The golden files live in `tests/golden/`; `UPDATE_GOLDEN=1 cargo test
 //! -p vip-bin --test manifest` rewrites them (review the diff).
 
+mod common;
+
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
-/// The deployment brief's env block, unchanged (deployment-brief.md,
-/// "Static Pod Manifest").
-const BRIEF_ENV: &[(&str, &str)] = &[
-    ("vip_arp", "true"),
-    ("vip_interface", "end0"),
-    ("vip_address", "192.168.20.140"),
-    ("vip_leaderelection", "true"),
-    ("cp_enable", "true"),
-    ("cp_namespace", "kube-system"),
-];
-
-fn vip(env: &[(&str, &str)], args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vip"))
-        .env_clear()
-        .envs(env.iter().copied())
-        .args(args)
-        .output()
-        .expect("run vip")
-}
+use common::{BRIEF_ENV, vip};
 
 fn golden(name: &str, env: &[(&str, &str)], args: &[&str]) {
     let out = vip(env, args);
