@@ -864,6 +864,10 @@ impl KeepalivedConfig {
 pub struct ProcStats {
     /// `VmRSS` in KiB.
     pub rss_kib: u64,
+    /// `RssAnon` in KiB: heap, stacks, private data.
+    pub rss_anon_kib: u64,
+    /// `RssFile` in KiB: mapped pages of the binary and libraries.
+    pub rss_file_kib: u64,
     /// `utime + stime` in clock ticks (USER_HZ, 100 per second on Linux).
     pub cpu_ticks: u64,
 }
@@ -875,10 +879,15 @@ impl ProcStats {
     /// Read them for `pid`; `None` when the process is gone.
     pub fn read(pid: u32) -> Option<Self> {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let rss_kib = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())?;
+        let field = |name: &str| -> Option<u64> {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        };
+        let rss_kib = field("VmRSS:")?;
+        let rss_anon_kib = field("RssAnon:").unwrap_or(0);
+        let rss_file_kib = field("RssFile:").unwrap_or(0);
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         // Fields after the command (which may contain spaces) in parens.
         let rest = stat.rsplit_once(')')?.1;
@@ -888,6 +897,8 @@ impl ProcStats {
         let stime: u64 = fields.get(12)?.parse().ok()?;
         Some(Self {
             rss_kib,
+            rss_anon_kib,
+            rss_file_kib,
             cpu_ticks: utime + stime,
         })
     }

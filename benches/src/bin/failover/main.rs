@@ -9,7 +9,9 @@
 //! sudo target/release/failover --trials 10 --svg-dir docs --report target/failover.md
 //! ```
 //!
-//! Options: `--trials N` (per kind, default 10), `--svg-dir DIR` (timeline
+//! Options: `--trials N` (per kind, default 10), `--kinds LIST` (of
+//! `graceful,crash,kill,partition,local-api`, default all; `none`: only the
+//! idle figures), `--svg-dir DIR` (timeline
 //! pictures of the first trial of each kind; none when absent),
 //! `--report FILE` (the Markdown tables, also printed), `--idle SECONDS`
 //! (the steady-state window, default 30), `--no-keepalived`. `VIP_BIN`
@@ -72,8 +74,10 @@ fn parse_args() -> Result<Args, String> {
             }
             "--no-keepalived" => a.keepalived = false,
             "--kinds" => {
-                a.kinds = value("--kinds")?
+                let v = value("--kinds")?;
+                a.kinds = v
                     .split(',')
+                    .filter(|k| *k != "none")
                     .map(|k| {
                         Kind::ALL
                             .into_iter()
@@ -84,7 +88,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "-h" | "--help" => {
                 return Err(
-                    "usage: failover [--trials N] [--svg-dir DIR] [--report FILE] [--idle SECONDS] [--no-keepalived]"
+                    "usage: failover [--trials N] [--kinds graceful,crash,kill,partition,local-api|none] [--svg-dir DIR] [--report FILE] [--idle SECONDS] [--no-keepalived]"
                         .into(),
                 );
             }
@@ -683,10 +687,14 @@ fn report(
     };
     let _ = writeln!(
         s,
-        "\n| idle process | RSS | CPU over the window |\n|---|---|---|\n| leader | {:.1} MiB | {:.2} % |\n| follower | {:.1} MiB | {:.2} % |",
+        "\n| idle process | RSS (VmRSS) | of which anonymous / file-backed | CPU over the window |\n|---|---|---|---|\n| leader | {:.1} MiB | {:.1} / {:.1} MiB | {:.2} % |\n| follower | {:.1} MiB | {:.1} / {:.1} MiB | {:.2} % |",
         idle.leader.1.rss_kib as f64 / 1024.0,
+        idle.leader.1.rss_anon_kib as f64 / 1024.0,
+        idle.leader.1.rss_file_kib as f64 / 1024.0,
         cpu(&idle.leader),
         idle.follower.1.rss_kib as f64 / 1024.0,
+        idle.follower.1.rss_anon_kib as f64 / 1024.0,
+        idle.follower.1.rss_file_kib as f64 / 1024.0,
         cpu(&idle.follower)
     );
     if let Some(size) = size {
