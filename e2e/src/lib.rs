@@ -107,17 +107,8 @@ fn find_or_build() -> Result<PathBuf, String> {
 }
 
 /// Poll `f` every [`POLL`] until it gives `Some`, for at most `limit`.
-pub async fn until<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let end = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() >= end {
-            return None;
-        }
-        tokio::time::sleep(POLL).await;
-    }
+pub async fn until<T>(limit: Duration, f: impl FnMut() -> Option<T>) -> Option<T> {
+    vip_bin::lab::until(limit, POLL, f).await
 }
 
 /// A lab for one test, with its observer; when the test panics, the

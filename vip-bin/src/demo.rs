@@ -26,18 +26,9 @@ impl Clock {
     }
 }
 
-/// Wait (bounded, polling) until `f` gives `Some`.
-async fn until<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let end = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() >= end {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+/// Wait (bounded, polling every 10 ms) until `f` gives `Some`.
+async fn until<T>(limit: Duration, f: impl FnMut() -> Option<T>) -> Option<T> {
+    vip_bin::lab::until(limit, Duration::from_millis(10), f).await
 }
 
 /// One leader by the Lease, holding the VIP alone, and the client's kernel

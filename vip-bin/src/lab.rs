@@ -1550,3 +1550,22 @@ pub fn lost_time(pings: &[Ping], from: Instant, to: Instant) -> Duration {
     }
     worst
 }
+
+/// Poll `f` every `every` until it gives `Some`, for at most `limit`: the
+/// bounded wait of the demo, the e2e suite and the failover benchmark.
+pub async fn until<T>(
+    limit: Duration,
+    every: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        tokio::time::sleep(every).await;
+    }
+}

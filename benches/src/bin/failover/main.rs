@@ -213,17 +213,8 @@ fn fmt_q(q: Option<[Duration; 4]>) -> String {
     }
 }
 
-async fn until<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let end = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() >= end {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+async fn until<T>(limit: Duration, f: impl FnMut() -> Option<T>) -> Option<T> {
+    vip_bin::lab::until(limit, Duration::from_millis(20), f).await
 }
 
 /// The node holding the VIP alone (and the Lease, for vip).
