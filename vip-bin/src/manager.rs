@@ -92,7 +92,7 @@ async fn run_inner(settings: Settings) -> Result<(), String> {
     let access = ClusterAccess::discover(&discovery)
         .await
         .map_err(|e| e.to_string())?;
-    tracing::info!(kubeconfig = ?access.source(), server = %access.server(), "cluster access");
+    tracing::info!(kubeconfig = %access.source(), server = %access.server(), "cluster access");
 
     let retry = settings.timings.retry_period();
     let backend = LeaseBackend::new(&access, LeaseConfig::for_retry_period(lease, retry))

@@ -220,7 +220,7 @@ async fn check_api(s: &Settings, out: &mut Vec<Check>) {
         Ok(v) => out.push(Check::pass(
             name,
             format!(
-                "{:?}; the local API server (127.0.0.1:{port}) answers, {v}",
+                "{}; the local API server (127.0.0.1:{port}) answers, {v}",
                 access.source()
             ),
         )),
@@ -228,7 +228,7 @@ async fn check_api(s: &Settings, out: &mut Vec<Check>) {
             out.push(Check::fail(
                 name,
                 format!(
-                    "{:?} found, but the local API server on 127.0.0.1:{port} does not answer: {e}",
+                    "{} found, but the local API server on 127.0.0.1:{port} does not answer: {e}",
                     access.source()
                 ),
             ));
