@@ -212,6 +212,25 @@ impl Scenario {
         self.settle_on(limit, "one leader", |_| true).await
     }
 
+    /// The first announcement of `address` the observer saw from node
+    /// `i` after `from`, waiting (bounded) up to `limit` for it.
+    pub async fn announced_after(
+        &self,
+        i: usize,
+        address: IpAddr,
+        from: Instant,
+        limit: Duration,
+    ) -> Option<Instant> {
+        let mac = self.mac(i);
+        until(limit, || {
+            self.seen()
+                .announcements(address, mac, from, Instant::now())
+                .first()
+                .copied()
+        })
+        .await
+    }
+
     /// The MAC of node `i`.
     pub fn mac(&self, i: usize) -> MacAddr {
         self.nodes[i].mac

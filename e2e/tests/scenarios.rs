@@ -381,14 +381,7 @@ async fn s07_link_down_up() {
     sleep(secs(1)).await;
     let up = Instant::now();
     s.set_link(leader, true).expect("link up");
-    let mac = s.mac(leader);
-    let announced = until(secs(3), || {
-        s.seen()
-            .announcements(V4, mac, up, Instant::now())
-            .first()
-            .copied()
-    })
-    .await;
+    let announced = s.announced_after(leader, V4, up, secs(3)).await;
     assert!(
         announced.is_some(),
         "no announcement within 3 s of carrier-up"
@@ -418,14 +411,7 @@ async fn s07_address_deleted_restored() {
     s.del_address(leader, V4).expect("ip addr del");
     let back = until(secs(5), || s.has_address(leader, V4).then(Instant::now)).await;
     assert!(back.is_some(), "the VIP was not restored within 5 s");
-    let mac = s.mac(leader);
-    let announced = until(secs(3), || {
-        s.seen()
-            .announcements(V4, mac, t0, Instant::now())
-            .first()
-            .copied()
-    })
-    .await;
+    let announced = s.announced_after(leader, V4, t0, secs(3)).await;
     let lag = announced.map(|a| a - t0);
     assert!(
         lag.is_some_and(|l| l < Duration::from_millis(1500)),
