@@ -116,6 +116,21 @@ async fn body(req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
         .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
+/// The fault a `PUT` sets (its JSON body), or `None` for a `DELETE`; a
+/// response for a body that is not a fault.
+async fn fault_of(
+    method: &Method,
+    req: Request<Incoming>,
+) -> Result<Option<Fault>, Response<Body>> {
+    if *method != Method::PUT {
+        return Ok(None);
+    }
+    match serde_json::from_slice::<Fault>(&body(req).await?) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) => Err(error(StatusCode::BAD_REQUEST, format!("not a fault: {e}"))),
+    }
+}
+
 async fn handle(h: &AdminHandles, req: Request<Incoming>) -> Response<Body> {
     let path: Vec<String> = req
         .uri()
@@ -162,16 +177,9 @@ async fn handle(h: &AdminHandles, req: Request<Incoming>) -> Response<Body> {
             let Some(l) = i.parse::<usize>().ok().and_then(|i| h.listeners.get(i)) else {
                 return error(StatusCode::NOT_FOUND, format!("no listener {i}"));
             };
-            let fault = if method == Method::PUT {
-                match body(req).await.map(|b| serde_json::from_slice::<Fault>(&b)) {
-                    Ok(Ok(f)) => Some(f),
-                    Ok(Err(e)) => {
-                        return error(StatusCode::BAD_REQUEST, format!("not a fault: {e}"));
-                    }
-                    Err(r) => return r,
-                }
-            } else {
-                None
+            let fault = match fault_of(&method, req).await {
+                Ok(f) => f,
+                Err(r) => return r,
             };
             l.set_fault(fault);
             reply(StatusCode::OK, &json!({"listener": i, "fault": fault}))
@@ -188,16 +196,9 @@ async fn handle(h: &AdminHandles, req: Request<Incoming>) -> Response<Body> {
             if !known {
                 return error(StatusCode::NOT_FOUND, format!("no user {user}"));
             }
-            let fault = if method == Method::PUT {
-                match body(req).await.map(|b| serde_json::from_slice::<Fault>(&b)) {
-                    Ok(Ok(f)) => Some(f),
-                    Ok(Err(e)) => {
-                        return error(StatusCode::BAD_REQUEST, format!("not a fault: {e}"));
-                    }
-                    Err(r) => return r,
-                }
-            } else {
-                None
+            let fault = match fault_of(&method, req).await {
+                Ok(f) => f,
+                Err(r) => return r,
             };
             set_token_fault(&h.shared, &user, fault);
             reply(StatusCode::OK, &json!({"user": user, "fault": fault}))

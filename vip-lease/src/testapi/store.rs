@@ -443,12 +443,7 @@ impl Store {
             )));
         }
         let mut inner = self.lock();
-        let key = (kind, namespace.to_owned(), name.to_owned());
-        let old = inner
-            .objects
-            .get(&key)
-            .cloned()
-            .ok_or_else(|| Status::not_found(kind, name))?;
+        let (key, old) = existing(&inner, kind, namespace, name)?;
         if let Some(rv) = obj["metadata"]["resourceVersion"]
             .as_str()
             .filter(|v| !v.is_empty())
@@ -474,12 +469,7 @@ impl Store {
             return Err(Status::bad_request("the patch is not a JSON object".into()));
         }
         let mut inner = self.lock();
-        let key = (kind, namespace.to_owned(), name.to_owned());
-        let old = inner
-            .objects
-            .get(&key)
-            .cloned()
-            .ok_or_else(|| Status::not_found(kind, name))?;
+        let (key, old) = existing(&inner, kind, namespace, name)?;
         if let Some(rv) = patch["metadata"]["resourceVersion"].as_str()
             && Some(rv) != old["metadata"]["resourceVersion"].as_str()
         {
@@ -552,12 +542,7 @@ impl Store {
         precondition: Option<&str>,
     ) -> Result<Value, Status> {
         let mut inner = self.lock();
-        let key = (kind, namespace.to_owned(), name.to_owned());
-        let old = inner
-            .objects
-            .get(&key)
-            .cloned()
-            .ok_or_else(|| Status::not_found(kind, name))?;
+        let (key, old) = existing(&inner, kind, namespace, name)?;
         if let Some(rv) = precondition
             && Some(rv) != old["metadata"]["resourceVersion"].as_str()
         {
@@ -680,6 +665,22 @@ impl Store {
             Err(_) => self.create(Kind::Node, "", obj),
         }
     }
+}
+
+/// The key and current object of an existing object, or 404.
+fn existing(
+    inner: &Inner,
+    kind: Kind,
+    namespace: &str,
+    name: &str,
+) -> Result<(Key, Value), Status> {
+    let key = (kind, namespace.to_owned(), name.to_owned());
+    let old = inner
+        .objects
+        .get(&key)
+        .cloned()
+        .ok_or_else(|| Status::not_found(kind, name))?;
+    Ok((key, old))
 }
 
 fn trim(inner: &mut Inner) {
