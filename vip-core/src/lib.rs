@@ -6,7 +6,9 @@
 //! - [`model`]: VIP addresses, interface selector, timings, node identity.
 //! - The seams: [`LockBackend`] (the leader record), [`AddressManager`]
 //!   (the VIP on an interface), [`Announcer`] (the segment),
-//!   [`HealthProbe`] (the local control plane) and [`CordonWatch`].
+//!   [`HealthProbe`] (the local control plane), [`HeartbeatChannel`] (the
+//!   leader's liveness on the segment, for fast failover) and
+//!   [`CordonWatch`].
 //! - [`Elector`]: client-go's leader election over a [`LockBackend`].
 //! - [`Controller`]: the state machine that keeps the VIP on exactly one
 //!   healthy node.
@@ -60,6 +62,7 @@ pub mod controller;
 pub mod cordon;
 pub mod election;
 pub mod health;
+pub mod heartbeat;
 pub mod model;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testutil;
@@ -77,6 +80,7 @@ pub use controller::{
 pub use cordon::{CordonState, CordonWatch};
 pub use election::{Attempt, ElectionError, Elector};
 pub use health::{HealthError, HealthProbe};
+pub use heartbeat::{ElectionId, HeardBeat, Heartbeat, HeartbeatChannel};
 pub use model::{
     Interface, InterfaceSelector, MacAddr, ModelError, NodeIdentity, Timings, VipAddress, VipSpec,
 };
@@ -89,3 +93,5 @@ pub use announce::MockAnnouncer;
 pub use backend::MockLockBackend;
 #[cfg(any(test, feature = "test-util"))]
 pub use health::MockHealthProbe;
+#[cfg(any(test, feature = "test-util"))]
+pub use heartbeat::MockHeartbeatChannel;

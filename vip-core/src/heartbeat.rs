@@ -1,0 +1,111 @@
+//! The heartbeat seam: the leader's liveness on the segment, for fenced
+//! fast failover.
+//!
+//! While it leads, a node sends a small layer-2 [`Heartbeat`] every
+//! heartbeat interval on the VIP's interface. Followers listen and note,
+//! per holder and term, when they last heard one. A follower that has heard
+//! the current holder's term and then misses a few heartbeats probes the
+//! VIP on the segment; only when nobody answers does it try to take the
+//! lease, by a compare-and-swap on the record it last observed. The lease
+//! stays the only authority: no path adds the VIP without a successful
+//! write, and a holder that sends no heartbeats (a kube-vip, the feature
+//! off, a switch that drops them) is replaced only when its lease expires.
+//!
+//! Heartbeats are unauthenticated: a forged one can make a leader yield
+//! (it withdraws, which is safe) or delay a fast takeover until the lease
+//! expires (today's behaviour), but it can never make a node add the VIP.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+use crate::announce::AnnounceError;
+use crate::model::{Interface, MacAddr};
+
+/// Which election a heartbeat belongs to: the 64-bit FNV-1a hash of the
+/// lock's name (`namespace/name` for a Lease), so that two clusters on
+/// one segment never mistake each other's heartbeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ElectionId(pub u64);
+
+impl ElectionId {
+    /// The id of the lock named `name` (e.g. `kube-system/plndr-cp-lock`).
+    pub fn of(name: &str) -> Self {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in name.as_bytes() {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        Self(h)
+    }
+}
+
+impl std::fmt::Display for ElectionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// One heartbeat, as the leader sends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// The election.
+    pub election: ElectionId,
+    /// The holder identity of the record the sender holds.
+    pub holder: String,
+    /// The sender's term: `leaseTransitions` of the record it holds.
+    pub term: u32,
+    /// Counts up from 0 within one term.
+    pub sequence: u64,
+    /// The sender's heartbeat interval, so that followers count misses at
+    /// the sender's own rate.
+    pub interval: Duration,
+}
+
+/// A heartbeat heard on the segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeardBeat {
+    /// The heartbeat.
+    pub beat: Heartbeat,
+    /// The Ethernet source it came from.
+    pub from: MacAddr,
+}
+
+/// Sends and hears heartbeats on an interface.
+///
+/// Implementations: the `AF_PACKET` channel of `vip-arp` and the
+/// in-memory segment of `testutil` (feature `test-util`).
+#[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
+#[async_trait]
+pub trait HeartbeatChannel: Send + Sync + 'static {
+    /// Send one heartbeat on `interface`.
+    async fn send(&self, interface: &Interface, beat: &Heartbeat) -> Result<(), AnnounceError>;
+
+    /// Heartbeats of `election` heard on `interface` from other hosts (the
+    /// interface's own frames are never delivered). A full receiver drops
+    /// beats; a closed one ends the subscription.
+    async fn subscribe(
+        &self,
+        interface: &Interface,
+        election: ElectionId,
+    ) -> Result<mpsc::Receiver<HeardBeat>, AnnounceError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn election_ids_are_fnv1a_64() {
+        // FNV-1a 64 test vectors.
+        assert_eq!(ElectionId::of("").0, 0xcbf2_9ce4_8422_2325);
+        assert_eq!(ElectionId::of("a").0, 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(ElectionId::of("foobar").0, 0x8594_4171_f739_67e8);
+        assert_ne!(
+            ElectionId::of("kube-system/plndr-cp-lock"),
+            ElectionId::of("kube-system/kube-vip-cp")
+        );
+        assert_eq!(ElectionId(0xab).to_string(), "00000000000000ab");
+    }
+}
