@@ -1,0 +1,201 @@
+//! The settings table: every key `vip manager` reads (kube-vip's
+//! environment variables, their flags and kube-vip's flag aliases) and the
+//! kube-vip settings `vip` refuses by name. `--help`, the manifest and
+//! `docs/configuration.md` are generated from it.
+
+/// One setting: its environment variable, its flag, kube-vip's flag alias
+/// and its default, for `--help`, the docs and the manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    /// The environment variable (kube-vip's name).
+    pub env: &'static str,
+    /// The flag, without `--`.
+    pub flag: &'static str,
+    /// kube-vip's own flag name, accepted as an alias.
+    pub kube_vip_flag: Option<&'static str>,
+    /// The default, as text (`""`: none).
+    pub default: &'static str,
+    /// One line of documentation.
+    pub help: &'static str,
+}
+
+/// Every setting `vip manager` reads, in documentation order.
+pub const KEYS: &[Key] = &[
+    Key {
+        env: "vip_arp",
+        flag: "vip-arp",
+        kube_vip_flag: Some("arp"),
+        default: "true",
+        help: "ARP/NDP mode; the only mode vip implements (false is refused)",
+    },
+    Key {
+        env: "cp_enable",
+        flag: "cp-enable",
+        kube_vip_flag: Some("controlplane"),
+        default: "true",
+        help: "control-plane VIP; the only use vip implements (false is refused)",
+    },
+    Key {
+        env: "address",
+        flag: "address",
+        kube_vip_flag: Some("address"),
+        default: "",
+        help: "the VIP(s): IPv4 and/or IPv6, comma-separated, optionally with /prefix; wins over vip_address",
+    },
+    Key {
+        env: "vip_address",
+        flag: "vip-address",
+        kube_vip_flag: Some("vip"),
+        default: "",
+        help: "the VIP (kube-vip's older name for address)",
+    },
+    Key {
+        env: "vip_subnet",
+        flag: "vip-subnet",
+        kube_vip_flag: Some("vipSubnet"),
+        default: "32 / 128",
+        help: "prefix length(s) for bare addresses, comma-separated per address (e.g. 32,128)",
+    },
+    Key {
+        env: "vip_interface",
+        flag: "vip-interface",
+        kube_vip_flag: Some("interface"),
+        default: "auto",
+        help: "interface for the VIP; empty: the one whose connected prefix contains the VIP, else the default-route one",
+    },
+    Key {
+        env: "port",
+        flag: "port",
+        kube_vip_flag: Some("port"),
+        default: "6443",
+        help: "the local API server's port",
+    },
+    Key {
+        env: "vip_nodename",
+        flag: "vip-nodename",
+        kube_vip_flag: Some("nodeName"),
+        default: "hostname",
+        help: "this node's name: the Lease holderIdentity (lower-cased)",
+    },
+    Key {
+        env: "cp_namespace",
+        flag: "cp-namespace",
+        kube_vip_flag: Some("namespace"),
+        default: "kube-system",
+        help: "namespace of the Lease",
+    },
+    Key {
+        env: "vip_leaderelection",
+        flag: "vip-leaderelection",
+        kube_vip_flag: Some("leaderElection"),
+        default: "true",
+        help: "accepted for kube-vip compatibility; control-plane ARP mode always elects",
+    },
+    Key {
+        env: "vip_leasename",
+        flag: "vip-leasename",
+        kube_vip_flag: Some("leaseName"),
+        default: "plndr-cp-lock",
+        help: "the Lease name, or namespace/name",
+    },
+    Key {
+        env: "vip_leaseduration",
+        flag: "vip-leaseduration",
+        kube_vip_flag: Some("leaseDuration"),
+        default: "5",
+        help: "lease duration, whole seconds",
+    },
+    Key {
+        env: "vip_renewdeadline",
+        flag: "vip-renewdeadline",
+        kube_vip_flag: Some("leaseRenewDuration"),
+        default: "3",
+        help: "renew deadline, seconds (fractions allowed)",
+    },
+    Key {
+        env: "vip_retryperiod",
+        flag: "vip-retryperiod",
+        kube_vip_flag: Some("leaseRetry"),
+        default: "1",
+        help: "retry period, seconds (fractions allowed)",
+    },
+    Key {
+        env: "vip_arpRate",
+        flag: "vip-arp-rate",
+        kube_vip_flag: None,
+        default: "3000",
+        help: "announcement refresh period while leading, milliseconds (at least 500)",
+    },
+    Key {
+        env: "k8s_config_file",
+        flag: "k8s-config-file",
+        kube_vip_flag: Some("k8sConfigPath"),
+        default: "",
+        help: "kubeconfig path; empty: KUBECONFIG, admin.conf (super-admin.conf on 401/403), k3s, rke2, in-cluster",
+    },
+    Key {
+        env: "kubernetes_addr",
+        flag: "kubernetes-addr",
+        kube_vip_flag: None,
+        default: "",
+        help: "the local API server as host:port (a loopback address); default 127.0.0.1:<port>",
+    },
+    Key {
+        env: "vip_loglevel",
+        flag: "vip-loglevel",
+        kube_vip_flag: Some("log"),
+        default: "0",
+        help: "kube-vip's slog levels: -4 debug, 0 info, 4 warn, 8 error (or the names)",
+    },
+    Key {
+        env: "vip_logformat",
+        flag: "vip-logformat",
+        kube_vip_flag: None,
+        default: "text",
+        help: "log format: text or json",
+    },
+    Key {
+        env: "prometheus_server",
+        flag: "prometheus-server",
+        kube_vip_flag: Some("prometheusHTTPServer"),
+        default: ":2112",
+        help: "metrics, /healthz and /readyz listen address; empty disables",
+    },
+    Key {
+        env: "vip_healthcheck",
+        flag: "vip-healthcheck",
+        kube_vip_flag: None,
+        default: "true",
+        help: "follow the local API server's /readyz (false: never hand over for health)",
+    },
+];
+
+/// kube-vip settings that select modes or features `vip` does not have:
+/// `(key, what it enables)`. Refused when set to a non-empty, non-false
+/// value.
+pub const UNSUPPORTED: &[(&str, &str)] = &[
+    ("svc_enable", "the Service load-balancer mode"),
+    ("svc_election", "per-Service election"),
+    ("bgp_enable", "the BGP mode"),
+    ("bgp_routerid", "the BGP mode"),
+    ("bgp_peers", "the BGP mode"),
+    ("vip_routingtable", "the routing-table mode"),
+    ("vip_wireguard", "the WireGuard mode"),
+    ("vip_ddns", "DHCP/DDNS VIPs"),
+    ("lb_enable", "IPVS load balancing"),
+    ("egress_podcidr", "egress SNAT"),
+    ("egress_servicecidr", "egress SNAT"),
+    ("enable_upnp", "UPnP forwarding"),
+    (
+        "cp_detect",
+        "API-server address detection from certificate SANs",
+    ),
+    ("enable_node_labeling", "node labelling"),
+    (
+        "vip_preserve_on_leadership_loss",
+        "keeping the VIP after losing leadership (it would be on two nodes)",
+    ),
+    ("vip_leaseannotations", "Lease annotations"),
+    ("vip_cidr", "the removed vip_cidr setting (use vip_subnet)"),
+    ("vip_servicesinterface", "the Service load-balancer mode"),
+];
