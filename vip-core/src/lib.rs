@@ -80,7 +80,7 @@ pub use controller::{
 pub use cordon::{CordonState, CordonWatch};
 pub use election::{Attempt, ElectionError, Elector};
 pub use health::{HealthError, HealthProbe};
-pub use heartbeat::{ElectionId, HeardBeat, Heartbeat, HeartbeatChannel};
+pub use heartbeat::{ElectionId, HeardBeat, Heartbeat, HeartbeatChannel, version_tag};
 pub use model::{
     Interface, InterfaceSelector, MacAddr, ModelError, NodeIdentity, Timings, VipAddress, VipSpec,
 };

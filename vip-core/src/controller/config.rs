@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::heartbeat::ElectionId;
 use crate::model::{InterfaceSelector, NodeIdentity, Timings, VipSpec};
 
 /// Errors of controller configuration.
@@ -83,6 +84,52 @@ impl Default for HealthPolicy {
     }
 }
 
+/// Fenced fast failover: how often the leader sends heartbeats, how many
+/// a follower may miss before it probes the VIP, how long the probe waits,
+/// and the step of the followers' rank-based stagger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FastFailoverPolicy {
+    /// Heartbeat interval; zero turns fast failover off (no heartbeats
+    /// sent or heeded: failover waits for the lease to expire).
+    pub heartbeat: Duration,
+    /// Heartbeats (at the sender's own interval) a follower may miss before
+    /// it probes the VIP.
+    pub misses: u32,
+    /// How long the probe of the VIP waits for an answer.
+    pub probe_timeout: Duration,
+    /// Step of the stagger: a follower of rank `r` (0, 1 or 2, drawn from
+    /// its identity and the term) waits `r` steps longer, so that one write
+    /// normally wins.
+    pub stagger: Duration,
+}
+
+impl FastFailoverPolicy {
+    /// Fast failover off.
+    pub const OFF: Self = Self {
+        heartbeat: Duration::ZERO,
+        misses: 3,
+        probe_timeout: Duration::from_millis(10),
+        stagger: Duration::from_millis(5),
+    };
+
+    /// Whether heartbeats are sent and heeded.
+    pub fn enabled(&self) -> bool {
+        !self.heartbeat.is_zero()
+    }
+}
+
+impl Default for FastFailoverPolicy {
+    /// A heartbeat every 10 ms, 3 misses, a 10 ms probe, 5 ms stagger
+    /// steps: a dead leader is replaced about 45 ms after its last
+    /// heartbeat.
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_millis(10),
+            ..Self::OFF
+        }
+    }
+}
+
 /// Everything the controller needs to know besides its parts.
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
@@ -118,6 +165,11 @@ pub struct ControllerConfig {
     pub handover_backoff: Duration,
     /// How long the carrier may be down before the leader hands over.
     pub carrier_grace: Duration,
+    /// Fenced fast failover (used when the controller has a heartbeat
+    /// channel).
+    pub fast_failover: FastFailoverPolicy,
+    /// The election heartbeats belong to (the lock's name, hashed).
+    pub election: ElectionId,
 }
 
 impl ControllerConfig {
@@ -145,6 +197,8 @@ impl ControllerConfig {
             cordon_grace: timings.lease_duration(),
             handover_backoff: Duration::from_secs(30),
             carrier_grace: timings.renew_deadline(),
+            fast_failover: FastFailoverPolicy::default(),
+            election: ElectionId::of("vip"),
         }
     }
 
@@ -214,6 +268,37 @@ impl ControllerConfig {
                 self.defence_interval,
                 "positive",
             ));
+        }
+        let f = &self.fast_failover;
+        if f.enabled() {
+            if f.heartbeat > Duration::from_secs(1) {
+                return Err(invalid(
+                    "fast_failover.heartbeat",
+                    f.heartbeat,
+                    "at most 1 s (0 turns fast failover off)",
+                ));
+            }
+            if f.misses == 0 || f.misses > 1000 {
+                return Err(invalid("fast_failover.misses", f.misses, "1 to 1000"));
+            }
+            if f.probe_timeout.is_zero() || f.probe_timeout > Duration::from_secs(1) {
+                return Err(invalid(
+                    "fast_failover.probe_timeout",
+                    f.probe_timeout,
+                    "positive and at most 1 s",
+                ));
+            }
+            let detect = f.heartbeat * f.misses + f.probe_timeout + f.stagger * 2;
+            if detect >= self.timings.renew_deadline() {
+                return Err(invalid(
+                    "fast_failover",
+                    f,
+                    format!(
+                        "heartbeat x misses + probe + 2 stagger steps ({detect:?}) below the renew deadline ({:?}), or fast failover would be slower than the lease",
+                        self.timings.renew_deadline()
+                    ),
+                ));
+            }
         }
         let lifetime = self.max_address_lifetime();
         // The address must outlive the next renewal, or it would blink.

@@ -104,10 +104,10 @@ impl Run {
             && self
                 .elector
                 .observed_record()
-                .is_some_and(|r| r.record.is_released())
+                .is_none_or(|r| r.record.is_released())
         {
-            // A released lease is taken at once.
-            self.on_timer().await;
+            // A released (or deleted) lease is taken at once.
+            self.follower_timer(Instant::now()).await;
         }
     }
 

@@ -34,6 +34,7 @@ impl Run {
             return Err(());
         };
         let mut added = false;
+        let mut earliest: Option<Instant> = None;
         for vip in self.vips.clone() {
             if !self.elector.is_leading(Instant::now()) {
                 return Err(());
@@ -45,11 +46,16 @@ impl Run {
                 });
                 return Err(());
             };
-            match self
+            // The kernel removes it no earlier than this.
+            let expires = Instant::now() + lifetime;
+            let result = self
                 .addresses
                 .ensure_present(&iface, &vip, Some(lifetime))
-                .await
-            {
+                .await;
+            if result.is_ok() {
+                earliest = Some(earliest.map_or(expires, |e| e.min(expires)));
+            }
+            match result {
                 Ok(Presence::Added) => {
                     added = true;
                     if first {
@@ -73,6 +79,7 @@ impl Run {
             }
         }
         self.addresses_present = true;
+        self.addresses_expire = earliest;
         Ok(added)
     }
 
@@ -83,6 +90,8 @@ impl Run {
     pub(super) async fn keep_addresses(&mut self, always: bool) -> bool {
         match self.refresh_addresses(false).await {
             Ok(added) => {
+                self.readd_pending = false;
+                self.start_heartbeats();
                 if added || always {
                     self.burst_left = self.config.announce.burst_count;
                     self.announce_all().await;
@@ -108,6 +117,8 @@ impl Run {
                 return;
             }
         }
+        self.readd_pending = false;
+        self.start_heartbeats();
         // Announce at once, then the rest of the burst.
         self.burst_left = self.config.announce.burst_count;
         self.announce_all().await;
@@ -127,11 +138,46 @@ impl Run {
         }
     }
 
-    /// One announcement of every VIP; schedules the next.
+    /// Fast failover, on carrier loss: stop beating and announcing and
+    /// remove the VIPs, but keep the lease; the next successful renewal
+    /// puts them back (or shows that a follower took over).
+    pub(super) async fn withdraw_until_renewed(&mut self) {
+        self.stop_heartbeats();
+        self.next_announce = None;
+        self.burst_left = 0;
+        self.readd_pending = true;
+        let Some(iface) = self.interface.clone() else {
+            return;
+        };
+        for vip in self.vips.clone() {
+            match self.addresses.ensure_absent(&iface, &vip).await {
+                Ok(true) => self.emit(ControllerEvent::AddressRemoved {
+                    address: vip.addr(),
+                    stale: false,
+                }),
+                Ok(false) => {}
+                Err(e) => self.emit(ControllerEvent::Error {
+                    error: format!("removing {vip} after carrier loss: {e}"),
+                }),
+            }
+        }
+        self.addresses_present = false;
+        self.addresses_expire = None;
+        let present = self.addresses_present;
+        self.update_status(|s| s.addresses_present = present);
+    }
+
+    /// One announcement of every VIP; schedules the next. Nothing while
+    /// the VIPs are not on the interface (never claim what the kernel
+    /// would not answer for).
     pub(super) async fn announce_all(&mut self) {
         let Some(iface) = self.interface.clone() else {
             return;
         };
+        if !self.addresses_present {
+            self.next_announce = None;
+            return;
+        }
         for vip in self.vips.clone() {
             match self.announcer.announce(&iface, vip.addr()).await {
                 Ok(()) => {
@@ -179,8 +225,12 @@ impl Run {
             };
             match attempt {
                 Some(Attempt::Leading { .. }) => {
-                    // Someone may have removed it meanwhile.
-                    if !self.keep_addresses(false).await {
+                    // Someone may have removed it meanwhile; after a
+                    // carrier loss or a removal (fast failover) it comes
+                    // back now, with a burst, this renewal being the proof
+                    // that nobody took over.
+                    let burst = self.readd_pending;
+                    if !self.keep_addresses(burst).await {
                         return;
                     }
                     let (last, valid) =

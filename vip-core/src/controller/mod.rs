@@ -47,15 +47,19 @@ use crate::backend::LockBackend;
 use crate::cordon::{CordonState, CordonWatch};
 use crate::election::Elector;
 use crate::health::HealthProbe;
+use crate::heartbeat::HeartbeatChannel;
 
 mod config;
 mod follower;
 mod health;
+mod heartbeat;
 mod leader;
 mod run;
 mod status;
 
-pub use config::{AnnouncePolicy, ControllerConfig, ControllerError, HealthPolicy};
+pub use config::{
+    AnnouncePolicy, ControllerConfig, ControllerError, FastFailoverPolicy, HealthPolicy,
+};
 pub use status::{
     ControllerEvent, Counters, Observer, Role, ShutdownReport, Status, StepDownReason,
 };
@@ -110,6 +114,7 @@ pub struct Controller {
     health: Option<Arc<dyn HealthProbe>>,
     cordon: Option<CordonWatch>,
     observer: Option<Arc<dyn Observer>>,
+    heartbeats: Option<Arc<dyn HeartbeatChannel>>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -139,6 +144,7 @@ impl Controller {
             health: None,
             cordon: None,
             observer: None,
+            heartbeats: None,
         }
     }
 
@@ -151,6 +157,17 @@ impl Controller {
     /// Follow this node's cordon state.
     pub fn with_cordon(mut self, cordon: CordonWatch) -> Self {
         self.cordon = Some(cordon);
+        self
+    }
+
+    /// Fenced fast failover over this heartbeat channel (when the
+    /// configuration's heartbeat interval is not zero): send heartbeats
+    /// while leading, and replace a silent holder whose VIP no longer
+    /// answers by a compare-and-swap on the lease. Without it, or with
+    /// the interval at zero, a dead leader is replaced when its lease
+    /// expires.
+    pub fn with_heartbeats(mut self, channel: Arc<dyn HeartbeatChannel>) -> Self {
+        self.heartbeats = Some(channel);
         self
     }
 
@@ -202,6 +219,9 @@ impl Controller {
             keepalive.cordon = Some(tx);
             rx
         });
+        let heartbeats = self
+            .heartbeats
+            .filter(|_| self.config.fast_failover.enabled());
         let run = Run {
             vips: self.config.vips.addresses().to_vec(),
             config: self.config,
@@ -231,6 +251,14 @@ impl Controller {
             health_open: true,
             cordon_open: true,
             _keepalive: keepalive,
+            heartbeats,
+            beats: None,
+            beat_plan: watch::channel(None).0,
+            beat_sender: None,
+            heard: None,
+            next_probe: None,
+            readd_pending: false,
+            addresses_expire: None,
         };
         let task = tokio::spawn(run.run(stop_rx));
         Ok(ControllerHandle {

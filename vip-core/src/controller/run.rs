@@ -20,7 +20,10 @@ use crate::announce::{Announcer, Conflict};
 use crate::backend::{LockBackend, RecordWatch};
 use crate::cordon::{CordonState, CordonWatch};
 use crate::election::{Attempt, Elector};
+use crate::heartbeat::{HeardBeat, HeartbeatChannel};
 use crate::model::{Interface, VipAddress};
+
+use super::heartbeat::{AbortOnDrop, BeatPlan, Heard};
 
 /// The running state of the controller task.
 pub(super) struct Run {
@@ -56,6 +59,23 @@ pub(super) struct Run {
     pub(super) health_open: bool,
     pub(super) cordon_open: bool,
     pub(super) _keepalive: KeepAlive,
+    /// Fast failover's channel; `None` when it is off.
+    pub(super) heartbeats: Option<Arc<dyn HeartbeatChannel>>,
+    /// Heartbeats heard on the segment.
+    pub(super) beats: Option<mpsc::Receiver<HeardBeat>>,
+    /// What the sender task sends (`None`: nothing).
+    pub(super) beat_plan: watch::Sender<Option<BeatPlan>>,
+    pub(super) beat_sender: Option<AbortOnDrop>,
+    /// The last heartbeat of the observed holder and term.
+    pub(super) heard: Option<Heard>,
+    /// A follower that found the VIP still answering probes again then.
+    pub(super) next_probe: Option<Instant>,
+    /// Leader (fast failover): the VIP went (carrier loss, a removal) and
+    /// comes back only after a successful renewal.
+    pub(super) readd_pending: bool,
+    /// The earliest moment the kernel may remove the VIPs: when the last
+    /// refresh was sent plus the lifetime it set.
+    pub(super) addresses_expire: Option<Instant>,
 }
 
 /// Senders of the inputs the caller did not provide, kept so their
@@ -73,6 +93,7 @@ enum Wake {
     Record,
     RecordClosed,
     Link(Option<LinkEvent>),
+    Beat(Option<HeardBeat>),
     Claim(Option<Conflict>),
     Health,
     Cordon,
@@ -211,6 +232,20 @@ impl Run {
             }),
         }
         self.record_watch = self.elector.watch();
+        if let Some(channel) = self.heartbeats.clone() {
+            match channel.subscribe(&iface, self.config.election).await {
+                Ok(rx) => self.beats = Some(rx),
+                Err(e) => self.emit(ControllerEvent::Error {
+                    error: format!("listening for heartbeats: {e}"),
+                }),
+            }
+            self.beat_sender = Some(super::heartbeat::spawn_sender(
+                channel,
+                iface.clone(),
+                self.beat_plan.subscribe(),
+                self.observer.clone(),
+            ));
+        }
 
         // 2. Wait (bounded) for the first health verdict.
         if *self.health.borrow() == HealthState::Unknown {
@@ -256,6 +291,7 @@ impl Run {
                 r = changed_opt(&mut self.record_watch) => if r { Wake::Record } else { Wake::RecordClosed },
                 ev = recv_opt(&mut self.link_events) => Wake::Link(ev),
                 c = recv_opt(&mut self.conflicts) => Wake::Claim(c),
+                b = recv_opt(&mut self.beats) => Wake::Beat(b),
                 r = self.health.changed(), if self.health_open => {
                     if r.is_ok() { Wake::Health } else { self.health_open = false; Wake::Timer }
                 },
@@ -276,12 +312,18 @@ impl Run {
                 Wake::Link(None) => self.link_events = None,
                 Wake::Claim(Some(c)) => self.on_claim(c).await,
                 Wake::Claim(None) => self.conflicts = None,
+                Wake::Beat(Some(b)) => {
+                    // 100 a second from the leader: no status update.
+                    self.on_beat(b).await;
+                    continue;
+                }
+                Wake::Beat(None) => self.beats = None,
                 Wake::Health => {
                     self.on_health_change();
                     if self.role == Role::Leader && !self.healthy() {
                         self.step_down(StepDownReason::Unhealthy, true).await;
                     } else if self.role == Role::Follower {
-                        self.on_timer().await;
+                        self.follower_timer(Instant::now()).await;
                     }
                 }
                 Wake::Cordon => self.on_cordon().await,
@@ -303,7 +345,19 @@ impl Run {
             if let Some(since) = self.carrier_down_since {
                 d = d.min(since + self.config.carrier_grace);
             }
-        } else if self.role == Role::Follower && self.eligible() {
+        } else if self.role == Role::Follower {
+            d = d.min(self.follower_due());
+            if let Some(f) = self.fast_due() {
+                d = d.min(f);
+            }
+        }
+        d
+    }
+
+    /// When the follower's regular work (reconcile, poll, campaign) is due.
+    pub(super) fn follower_due(&self) -> Instant {
+        let mut d = self.next_renew;
+        if self.eligible() {
             let mut due = if self.record_watch.is_some() {
                 self.lease_available_at(Instant::now())
             } else {
@@ -394,9 +448,13 @@ impl Run {
         reason: StepDownReason,
         release: bool,
     ) -> (Vec<IpAddr>, bool, Vec<String>) {
-        // 1. Stop announcing.
+        // 1. Stop announcing (heartbeats first).
+        self.stop_heartbeats();
         self.next_announce = None;
         self.burst_left = 0;
+        self.heard = None;
+        self.next_probe = None;
+        self.readd_pending = false;
         self.role = if reason == StepDownReason::Shutdown {
             Role::Stopping
         } else {
@@ -426,6 +484,7 @@ impl Run {
             }
         }
         self.addresses_present = false;
+        self.addresses_expire = None;
         // 3. Release, bounded.
         let mut released = false;
         if release {
@@ -463,7 +522,18 @@ impl Run {
         let now = Instant::now();
         match self.role {
             Role::Leader => self.leader_timer(now).await,
-            Role::Follower => self.follower_timer(now).await,
+            Role::Follower => {
+                if self.fast_due().is_some_and(|d| now >= d) {
+                    self.fast_takeover().await;
+                    if self.role != Role::Follower {
+                        return;
+                    }
+                }
+                let now = Instant::now();
+                if now >= self.follower_due() {
+                    self.follower_timer(now).await;
+                }
+            }
             _ => {}
         }
     }
@@ -476,6 +546,12 @@ impl Run {
                     self.update_status(|s| s.carrier_up = false);
                     self.emit(ControllerEvent::CarrierChanged { up: false });
                 }
+                if self.fast() && self.role == Role::Leader {
+                    // Followers take over within milliseconds of our
+                    // silence: a link that comes back must not bring a
+                    // stale VIP with it. It returns after a renewal.
+                    self.withdraw_until_renewed().await;
+                }
             }
             LinkEvent::CarrierUp => {
                 if self.carrier_down_since.take().is_some() {
@@ -483,10 +559,17 @@ impl Run {
                     self.emit(ControllerEvent::CarrierChanged { up: true });
                 }
                 if self.role == Role::Leader {
-                    // A link-down may have flushed addresses (IPv6 by
-                    // default): put them back, then burst again, since
-                    // the segment may have forgotten us.
-                    self.keep_addresses(true).await;
+                    if self.fast() {
+                        // Never from memory: renew first; a follower may
+                        // have taken over meanwhile.
+                        self.readd_pending = true;
+                        self.next_renew = Instant::now();
+                    } else {
+                        // A link-down may have flushed addresses (IPv6 by
+                        // default): put them back, then burst again, since
+                        // the segment may have forgotten us.
+                        self.keep_addresses(true).await;
+                    }
                 }
             }
             LinkEvent::AddressRemoved(addr) => {
@@ -495,7 +578,15 @@ impl Run {
                     && self.carrier_up()
                     && self.vips.iter().any(|v| v.addr() == addr)
                 {
-                    self.keep_addresses(false).await;
+                    if self.fast() {
+                        // Gone by its lifetime (a stall) or by someone
+                        // else: back only after a successful renewal.
+                        self.stop_heartbeats();
+                        self.readd_pending = true;
+                        self.next_renew = Instant::now();
+                    } else {
+                        self.keep_addresses(false).await;
+                    }
                 }
             }
         }

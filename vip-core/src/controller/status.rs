@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::announce::Conflict;
-use crate::model::Interface;
+use crate::model::{Interface, MacAddr};
 
 /// The controller's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +53,9 @@ pub enum StepDownReason {
     AddressFailure,
     /// Shutdown was requested.
     Shutdown,
+    /// A heartbeat of a higher term from another holder was heard: a
+    /// follower took the lease over (fast failover).
+    Superseded,
 }
 
 impl std::fmt::Display for StepDownReason {
@@ -65,6 +68,7 @@ impl std::fmt::Display for StepDownReason {
             Self::CarrierDown => "carrier down",
             Self::AddressFailure => "address could not be kept",
             Self::Shutdown => "shutdown",
+            Self::Superseded => "superseded by a newer leader's heartbeat",
         })
     }
 }
@@ -148,6 +152,42 @@ pub enum ControllerEvent {
         /// The new holder (empty when released).
         holder: String,
     },
+    /// This leader sent a heartbeat.
+    HeartbeatSent,
+    /// A heartbeat of this election was heard from another node.
+    HeartbeatHeard {
+        /// The holder it names.
+        holder: String,
+        /// Its term.
+        term: u32,
+    },
+    /// The holder's heartbeats stopped but its VIP still answered a probe:
+    /// no early takeover (the daemon is dead or hung, its host is up).
+    FastTakeoverDeclined {
+        /// The silent holder.
+        holder: String,
+        /// Who answered for the VIP.
+        answered_by: MacAddr,
+    },
+    /// The holder's heartbeats stopped, nobody answered for the VIP, and
+    /// this node took the lease by compare-and-swap (followed by
+    /// [`Acquired`](Self::Acquired)).
+    FastTakeover {
+        /// The silent holder replaced.
+        from: String,
+        /// This node's term.
+        term: u32,
+        /// How long the holder had been silent.
+        silent: Duration,
+    },
+    /// This leader heard a heartbeat of a higher term from another holder
+    /// and yields (followed by [`SteppedDown`](Self::SteppedDown)).
+    Yielded {
+        /// The new holder.
+        to: String,
+        /// Its term.
+        term: u32,
+    },
     /// A non-fatal error (interface resolution, removal, subscription).
     Error {
         /// What failed.
@@ -183,6 +223,12 @@ pub struct Counters {
     pub address_restores: u64,
     /// Stale VIPs removed while following.
     pub stale_removals: u64,
+    /// Leaderships taken by fast failover.
+    pub fast_takeovers: u64,
+    /// Fast takeovers not made because the VIP still answered.
+    pub fast_takeovers_declined: u64,
+    /// Leaderships given up on hearing a higher term.
+    pub yields: u64,
 }
 
 /// What observers see of the controller.
