@@ -30,6 +30,8 @@ pub fn controller_config(s: &Settings, health: &HealthConfig) -> ControllerConfi
         s.timings,
     );
     c.announce.refresh = s.arp_rate;
+    c.fast_failover = s.fast_failover;
+    c.election = vip_core::ElectionId::of(&format!("{}/{}", s.lease_namespace, s.lease_name));
     c.health = health.policy;
     c
 }
