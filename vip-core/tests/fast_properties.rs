@@ -20,7 +20,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Lab, assert_added_after_own_write, assert_no_answer_overlap, name, vip};
+use common::{
+    Lab, assert_added_after_own_write, assert_no_answer_overlap, check_transitions, name, vip,
+};
 use proptest::prelude::*;
 use tokio::time::Instant;
 
@@ -222,22 +224,6 @@ async fn run_schedule(s: Schedule) {
         if lab.running(i) {
             lab.crash(i);
         }
-    }
-}
-
-/// `leaseTransitions` increments exactly when the holder changes to a
-/// different non-empty identity.
-fn check_transitions(lab: &Lab) {
-    let log = lab.store.log();
-    let mut expected = 0;
-    let mut prev = String::new();
-    for (k, w) in log.iter().enumerate() {
-        let h = &w.record.holder_identity;
-        if k > 0 && !h.is_empty() && *h != prev {
-            expected += 1;
-        }
-        assert_eq!(w.record.lease_transitions, expected, "write {k}");
-        prev = h.clone();
     }
 }
 

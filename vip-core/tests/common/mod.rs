@@ -454,3 +454,22 @@ pub fn assert_no_overlap(net: &MemoryNetwork) {
         }
     }
 }
+
+/// `leaseTransitions` increments exactly when the holder changes to a
+/// different non-empty identity.
+pub fn check_transitions(lab: &Lab) {
+    let log = lab.store.log();
+    let mut expected = 0;
+    let mut prev = String::new();
+    for (k, w) in log.iter().enumerate() {
+        let h = &w.record.holder_identity;
+        if k > 0 && !h.is_empty() && *h != prev {
+            expected += 1;
+        }
+        assert_eq!(
+            w.record.lease_transitions, expected,
+            "write {k} of {log:#?}"
+        );
+        prev = h.clone();
+    }
+}
