@@ -12,7 +12,6 @@
 //! prober and the conflict listeners.
 
 use std::collections::HashMap;
-use std::io;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,7 +22,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 use vip_core::{AnnounceError, Announcer, Conflict, Interface, MacAddr};
 
-use crate::packet::{PacketSocket, RECV_BUFFER};
+use crate::packet::{PacketSocket, interface_gone, open_error};
 use crate::wire::Claim;
 use crate::wire::arp::ArpRepr;
 use crate::wire::ndp::{NdpRepr, NeighborAdvertRepr, NeighborSolicitRepr};
@@ -70,43 +69,15 @@ pub struct PacketAnnouncer {
     links: Mutex<HashMap<u32, Arc<Link>>>,
 }
 
-fn open_error(interface: &Interface, source: io::Error) -> AnnounceError {
-    match source.kind() {
-        io::ErrorKind::PermissionDenied => AnnounceError::PermissionDenied {
-            interface: interface.name.clone(),
-        },
-        _ => AnnounceError::Io {
-            operation: "opening a packet socket",
-            interface: interface.name.clone(),
-            source,
-        },
-    }
-}
-
 async fn read_claims(socket: Arc<PacketSocket>, claims: broadcast::Sender<Claim>, name: String) {
-    let mut buf = vec![0u8; RECV_BUFFER];
-    let mut failures = 0u32;
-    loop {
-        match socket.recv(&mut buf).await {
-            Ok(n) => {
-                failures = 0;
-                if let Some(claim) = Claim::from_frame(&buf[..n]) {
-                    // No receiver is fine: nobody is listening right now.
-                    let _ = claims.send(claim);
-                }
+    socket
+        .read_frames(&name, |frame| {
+            if let Some(claim) = Claim::from_frame(frame) {
+                // No receiver is fine: nobody is listening right now.
+                let _ = claims.send(claim);
             }
-            // Reported once when the link goes down; the socket stays bound
-            // and receives again when it comes back.
-            Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => {}
-            Err(e) => {
-                failures += 1;
-                tracing::warn!(interface = %name, error = %e, "packet socket receive failed");
-                // Bounded back-off so a persistent error cannot spin.
-                let pause = Duration::from_millis(10 * u64::from(failures.min(100)));
-                tokio::time::sleep(pause).await;
-            }
-        }
-    }
+        })
+        .await;
 }
 
 impl PacketAnnouncer {
@@ -153,7 +124,7 @@ impl PacketAnnouncer {
             Ok(()) => Ok(()),
             Err(source) => {
                 // The interface is gone (or was replaced): reopen next time.
-                if matches!(source.raw_os_error(), Some(libc::ENXIO | libc::ENODEV)) {
+                if interface_gone(&source) {
                     self.forget(interface);
                 }
                 Err(AnnounceError::Io {
