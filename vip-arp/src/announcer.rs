@@ -11,18 +11,16 @@
 //! into a [`Claim`] (who uses which address) and broadcasts it to the
 //! prober and the conflict listeners.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::{broadcast, mpsc};
-use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 use vip_core::{AnnounceError, Announcer, Conflict, Interface, MacAddr};
 
-use crate::packet::{PacketSocket, interface_gone, open_error};
+use crate::packet::{Link, Links, PacketSocket};
 use crate::wire::Claim;
 use crate::wire::arp::ArpRepr;
 use crate::wire::ndp::{NdpRepr, NeighborAdvertRepr, NeighborSolicitRepr};
@@ -36,20 +34,6 @@ pub const MIN_PROBE_INTERVAL: Duration = Duration::from_millis(100);
 /// consumer already knows of the conflict).
 pub const CONFLICT_CAPACITY: usize = 64;
 const CLAIM_CAPACITY: usize = 256;
-
-/// One interface's socket and reader.
-#[derive(Debug)]
-struct Link {
-    socket: Arc<PacketSocket>,
-    claims: broadcast::Sender<Claim>,
-    reader: JoinHandle<()>,
-}
-
-impl Drop for Link {
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
-}
 
 /// Announces VIPs with gratuitous ARP and unsolicited neighbour
 /// advertisements, probes addresses, and reports foreign claims.
@@ -66,10 +50,13 @@ impl Drop for Link {
 /// uses an interface, and must be used inside a tokio runtime.
 #[derive(Debug, Default)]
 pub struct PacketAnnouncer {
-    links: Mutex<HashMap<u32, Arc<Link>>>,
+    links: Links<Claims>,
 }
 
-async fn read_claims(socket: Arc<PacketSocket>, claims: broadcast::Sender<Claim>, name: String) {
+/// What an interface's reader broadcasts to the prober and the listeners.
+type Claims = broadcast::Sender<Claim>;
+
+async fn read_claims(socket: Arc<PacketSocket>, claims: Claims, name: String) {
     socket
         .read_frames(&name, |frame| {
             if let Some(claim) = Claim::from_frame(frame) {
@@ -86,54 +73,14 @@ impl PacketAnnouncer {
         Self::default()
     }
 
-    fn link(&self, interface: &Interface) -> Result<Arc<Link>, AnnounceError> {
-        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(link) = links.get(&interface.index) {
-            return Ok(link.clone());
-        }
-        let socket =
-            Arc::new(PacketSocket::open(interface.index).map_err(|e| open_error(interface, e))?);
-        let (claims, _) = broadcast::channel(CLAIM_CAPACITY);
-        let reader = tokio::spawn(read_claims(
-            socket.clone(),
-            claims.clone(),
-            interface.name.clone(),
-        ));
-        let link = Arc::new(Link {
-            socket,
-            claims,
-            reader,
-        });
-        links.insert(interface.index, link.clone());
-        Ok(link)
-    }
-
-    fn forget(&self, interface: &Interface) {
-        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
-        links.remove(&interface.index);
-    }
-
-    async fn send(
-        &self,
-        interface: &Interface,
-        link: &Link,
-        frame: &[u8],
-        operation: &'static str,
-    ) -> Result<(), AnnounceError> {
-        match link.socket.send(frame).await {
-            Ok(()) => Ok(()),
-            Err(source) => {
-                // The interface is gone (or was replaced): reopen next time.
-                if interface_gone(&source) {
-                    self.forget(interface);
-                }
-                Err(AnnounceError::Io {
-                    operation,
-                    interface: interface.name.clone(),
-                    source,
-                })
-            }
-        }
+    fn link(&self, interface: &Interface) -> Result<Arc<Link<Claims>>, AnnounceError> {
+        let name = interface.name.clone();
+        self.links.get_or_open(
+            interface,
+            PacketSocket::open,
+            || broadcast::channel(CLAIM_CAPACITY).0,
+            |socket, claims| read_claims(socket, claims, name),
+        )
     }
 
     /// Send one whole Ethernet frame (e.g. built with [`crate::wire`]) out
@@ -144,7 +91,9 @@ impl PacketAnnouncer {
         frame: &[u8],
     ) -> Result<(), AnnounceError> {
         let link = self.link(interface)?;
-        self.send(interface, &link, frame, "sending a frame").await
+        self.links
+            .send(interface, &link, frame, "sending a frame")
+            .await
     }
 
     fn probe_frame(mac: MacAddr, address: IpAddr) -> Vec<u8> {
@@ -164,21 +113,24 @@ impl Announcer for PacketAnnouncer {
         match vip {
             IpAddr::V4(a) => {
                 let request = ArpRepr::announce_request(interface.mac, a).to_bytes();
-                self.send(interface, &link, &request, "sending an ARP announcement")
+                self.links
+                    .send(interface, &link, &request, "sending an ARP announcement")
                     .await?;
                 let reply = ArpRepr::announce_reply(interface.mac, a).to_bytes();
-                self.send(interface, &link, &reply, "sending an ARP announcement")
+                self.links
+                    .send(interface, &link, &reply, "sending an ARP announcement")
                     .await?;
             }
             IpAddr::V6(a) => {
                 let na = NdpRepr::Advert(NeighborAdvertRepr::unsolicited(interface.mac, a));
-                self.send(
-                    interface,
-                    &link,
-                    &na.to_vec(),
-                    "sending a neighbour advertisement",
-                )
-                .await?;
+                self.links
+                    .send(
+                        interface,
+                        &link,
+                        &na.to_vec(),
+                        "sending a neighbour advertisement",
+                    )
+                    .await?;
             }
         }
         tracing::debug!(interface = %interface.name, %vip, "announced");
@@ -197,12 +149,13 @@ impl Announcer for PacketAnnouncer {
     ) -> Result<Option<MacAddr>, AnnounceError> {
         let link = self.link(interface)?;
         // Subscribe before sending so no answer can be missed.
-        let mut claims = link.claims.subscribe();
+        let mut claims = link.shared.subscribe();
         let frame = Self::probe_frame(interface.mac, address);
         let start = Instant::now();
         let deadline = start + timeout;
         let interval = (timeout / PROBE_COUNT).max(MIN_PROBE_INTERVAL);
-        self.send(interface, &link, &frame, "sending a probe")
+        self.links
+            .send(interface, &link, &frame, "sending a probe")
             .await?;
         let mut sent = 1;
         let mut next_probe = start + interval;
@@ -217,7 +170,7 @@ impl Announcer for PacketAnnouncer {
                     Err(broadcast::error::RecvError::Closed) => return Ok(None),
                 },
                 () = sleep_until(next_probe), if sent < PROBE_COUNT && next_probe < deadline => {
-                    self.send(interface, &link, &frame, "sending a probe").await?;
+                    self.links.send(interface, &link, &frame, "sending a probe").await?;
                     sent += 1;
                     next_probe += interval;
                 }
@@ -232,7 +185,7 @@ impl Announcer for PacketAnnouncer {
         vips: &[IpAddr],
     ) -> Result<mpsc::Receiver<Conflict>, AnnounceError> {
         let link = self.link(interface)?;
-        let mut claims = link.claims.subscribe();
+        let mut claims = link.shared.subscribe();
         let (tx, rx) = mpsc::channel(CONFLICT_CAPACITY);
         let vips = vips.to_vec();
         let own = interface.mac;

@@ -15,18 +15,16 @@
 //! interface's own MAC; a full subscription drops beats, a closed one is
 //! forgotten. Only `CAP_NET_RAW` is needed.
 
-use std::collections::HashMap;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use vip_core::{
     AnnounceError, ElectionId, HeardBeat, Heartbeat, HeartbeatChannel, Interface, MacAddr,
 };
 
-use crate::packet::{PacketSocket, interface_gone, open_error};
+use crate::packet::{Link, Links, PacketSocket};
 use crate::wire::heartbeat::{HEARTBEAT_MAC, HeartbeatFrame, HeartbeatRepr, MAX_FRAME_LEN};
 
 /// Capacity of one subscription; heartbeats beyond it are dropped (a
@@ -77,20 +75,6 @@ impl Subscribers {
     }
 }
 
-/// One interface's socket, subscriptions and reader.
-#[derive(Debug)]
-struct Link {
-    socket: Arc<PacketSocket>,
-    subscribers: Arc<Subscribers>,
-    reader: JoinHandle<()>,
-}
-
-impl Drop for Link {
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
-}
-
 /// Sends and hears vip's layer-2 heartbeats on `AF_PACKET` sockets.
 ///
 /// ```no_run
@@ -123,7 +107,7 @@ impl Drop for Link {
 /// new one.
 #[derive(Debug, Default)]
 pub struct PacketHeartbeats {
-    links: Mutex<HashMap<u32, Arc<Link>>>,
+    links: Links<Arc<Subscribers>>,
 }
 
 impl PacketHeartbeats {
@@ -132,35 +116,18 @@ impl PacketHeartbeats {
         Self::default()
     }
 
-    fn links(&self) -> MutexGuard<'_, HashMap<u32, Arc<Link>>> {
-        self.links.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn link(&self, interface: &Interface) -> Result<Arc<Link>, AnnounceError> {
-        let mut links = self.links();
-        if let Some(link) = links.get(&interface.index) {
-            return Ok(link.clone());
-        }
-        let socket = PacketSocket::open_heartbeat(interface.index, HEARTBEAT_MAC)
-            .map_err(|e| open_error(interface, e))?;
-        let socket = Arc::new(socket);
-        let subscribers = Arc::new(Subscribers::default());
-        let reader = tokio::spawn({
-            let (socket, subscribers) = (socket.clone(), subscribers.clone());
-            let (name, own) = (interface.name.clone(), interface.mac);
-            async move {
+    fn link(&self, interface: &Interface) -> Result<Arc<Link<Arc<Subscribers>>>, AnnounceError> {
+        let (name, own) = (interface.name.clone(), interface.mac);
+        self.links.get_or_open(
+            interface,
+            |index| PacketSocket::open_heartbeat(index, HEARTBEAT_MAC),
+            Arc::default,
+            move |socket, subscribers| async move {
                 socket
                     .read_frames(&name, |frame| subscribers.deliver(own, frame))
                     .await;
-            }
-        });
-        let link = Arc::new(Link {
-            socket,
-            subscribers,
-            reader,
-        });
-        links.insert(interface.index, link.clone());
-        Ok(link)
+            },
+        )
     }
 }
 
@@ -180,16 +147,9 @@ impl HeartbeatChannel for PacketHeartbeats {
                 source: io::Error::new(io::ErrorKind::InvalidInput, e),
             })?;
         let link = self.link(interface)?;
-        link.socket.send(&frame[..len]).await.map_err(|source| {
-            if interface_gone(&source) {
-                self.links().remove(&interface.index);
-            }
-            AnnounceError::Io {
-                operation: "sending a heartbeat",
-                interface: interface.name.clone(),
-                source,
-            }
-        })
+        self.links
+            .send(interface, &link, &frame[..len], "sending a heartbeat")
+            .await
     }
 
     async fn subscribe(
@@ -197,7 +157,7 @@ impl HeartbeatChannel for PacketHeartbeats {
         interface: &Interface,
         election: ElectionId,
     ) -> Result<mpsc::Receiver<HeardBeat>, AnnounceError> {
-        Ok(self.link(interface)?.subscribers.add(election))
+        Ok(self.link(interface)?.shared.add(election))
     }
 }
 

@@ -59,11 +59,6 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// The priority of the heartbeat filters, so that they are removed alone.
 const HEARTBEAT_FILTER_PREF: &str = "34997";
 
-/// The heartbeat's EtherType as `tc` reads it: `0x88b5`.
-fn heartbeat_protocol() -> String {
-    format!("{ETHERTYPE_HEARTBEAT:#06x}")
-}
-
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Errors of the lab.
@@ -334,46 +329,26 @@ impl NsShell {
     /// action drop`: kernels without the `cls_matchall`/`act_gact` modules,
     /// like this lab's, refuse it.)
     pub fn drop_heartbeats(&self, link: &str) -> Result<(), LabError> {
-        let protocol = heartbeat_protocol();
         self.tc(&["qdisc", "replace", "dev", link, "clsact"])?;
-        for direction in ["ingress", "egress"] {
-            self.tc(&[
-                "filter",
-                "replace",
-                "dev",
-                link,
-                direction,
-                "protocol",
-                &protocol,
-                "pref",
-                HEARTBEAT_FILTER_PREF,
-                "handle",
-                "1",
-                "bpf",
-                "da",
-                "bytecode",
-                "1,6 0 0 2",
-            ])?;
-        }
-        Ok(())
+        let program = ["handle", "1", "bpf", "da", "bytecode", "1,6 0 0 2"];
+        self.heartbeat_filters("replace", link, &program)
     }
 
     /// Remove the filters of [`drop_heartbeats`](Self::drop_heartbeats)
     /// from `link` (an error if they are not there).
     pub fn pass_heartbeats(&self, link: &str) -> Result<(), LabError> {
-        let protocol = heartbeat_protocol();
+        self.heartbeat_filters("del", link, &[])
+    }
+
+    /// `tc filter <verb>` of the heartbeat filter on `link`, both
+    /// directions, with `rest` appended.
+    fn heartbeat_filters(&self, verb: &str, link: &str, rest: &[&str]) -> Result<(), LabError> {
+        let protocol = format!("{ETHERTYPE_HEARTBEAT:#06x}");
         for direction in ["ingress", "egress"] {
-            self.tc(&[
-                "filter",
-                "del",
-                "dev",
-                link,
-                direction,
-                "protocol",
-                &protocol,
-                "pref",
-                HEARTBEAT_FILTER_PREF,
-            ])?;
+            let mut args = vec!["filter", verb, "dev", link, direction];
+            args.extend(["protocol", &protocol, "pref", HEARTBEAT_FILTER_PREF]);
+            args.extend_from_slice(rest);
+            self.tc(&args)?;
         }
         Ok(())
     }

@@ -2,11 +2,15 @@
 //! classic-BPF filter: the announcer's lets only ARP and ICMPv6 neighbour
 //! discovery in, the heartbeat channel's only vip heartbeats.
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::io::{self, Read};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockFilter, Socket, Type};
 use tokio::io::unix::AsyncFd;
+use tokio::task::JoinHandle;
 use vip_core::{AnnounceError, Interface, MacAddr};
 
 use crate::sys;
@@ -169,9 +173,92 @@ impl PacketSocket {
     }
 }
 
+/// One interface's packet socket, the state its reader task shares, and
+/// that task (aborted on drop).
+#[derive(Debug)]
+pub(crate) struct Link<T> {
+    pub(crate) socket: Arc<PacketSocket>,
+    pub(crate) shared: T,
+    reader: JoinHandle<()>,
+}
+
+impl<T> Drop for Link<T> {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// The links of one announcer or channel by interface index: each opened
+/// on first use and kept until a send finds its interface gone.
+#[derive(Debug)]
+pub(crate) struct Links<T>(Mutex<HashMap<u32, Arc<Link<T>>>>);
+
+impl<T> Default for Links<T> {
+    fn default() -> Self {
+        Self(Mutex::default())
+    }
+}
+
+impl<T: Clone> Links<T> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u32, Arc<Link<T>>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `interface`'s link; the first time, its socket is opened with `open`
+    /// and a reader task `read(socket, shared)` is spawned (in the current
+    /// tokio runtime) with a clone of `shared()`.
+    pub(crate) fn get_or_open<Fut>(
+        &self,
+        interface: &Interface,
+        open: impl FnOnce(u32) -> io::Result<PacketSocket>,
+        shared: impl FnOnce() -> T,
+        read: impl FnOnce(Arc<PacketSocket>, T) -> Fut,
+    ) -> Result<Arc<Link<T>>, AnnounceError>
+    where
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let mut links = self.lock();
+        if let Some(link) = links.get(&interface.index) {
+            return Ok(link.clone());
+        }
+        let socket = Arc::new(open(interface.index).map_err(|e| open_error(interface, e))?);
+        let shared = shared();
+        let reader = tokio::spawn(read(socket.clone(), shared.clone()));
+        let link = Arc::new(Link {
+            socket,
+            shared,
+            reader,
+        });
+        links.insert(interface.index, link.clone());
+        Ok(link)
+    }
+
+    /// Send one whole frame on `link`, `interface`'s. When the interface is
+    /// gone (or was replaced), the link is dropped, to be reopened next
+    /// time; the error names `operation`.
+    pub(crate) async fn send(
+        &self,
+        interface: &Interface,
+        link: &Link<T>,
+        frame: &[u8],
+        operation: &'static str,
+    ) -> Result<(), AnnounceError> {
+        link.socket.send(frame).await.map_err(|source| {
+            if matches!(source.raw_os_error(), Some(libc::ENXIO | libc::ENODEV)) {
+                self.lock().remove(&interface.index);
+            }
+            AnnounceError::Io {
+                operation,
+                interface: interface.name.clone(),
+                source,
+            }
+        })
+    }
+}
+
 /// The error of opening a packet socket on `interface`: `PermissionDenied`
 /// without `CAP_NET_RAW`, `Io` otherwise.
-pub(crate) fn open_error(interface: &Interface, source: io::Error) -> AnnounceError {
+fn open_error(interface: &Interface, source: io::Error) -> AnnounceError {
     match source.kind() {
         io::ErrorKind::PermissionDenied => AnnounceError::PermissionDenied {
             interface: interface.name.clone(),
@@ -182,10 +269,4 @@ pub(crate) fn open_error(interface: &Interface, source: io::Error) -> AnnounceEr
             source,
         },
     }
-}
-
-/// Whether a send error means the interface is gone (or was replaced), so
-/// its socket must be reopened next time.
-pub(crate) fn interface_gone(error: &io::Error) -> bool {
-    matches!(error.raw_os_error(), Some(libc::ENXIO | libc::ENODEV))
 }
