@@ -150,7 +150,7 @@ async fn f03_sigstop_then_sigcont() {
 /// replaced at once, withdrew its VIP when the carrier went, and follows
 /// the new leader when the link returns; no two MACs at any time.
 async fn link_cut(name: &'static str, vips: &[IpAddr], down: Duration) {
-    let Some((mut s, old)) = led(name, vips).await else {
+    let Some((s, old)) = led(name, vips).await else {
         return;
     };
     let t0 = Instant::now();
