@@ -119,28 +119,34 @@ cd deploy/ansible
 # recap PLAYBOOK-OUTPUT: "ok=N changed=N ... failed=N" of the one host.
 recap() { grep -E '^localhost +: ' <<<"$1" | sed 's/^localhost *: *//'; }
 play() { ansible-playbook tests/test.yml -e "kube_vip_manifest_dir=$1" "${@:2}" 2>&1; }
+# idempotent MODE PLAY DIR: PLAY DIR changes 2 things (directory,
+# manifest) the first time, nothing the second time nor in check mode.
+idempotent() {
+  local mode=$1 run=$2 dir=$3
+  out=$("$run" "$dir") || {
+    echo "$out"
+    fail "the first $mode run failed"
+  }
+  echo "first run:  $(recap "$out")"
+  grep -Eq 'changed=2 .*failed=0' <<<"$(recap "$out")" || {
+    echo "$out"
+    fail "the first $mode run must change 2 things (directory, manifest)"
+  }
+  out=$("$run" "$dir") || fail "the second $mode run failed: $out"
+  echo "second run: $(recap "$out")"
+  grep -Eq 'changed=0 .*failed=0' <<<"$(recap "$out")" || {
+    echo "$out"
+    fail "the second $mode run must report changed=0"
+  }
+  out=$("$run" "$dir" --check --diff) || fail "$mode check mode failed: $out"
+  echo "check mode: $(recap "$out")"
+  grep -Eq 'changed=0 .*failed=0' <<<"$(recap "$out")" || {
+    echo "$out"
+    fail "$mode check mode must report nothing to change"
+  }
+}
 manifests="$tmp/role/pod-manifests"
-out=$(play "$manifests") || {
-  echo "$out"
-  fail "the first run failed"
-}
-echo "first run:  $(recap "$out")"
-grep -Eq 'changed=2 .*failed=0' <<<"$(recap "$out")" || {
-  echo "$out"
-  fail "the first run must change 2 things (directory, manifest)"
-}
-out=$(play "$manifests") || fail "the second run failed: $out"
-echo "second run: $(recap "$out")"
-grep -Eq 'changed=0 .*failed=0' <<<"$(recap "$out")" || {
-  echo "$out"
-  fail "the second run must report changed=0"
-}
-out=$(play "$manifests" --check --diff) || fail "check mode failed: $out"
-echo "check mode: $(recap "$out")"
-grep -Eq 'changed=0 .*failed=0' <<<"$(recap "$out")" || {
-  echo "$out"
-  fail "check mode must report nothing to change"
-}
+idempotent static play "$manifests"
 [ "$(stat -c %a "$manifests")" = 755 ] && [ "$(stat -c %a "$manifests/kube-vip.yaml")" = 600 ] ||
   fail "unexpected modes on $manifests"
 # A change of content is a change, and check mode says so without writing.
@@ -198,27 +204,7 @@ play_ds() {
   play "$1/pod-manifests" -e kube_vip_deploy=daemonset -e "kube_vip_daemonset_manifest_dir=$1/server-manifests" "${@:2}"
 }
 ds="$tmp/role-ds"
-out=$(play_ds "$ds") || {
-  echo "$out"
-  fail "the first DaemonSet run failed"
-}
-echo "first run:  $(recap "$out")"
-grep -Eq 'changed=2 .*failed=0' <<<"$(recap "$out")" || {
-  echo "$out"
-  fail "the first DaemonSet run must change 2 things (directory, manifest)"
-}
-out=$(play_ds "$ds") || fail "the second DaemonSet run failed: $out"
-echo "second run: $(recap "$out")"
-grep -Eq 'changed=0 .*failed=0' <<<"$(recap "$out")" || {
-  echo "$out"
-  fail "the second DaemonSet run must report changed=0"
-}
-out=$(play_ds "$ds" --check --diff) || fail "DaemonSet check mode failed: $out"
-echo "check mode: $(recap "$out")"
-grep -Eq 'changed=0 .*failed=0' <<<"$(recap "$out")" || {
-  echo "$out"
-  fail "DaemonSet check mode must report nothing to change"
-}
+idempotent DaemonSet play_ds "$ds"
 [ "$(stat -c %a "$ds/server-manifests/kube-vip.yaml")" = 600 ] || fail "unexpected mode on the DaemonSet manifest"
 [ ! -e "$ds/pod-manifests" ] || fail "DaemonSet mode must not create the static pod directory"
 validate "$ds/server-manifests/kube-vip.yaml"

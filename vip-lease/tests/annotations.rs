@@ -12,7 +12,7 @@ use common::{access, held, lab};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
-use vip_core::{LeaderRecord, LockBackend};
+use vip_core::LockBackend;
 use vip_lease::testapi::{Kind, TestApi};
 use vip_lease::{LeaseBackend, LeaseConfig, LeaseName};
 
@@ -43,6 +43,15 @@ fn stored(api: &TestApi) -> serde_json::Value {
         .clone()
 }
 
+/// The Leases of kube-system as user `other` sees them (another writer).
+async fn other_writer(api: &TestApi) -> Api<Lease> {
+    let client = access(api, 0, "other")
+        .await
+        .client(&vip_lease::ClientOptions::requests(T))
+        .unwrap();
+    Api::namespaced(client, "kube-system")
+}
+
 /// A merge patch of the Lease's annotations by another client (`writer`).
 async fn patch_annotations(writer: &Api<Lease>, annotations: serde_json::Value) {
     writer
@@ -60,13 +69,7 @@ async fn annotations_are_applied_kept_across_renewals_and_hand_overs_and_others_
     let api = lab(2, &["node-a", "node-b", "other"]).await;
     let a = annotated_backend(&api, 0, "node-a").await;
     let b = annotated_backend(&api, 1, "node-b").await;
-    let writer: Api<Lease> = Api::namespaced(
-        access(&api, 0, "other")
-            .await
-            .client(&vip_lease::ClientOptions::requests(T))
-            .unwrap(),
-        "kube-system",
-    );
+    let writer = other_writer(&api).await;
 
     // Created with ours.
     let mut v = a.create(&held("node-a", 0)).await.unwrap();
@@ -89,15 +92,7 @@ async fn annotations_are_applied_kept_across_renewals_and_hand_overs_and_others_
     assert_eq!(stored(&api), want);
 
     // a releases, b takes over: both annotations sets still there.
-    let now = vip_core::micro_now();
-    let release = LeaderRecord {
-        holder_identity: String::new(),
-        lease_duration_seconds: 1,
-        acquire_time: Some(now),
-        renew_time: Some(now),
-        lease_transitions: 0,
-    };
-    a.update(&v, &release).await.unwrap();
+    a.update(&v, &common::released(0)).await.unwrap();
     let current = b.get().await.unwrap().unwrap();
     let v = b.update(&current, &held("node-b", 1)).await.unwrap();
     assert_eq!(v.record.holder_identity, "node-b");
@@ -125,13 +120,7 @@ async fn annotations_are_applied_kept_across_renewals_and_hand_overs_and_others_
 async fn no_annotations_configured_writes_none() {
     let api = lab(1, &["node-a", "other"]).await;
     let a = common::backend(&api, 0, "node-a", T).await;
-    let writer: Api<Lease> = Api::namespaced(
-        access(&api, 0, "other")
-            .await
-            .client(&vip_lease::ClientOptions::requests(T))
-            .unwrap(),
-        "kube-system",
-    );
+    let writer = other_writer(&api).await;
     a.create(&held("node-a", 0)).await.unwrap();
     assert!(stored(&api).is_null(), "{}", stored(&api));
     patch_annotations(&writer, json!({"note": "kept"})).await;

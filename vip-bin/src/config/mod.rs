@@ -133,6 +133,18 @@ pub struct Sources {
 }
 
 impl Sources {
+    /// Sources of exactly these environment variables, no flags (tests).
+    #[cfg(test)]
+    pub(crate) fn env_only(pairs: &[(&str, &str)]) -> Self {
+        Self {
+            flags: BTreeMap::new(),
+            env: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
     /// Sources from these flags and the process environment.
     pub fn from_process(flags: BTreeMap<&'static str, String>) -> Self {
         Self {

@@ -1,13 +1,7 @@
 use super::*;
 
 fn env(pairs: &[(&str, &str)]) -> Sources {
-    Sources {
-        flags: BTreeMap::new(),
-        env: pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    }
+    Sources::env_only(pairs)
 }
 
 fn load(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {

@@ -2,14 +2,7 @@ use super::*;
 use crate::config::Sources;
 
 fn settings(pairs: &[(&str, &str)]) -> Settings {
-    let src = Sources {
-        flags: BTreeMap::new(),
-        env: pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    };
-    Settings::from_sources(&src, "node").unwrap()
+    Settings::from_sources(&Sources::env_only(pairs), "node").unwrap()
 }
 
 fn opts(d: Distribution) -> PodOptions {
