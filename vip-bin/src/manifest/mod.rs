@@ -1,4 +1,5 @@
-//! `vip manifest`: the static pod and the RBAC objects for given settings.
+//! `vip manifest`: the static pod, the DaemonSet and the RBAC objects for
+//! given settings.
 //!
 //! `vip manifest pod` prints the control-plane static pod. Its environment
 //! block is kube-vip's (`vip_arp`, `address` + `vip_subnet`, `cp_enable`,
@@ -15,7 +16,12 @@
 //! ClusterRole and ClusterRoleBinding for nodes (get/list/watch), which the
 //! cordon hand-over reads.
 //!
-//! Both print YAML, built from the `k8s-openapi` types.
+//! `vip manifest daemonset` (in `daemonset.rs`) prints the same container
+//! as a DaemonSet on the control-plane nodes, with in-cluster config.
+//! Without `--distribution`, `vip manifest pod` detects the distribution
+//! on the host ([`Distribution::detect`]) and says so in a YAML comment.
+//!
+//! All print YAML, built from the `k8s-openapi` types.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -198,7 +204,7 @@ pub fn command() -> Command {
         .map(|a| a.global(true))
         .collect();
     Command::new("manifest")
-        .about("Print the static pod (pod) or the in-cluster RBAC objects (rbac) for these settings, as YAML")
+        .about("Print the static pod (pod), the DaemonSet (daemonset) or the in-cluster RBAC objects (rbac) for these settings, as YAML")
         .subcommand_required(true)
         .arg_required_else_help(true)
         .args(settings)
