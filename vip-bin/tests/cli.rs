@@ -242,6 +242,26 @@ fn kube_vips_documented_command_lines_run_verbatim() {
         "/etc/kubernetes/admin.conf"
     );
 
+    // kubeadm >= 1.29's first node, as kube-vip's page has it: the
+    // kubeconfig named by --k8sConfigPath is the one mounted.
+    let first = "manifest pod --interface eth0 --address 192.168.0.40 --controlplane --arp --leaderElection --k8sConfigPath /etc/kubernetes/super-admin.conf";
+    let o = vip(&env, &words(first));
+    assert_eq!(o.status.code(), Some(0), "{first}: {}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.starts_with("# kubeconfig: /etc/kubernetes/super-admin.conf (k8s_config_file)"),
+        "{out}"
+    );
+    let first: serde_json::Value = serde_saphyr::from_str(&out).unwrap();
+    assert_eq!(
+        first["spec"]["volumes"][0]["hostPath"]["path"],
+        "/etc/kubernetes/super-admin.conf"
+    );
+    assert_eq!(
+        first["spec"]["containers"][0]["volumeMounts"][0]["mountPath"],
+        "/etc/kubernetes/admin.conf"
+    );
+
     let ds = "manifest daemonset --interface eth0 --address 192.168.0.40 --inCluster --taint --controlplane --arp --leaderElection";
     let o = vip(&env, &words(ds));
     assert_eq!(o.status.code(), Some(0), "{ds}: {}", stderr(&o));

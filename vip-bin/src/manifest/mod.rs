@@ -169,6 +169,9 @@ pub const HOST_ROOT_ENV: &str = "VIP_HOST_ROOT";
 pub struct PodOptions {
     /// Whose kubeconfig to mount.
     pub distribution: Distribution,
+    /// The host's kubeconfig to mount instead of the distribution's
+    /// (kube-vip's `--k8sConfigPath`, e.g. `super-admin.conf`).
+    pub kubeconfig: Option<String>,
     /// kubeadm ≥ 1.29, first node: also mount `super-admin.conf` and let
     /// vip fall back to it while `admin.conf` is still refused.
     pub kubeadm_super_admin: bool,
@@ -327,7 +330,7 @@ pub fn run(matches: &ArgMatches, settings: Settings) -> ExitCode {
                     "false: a static pod gets no ServiceAccount token; for in-cluster config use `vip manifest daemonset`",
                 )
             })
-            .and_then(|()| pod_options(m))
+            .and_then(|()| pod_options(m, &settings))
             .map(|(o, comment)| {
                 let mut text = comment;
                 text.push_str(&to_yaml(&[pod(&settings, &o)]));
@@ -372,7 +375,8 @@ fn checked_name(m: &ArgMatches) -> Result<String, OptionError> {
 
 /// The pod's options, and the YAML comment saying how the distribution
 /// was chosen when it was detected (empty when `--distribution` gave it).
-fn pod_options(m: &ArgMatches) -> Result<(PodOptions, String), OptionError> {
+fn pod_options(m: &ArgMatches, s: &Settings) -> Result<(PodOptions, String), OptionError> {
+    let kubeconfig = s.kubeconfig.as_ref().map(|p| p.display().to_string());
     let (distribution, comment) = match m.get_one::<String>("distribution") {
         Some(d) => (
             Distribution::from_name(d).ok_or(OptionError {
@@ -381,6 +385,14 @@ fn pod_options(m: &ArgMatches) -> Result<(PodOptions, String), OptionError> {
                 expected: "k3s, kubeadm or rke2",
             })?,
             String::new(),
+        ),
+        // kube-vip's generator mounts --k8sConfigPath: no guessing.
+        None if kubeconfig.is_some() => (
+            Distribution::Kubeadm,
+            format!(
+                "# kubeconfig: {} (k8s_config_file) mounted at {KUBECONFIG_MOUNT}.\n",
+                kubeconfig.as_deref().unwrap_or_default()
+            ),
         ),
         None => {
             let root = std::env::var_os(HOST_ROOT_ENV)
@@ -410,6 +422,7 @@ fn pod_options(m: &ArgMatches) -> Result<(PodOptions, String), OptionError> {
     image_version(&image)?;
     let o = PodOptions {
         distribution,
+        kubeconfig,
         kubeadm_super_admin,
         image,
         name: checked_name(m)?,
@@ -665,7 +678,10 @@ pub fn pod(s: &Settings, o: &PodOptions) -> Pod {
     let mut volumes = vec![Volume {
         name: "kubeconfig".into(),
         host_path: Some(HostPathVolumeSource {
-            path: o.distribution.kubeconfig().into(),
+            path: o
+                .kubeconfig
+                .clone()
+                .unwrap_or_else(|| o.distribution.kubeconfig().into()),
             type_: Some("File".into()),
         }),
         ..Default::default()

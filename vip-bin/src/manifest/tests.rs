@@ -8,6 +8,7 @@ fn settings(pairs: &[(&str, &str)]) -> Settings {
 fn opts(d: Distribution) -> PodOptions {
     PodOptions {
         distribution: d,
+        kubeconfig: None,
         kubeadm_super_admin: false,
         image: "registry.example/vip:1.2.3".into(),
         name: DEFAULT_NAME.into(),
