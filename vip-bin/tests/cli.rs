@@ -1,6 +1,8 @@
 //! The `vip` command line: exit codes and messages of `manager`,
 //! `check-config`, `preflight` and `status` on bad input, before anything
-//! touches the host.
+//! touches the host; kube-vip's documented command lines run verbatim, its
+//! bool flags behave as cobra's, and its modes `vip` lacks are refused by
+//! name.
 
 mod common;
 
