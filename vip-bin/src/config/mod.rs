@@ -12,7 +12,7 @@ use std::time::Duration;
 use vip_core::{FastFailoverPolicy, InterfaceSelector, NodeIdentity, Timings, VipAddress, VipSpec};
 
 mod keys;
-pub use keys::{KEYS, UNSUPPORTED};
+pub use keys::{BOOLEANS, KEYS, REFUSED_FLAGS, UNSUPPORTED};
 
 /// A configuration error: exit code 2, nothing changed on the host.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -100,6 +100,12 @@ pub struct Settings {
     pub lease_namespace: String,
     /// The Lease's name.
     pub lease_name: String,
+    /// The namespace was set (`cp_namespace`, or `vip_leasename` as
+    /// `namespace/name`); when not, an in-cluster `vip` uses its
+    /// ServiceAccount's namespace, as kube-vip v1.1+ does.
+    pub lease_namespace_explicit: bool,
+    /// Annotations kept on the Lease (`vip_leaseannotations`).
+    pub lease_annotations: BTreeMap<String, String>,
     /// Election timings.
     pub timings: Timings,
     /// Announcement refresh period.
@@ -129,6 +135,18 @@ pub struct Sources {
 }
 
 impl Sources {
+    /// Sources of exactly these environment variables, no flags (tests).
+    #[cfg(test)]
+    pub(crate) fn env_only(pairs: &[(&str, &str)]) -> Self {
+        Self {
+            flags: BTreeMap::new(),
+            env: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
     /// Sources from these flags and the process environment.
     pub fn from_process(flags: BTreeMap<&'static str, String>) -> Self {
         Self {
@@ -281,6 +299,13 @@ impl Settings {
         };
         check_dns_label("vip_leasename", lease_namespace, 63)?;
         check_dns_subdomain("vip_leasename", lease_name)?;
+        let lease_namespace_explicit =
+            sources.get("cp_namespace").is_some() || lease_raw.contains('/');
+        let lease_annotations = sources
+            .get("vip_leaseannotations")
+            .map(parse_annotations)
+            .transpose()?
+            .unwrap_or_default();
 
         let ld = sources
             .get("vip_leaseduration")
@@ -371,6 +396,8 @@ impl Settings {
             node_name,
             lease_namespace: lease_namespace.to_string(),
             lease_name: lease_name.to_string(),
+            lease_namespace_explicit,
+            lease_annotations,
             timings,
             arp_rate,
             fast_failover,
@@ -455,6 +482,10 @@ impl Settings {
             ("vip_nodename", self.node_name.to_string()),
             ("cp_namespace", self.lease_namespace.clone()),
             ("vip_leasename", self.lease_name.clone()),
+            (
+                "vip_leaseannotations",
+                annotations_json(&self.lease_annotations),
+            ),
             ("vip_leaseduration", secs(self.timings.lease_duration())),
             ("vip_renewdeadline", secs(self.timings.renew_deadline())),
             ("vip_retryperiod", secs(self.timings.retry_period())),
@@ -550,6 +581,55 @@ fn fast_failover(sources: &Sources, timings: &Timings) -> Result<FastFailoverPol
         ));
     }
     Ok(policy)
+}
+
+/// `vip_leaseannotations` as kube-vip parses it (`json.Unmarshal` into a
+/// `map[string]string`): a JSON object whose values are strings, with keys
+/// Kubernetes accepts as annotation names (`[prefix/]name`).
+pub fn parse_annotations(value: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    const KEY: &str = "vip_leaseannotations";
+    let map: BTreeMap<String, String> = serde_json::from_str(value).map_err(|e| {
+        invalid(
+            KEY,
+            value,
+            format!("a JSON object of string values, e.g. {{\"team\":\"infra\"}} ({e})"),
+        )
+    })?;
+    for k in map.keys() {
+        if !is_qualified_name(k) {
+            return Err(invalid(
+                KEY,
+                value,
+                format!(
+                    "annotation names as Kubernetes accepts them, [DNS-subdomain/]name of at most 63 of A-Z a-z 0-9 - _ . (alphanumeric at both ends); {k:?} is not"
+                ),
+            ));
+        }
+    }
+    Ok(map)
+}
+
+/// Annotations as the compact JSON object `vip_leaseannotations` takes
+/// (`{}` when none).
+pub fn annotations_json(map: &BTreeMap<String, String>) -> String {
+    serde_json::to_string(map).unwrap_or_else(|_| "{}".into())
+}
+
+/// A Kubernetes qualified name (annotation and label keys).
+fn is_qualified_name(key: &str) -> bool {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    let prefix_ok = prefix.is_none_or(|p| check_dns_subdomain("vip_leaseannotations", p).is_ok());
+    let name_ok = !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    prefix_ok && name_ok
 }
 
 /// Seconds as kube-vip writes them: `5`, or `1.5`.

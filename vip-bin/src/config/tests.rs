@@ -1,13 +1,7 @@
 use super::*;
 
 fn env(pairs: &[(&str, &str)]) -> Sources {
-    Sources {
-        flags: BTreeMap::new(),
-        env: pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    }
+    Sources::env_only(pairs)
 }
 
 fn load(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
@@ -63,6 +57,41 @@ fn every_key_good_and_bad() {
             "vip_arp",
             "yes",
             Err("invalid vip_arp=\"yes\": expected true or false"),
+        ),
+        (
+            "vip_leaseannotations",
+            r#"{"team":"infra","example.com/owner":"ops"}"#,
+            Ok(|s| {
+                s.lease_annotations.get("team").map(String::as_str) == Some("infra")
+                    && s.lease_annotations.len() == 2
+            }),
+        ),
+        (
+            "vip_leaseannotations",
+            "{}",
+            Ok(|s| s.lease_annotations.is_empty()),
+        ),
+        (
+            "vip_leaseannotations",
+            "team=infra",
+            Err(
+                "invalid vip_leaseannotations=\"team=infra\": expected a JSON object of string values",
+            ),
+        ),
+        (
+            "vip_leaseannotations",
+            r#"{"replicas":3}"#,
+            Err("expected a JSON object of string values"),
+        ),
+        (
+            "vip_leaseannotations",
+            r#"{"bad key":"x"}"#,
+            Err("\"bad key\" is not"),
+        ),
+        (
+            "vip_leaseannotations",
+            r#"{"Bad_Prefix/x":"y"}"#,
+            Err("annotation names as Kubernetes accepts them"),
         ),
         ("cp_enable", "1", Ok(|_| true)),
         ("cp_enable", "false", Err("unsupported cp_enable")),
@@ -320,6 +349,19 @@ fn unsupported_modes_are_refused_by_name() {
         pairs.push((key, "false"));
         assert!(load(&pairs).is_ok(), "{key}=false");
     }
+}
+
+/// The lease namespace counts as set when `cp_namespace` or a
+/// `namespace/name` lease gives it (an in-cluster vip otherwise takes its
+/// ServiceAccount's namespace).
+#[test]
+fn the_lease_namespace_is_explicit_only_when_given() {
+    let s = load(&[("address", "198.18.0.1")]).unwrap();
+    assert!(!s.lease_namespace_explicit);
+    let s = load(&[("address", "198.18.0.1"), ("cp_namespace", "kube-system")]).unwrap();
+    assert!(s.lease_namespace_explicit);
+    let s = load(&[("address", "198.18.0.1"), ("vip_leasename", "vip/lock")]).unwrap();
+    assert!(s.lease_namespace_explicit);
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! `vip manifest`: the static pod and the RBAC objects for given settings.
+//! `vip manifest`: the static pod, the DaemonSet and the RBAC objects for
+//! given settings.
 //!
 //! `vip manifest pod` prints the control-plane static pod. Its environment
 //! block is kube-vip's (`vip_arp`, `address` + `vip_subnet`, `cp_enable`,
@@ -15,10 +16,16 @@
 //! ClusterRole and ClusterRoleBinding for nodes (get/list/watch), which the
 //! cordon hand-over reads.
 //!
-//! Both print YAML, built from the `k8s-openapi` types.
+//! `vip manifest daemonset` (in `daemonset.rs`) prints the same container
+//! as a DaemonSet on the control-plane nodes, with in-cluster config.
+//! Without `--distribution`, `vip manifest pod` detects the distribution
+//! on the host ([`Distribution::detect`]) and says so in a YAML comment.
+//!
+//! All print YAML, built from the `k8s-openapi` types.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Arg, ArgAction, ArgMatches, Command, builder::PossibleValuesParser};
@@ -33,6 +40,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::config::{LogFormat, LogLevel, Settings, secs};
 
+mod daemonset;
 mod rbac;
 pub use rbac::rbac_yaml;
 
@@ -84,6 +92,47 @@ impl Distribution {
         }
     }
 
+    /// The name `--distribution` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::K3s => "k3s",
+            Self::Kubeadm => "kubeadm",
+            Self::Rke2 => "rke2",
+        }
+    }
+
+    /// The distribution of the host whose file system is at `root`, and
+    /// why: k3s when one of [`K3S_MARKERS`] exists, RKE2 for
+    /// [`RKE2_MARKERS`], else kubeadm (`/etc/kubernetes/admin.conf`, the
+    /// path kube-vip mounts by default). Both k3s and RKE2 found is
+    /// refused: the caller must choose.
+    pub fn detect(root: &Path) -> Result<(Self, String), OptionError> {
+        let found = |markers: &[&'static str]| {
+            markers
+                .iter()
+                .copied()
+                .find(|m| root.join(m.trim_start_matches('/')).exists())
+        };
+        match (found(K3S_MARKERS), found(RKE2_MARKERS)) {
+            (Some(k3s), Some(rke2)) => Err(OptionError {
+                option: "--distribution",
+                value: format!("{k3s} and {rke2} both exist"),
+                expected: "k3s, kubeadm or rke2, chosen by hand: this host has files of both k3s and rke2",
+            }),
+            (Some(marker), None) => Ok((Self::K3s, format!("{marker} exists"))),
+            (None, Some(marker)) => Ok((Self::Rke2, format!("{marker} exists"))),
+            (None, None) => {
+                let admin = Self::Kubeadm.kubeconfig();
+                let why = if root.join(admin.trim_start_matches('/')).is_file() {
+                    format!("{admin} exists")
+                } else {
+                    format!("no k3s or rke2 files found; kube-vip's default kubeconfig {admin}")
+                };
+                Ok((Self::Kubeadm, why))
+            }
+        }
+    }
+
     /// The kubeconfig on the host.
     pub fn kubeconfig(self) -> &'static str {
         match self {
@@ -94,11 +143,35 @@ impl Distribution {
     }
 }
 
+/// Paths whose presence on the host means k3s.
+pub const K3S_MARKERS: &[&str] = &[
+    "/etc/rancher/k3s",
+    "/var/lib/rancher/k3s",
+    "/usr/local/bin/k3s",
+    "/usr/bin/k3s",
+];
+
+/// Paths whose presence on the host means RKE2.
+pub const RKE2_MARKERS: &[&str] = &[
+    "/etc/rancher/rke2",
+    "/var/lib/rancher/rke2",
+    "/usr/local/bin/rke2",
+    "/usr/bin/rke2",
+];
+
+/// The environment variable naming the root directory `vip manifest pod`
+/// probes for the distribution (default `/`), so tests and image builds
+/// can point it at another tree.
+pub const HOST_ROOT_ENV: &str = "VIP_HOST_ROOT";
+
 /// What `vip manifest pod` needs besides the settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodOptions {
     /// Whose kubeconfig to mount.
     pub distribution: Distribution,
+    /// The host's kubeconfig to mount instead of the distribution's
+    /// (kube-vip's `--k8sConfigPath`, e.g. `super-admin.conf`).
+    pub kubeconfig: Option<String>,
     /// kubeadm ≥ 1.29, first node: also mount `super-admin.conf` and let
     /// vip fall back to it while `admin.conf` is still refused.
     pub kubeadm_super_admin: bool,
@@ -130,10 +203,11 @@ pub struct OptionError {
 pub fn command() -> Command {
     let settings: Vec<Arg> = crate::settings_args()
         .into_iter()
+        .filter(|a| a.get_id() != crate::STRAY)
         .map(|a| a.global(true))
         .collect();
     Command::new("manifest")
-        .about("Print the static pod (pod) or the in-cluster RBAC objects (rbac) for these settings, as YAML")
+        .about("Print the static pod (pod), the DaemonSet (daemonset) or the in-cluster RBAC objects (rbac) for these settings, as YAML")
         .subcommand_required(true)
         .arg_required_else_help(true)
         .args(settings)
@@ -144,9 +218,12 @@ pub fn command() -> Command {
                     Arg::new("distribution")
                         .long("distribution")
                         .value_name("NAME")
-                        .required(true)
                         .value_parser(PossibleValuesParser::new(Distribution::NAMES))
-                        .help("whose kubeconfig to mount: k3s (/etc/rancher/k3s/k3s.yaml), kubeadm (/etc/kubernetes/admin.conf) or rke2 (/etc/rancher/rke2/rke2.yaml)"),
+                        .help("whose kubeconfig to mount: k3s (/etc/rancher/k3s/k3s.yaml), kubeadm (/etc/kubernetes/admin.conf) or rke2 (/etc/rancher/rke2/rke2.yaml) [default: detected on this host: k3s or rke2 by their files, else kubeadm]"),
+                )
+                .arg(
+                    crate::boolean(Arg::new("inCluster").long("inCluster"))
+                        .help("kube-vip's flag; refused: a static pod gets no ServiceAccount token (use `vip manifest daemonset`)"),
                 )
                 .arg(
                     Arg::new("kubeadm-super-admin")
@@ -154,55 +231,117 @@ pub fn command() -> Command {
                         .action(ArgAction::SetTrue)
                         .help("kubeadm >= 1.29, the node running `kubeadm init`: also mount /etc/kubernetes/super-admin.conf; vip uses it while admin.conf is refused (401/403)"),
                 )
-                .arg(
-                    Arg::new("image")
-                        .long("image")
-                        .value_name("IMAGE")
-                        .help(format!(
-                            "container image; its tag is the app.kubernetes.io/version label [default: {DEFAULT_IMAGE_REPOSITORY}:{}]",
-                            env!("CARGO_PKG_VERSION")
-                        )),
-                )
-                .arg(name_arg())
-                .arg(
-                    Arg::new("no-liveness-probe")
-                        .long("no-liveness-probe")
-                        .action(ArgAction::SetTrue)
-                        .help("omit the /healthz liveness probe (for kube-vip's image, which does not serve /healthz)"),
-                ),
+                .arg(image_arg())
+                .arg(name_arg(DEFAULT_NAME))
+                .arg(no_liveness_probe_arg())
+                .arg(stray_arg()),
         )
+        .subcommand(daemonset::command())
         .subcommand(
             Command::new("rbac")
                 .about("Print the least RBAC objects for the in-cluster variant (ServiceAccount, Role/RoleBinding for the Lease, ClusterRole/ClusterRoleBinding for nodes)")
-                .arg(name_arg()),
+                .arg(name_arg(DEFAULT_NAME))
+                .arg(stray_arg()),
         )
 }
 
-fn name_arg() -> Arg {
+fn name_arg(default: &'static str) -> Arg {
     Arg::new("name")
         .long("name")
         .value_name("NAME")
-        .default_value(DEFAULT_NAME)
-        .help("pod and ServiceAccount name, and the app.kubernetes.io/name label")
+        .default_value(default)
+        .help("pod (DaemonSet) and ServiceAccount name, and the app.kubernetes.io/name label")
+}
+
+fn image_arg() -> Arg {
+    Arg::new("image")
+        .long("image")
+        .value_name("IMAGE")
+        .help(format!(
+            "container image; its tag is the app.kubernetes.io/version label [default: {DEFAULT_IMAGE_REPOSITORY}:{}]",
+            env!("CARGO_PKG_VERSION")
+        ))
+}
+
+fn no_liveness_probe_arg() -> Arg {
+    Arg::new("no-liveness-probe")
+        .long("no-liveness-probe")
+        .action(ArgAction::SetTrue)
+        .help("omit the /healthz liveness probe (for kube-vip's image, which does not serve /healthz)")
+}
+
+/// The hidden catch of stray arguments, refused by the settings check.
+fn stray_arg() -> Arg {
+    Arg::new(crate::STRAY)
+        .num_args(1..)
+        .allow_hyphen_values(true)
+        .hide(true)
+}
+
+/// A kube-vip bool flag that must keep one value: `--flag` or
+/// `--flag=<must>` is accepted, the other value refused with `expected`.
+fn fixed_flag(
+    m: &ArgMatches,
+    id: &'static str,
+    option: &'static str,
+    must: bool,
+    expected: &'static str,
+) -> Result<(), OptionError> {
+    let Some(v) = m.get_one::<String>(id) else {
+        return Ok(());
+    };
+    match crate::config::parse_bool(id, v) {
+        Ok(b) if b == must => Ok(()),
+        _ => Err(OptionError {
+            option,
+            value: v.clone(),
+            expected,
+        }),
+    }
+}
+
+/// `--vip-nodename` is refused: every node's name comes from the downward
+/// API.
+fn no_node_name(m: &ArgMatches) -> Result<(), OptionError> {
+    if m.value_source("vip_nodename") == Some(clap::parser::ValueSource::CommandLine) {
+        return Err(OptionError {
+            option: "--vip-nodename",
+            value: m
+                .get_one::<String>("vip_nodename")
+                .cloned()
+                .unwrap_or_default(),
+            expected: "nothing: every node's name comes from spec.nodeName (the downward API)",
+        });
+    }
+    Ok(())
 }
 
 /// Run `vip manifest pod|rbac` with validated settings: print the YAML and
 /// exit 0, or print one line and exit 2.
 pub fn run(matches: &ArgMatches, settings: Settings) -> ExitCode {
     let out = match matches.subcommand() {
-        Some(("pod", m)) => pod_options(m).and_then(|o| {
-            if m.value_source("vip_nodename") == Some(clap::parser::ValueSource::CommandLine) {
-                return Err(OptionError {
-                    option: "--vip-nodename",
-                    value: m.get_one::<String>("vip_nodename").cloned().unwrap_or_default(),
-                    expected: "nothing: every node's name comes from spec.nodeName (the downward API)",
-                });
-            }
-            Ok(to_yaml(&[pod(&settings, &o)]))
-        }),
+        Some(("pod", m)) => no_node_name(m)
+            .and_then(|()| {
+                fixed_flag(
+                    m,
+                    "inCluster",
+                    "--inCluster",
+                    false,
+                    "false: a static pod gets no ServiceAccount token; for in-cluster config use `vip manifest daemonset`",
+                )
+            })
+            .and_then(|()| pod_options(m, &settings))
+            .map(|(o, comment)| {
+                let mut text = comment;
+                text.push_str(&to_yaml(&[pod(&settings, &o)]));
+                text
+            }),
+        Some(("daemonset", m)) => no_node_name(m)
+            .and_then(|()| daemonset::options(m))
+            .map(|o| to_yaml(&[daemonset::daemonset(&settings, &o)])),
         Some(("rbac", m)) => checked_name(m).map(|name| rbac_yaml(&settings, &name)),
         _ => {
-            eprintln!("vip manifest: expected pod or rbac");
+            eprintln!("vip manifest: expected pod, daemonset or rbac");
             return ExitCode::from(2);
         }
     };
@@ -234,15 +373,40 @@ fn checked_name(m: &ArgMatches) -> Result<String, OptionError> {
     }
 }
 
-fn pod_options(m: &ArgMatches) -> Result<PodOptions, OptionError> {
-    let distribution = m
-        .get_one::<String>("distribution")
-        .and_then(|d| Distribution::from_name(d))
-        .ok_or(OptionError {
-            option: "--distribution",
-            value: String::new(),
-            expected: "k3s, kubeadm or rke2",
-        })?;
+/// The pod's options, and the YAML comment saying how the distribution
+/// was chosen when it was detected (empty when `--distribution` gave it).
+fn pod_options(m: &ArgMatches, s: &Settings) -> Result<(PodOptions, String), OptionError> {
+    let kubeconfig = s.kubeconfig.as_ref().map(|p| p.display().to_string());
+    let (distribution, comment) = match m.get_one::<String>("distribution") {
+        Some(d) => (
+            Distribution::from_name(d).ok_or(OptionError {
+                option: "--distribution",
+                value: d.clone(),
+                expected: "k3s, kubeadm or rke2",
+            })?,
+            String::new(),
+        ),
+        // kube-vip's generator mounts --k8sConfigPath: no guessing.
+        None if kubeconfig.is_some() => (
+            Distribution::Kubeadm,
+            format!(
+                "# kubeconfig: {} (k8s_config_file) mounted at {KUBECONFIG_MOUNT}.\n",
+                kubeconfig.as_deref().unwrap_or_default()
+            ),
+        ),
+        None => {
+            let root = std::env::var_os(HOST_ROOT_ENV)
+                .filter(|r| !r.is_empty())
+                .map_or_else(|| PathBuf::from("/"), PathBuf::from);
+            let (d, why) = Distribution::detect(&root)?;
+            let comment = format!(
+                "# distribution: {} (detected on this host: {why}); kubeconfig {} mounted.\n# Pass --distribution k3s|kubeadm|rke2 to choose another.\n",
+                d.name(),
+                d.kubeconfig()
+            );
+            (d, comment)
+        }
+    };
     let kubeadm_super_admin = m.get_flag("kubeadm-super-admin");
     if kubeadm_super_admin && distribution != Distribution::Kubeadm {
         return Err(OptionError {
@@ -256,13 +420,15 @@ fn pod_options(m: &ArgMatches) -> Result<PodOptions, OptionError> {
         .cloned()
         .unwrap_or_else(default_image);
     image_version(&image)?;
-    Ok(PodOptions {
+    let o = PodOptions {
         distribution,
+        kubeconfig,
         kubeadm_super_admin,
         image,
         name: checked_name(m)?,
         liveness_probe: !m.get_flag("no-liveness-probe"),
-    })
+    };
+    Ok((o, comment))
 }
 
 /// `localhost/vip:<this version>`.
@@ -360,7 +526,7 @@ fn metrics_value(s: &Settings) -> String {
 
 /// The environment block: kube-vip's variables, in the order kube-vip's
 /// generator writes them, then vip's own (only when not at their default).
-fn env_block(s: &Settings, o: &PodOptions) -> Vec<EnvVar> {
+fn env_block(s: &Settings, k8s_config_file: bool) -> Vec<EnvVar> {
     let mut v = vec![
         env("vip_arp", "true"),
         env("port", s.port.to_string()),
@@ -392,6 +558,12 @@ fn env_block(s: &Settings, o: &PodOptions) -> Vec<EnvVar> {
     v.push(env("cp_namespace", s.lease_namespace.clone()));
     v.push(env("vip_leaderelection", "true"));
     v.push(env("vip_leasename", s.lease_name.clone()));
+    if !s.lease_annotations.is_empty() {
+        v.push(env(
+            "vip_leaseannotations",
+            crate::config::annotations_json(&s.lease_annotations),
+        ));
+    }
     v.push(env("vip_leaseduration", secs(s.timings.lease_duration())));
     v.push(env("vip_renewdeadline", secs(s.timings.renew_deadline())));
     v.push(env("vip_retryperiod", secs(s.timings.retry_period())));
@@ -405,7 +577,7 @@ fn env_block(s: &Settings, o: &PodOptions) -> Vec<EnvVar> {
             .join(","),
     ));
     v.push(env("prometheus_server", metrics_value(s)));
-    if !o.kubeadm_super_admin {
+    if k8s_config_file {
         v.push(env("k8s_config_file", KUBECONFIG_MOUNT));
     }
     if let Some(a) = s.local_api {
@@ -458,13 +630,71 @@ fn liveness(s: &Settings) -> Option<Probe> {
     })
 }
 
+/// What the static pod's and the DaemonSet's container differ in.
+pub(crate) struct ContainerOptions<'a> {
+    /// The container's name.
+    pub name: &'a str,
+    /// Its image.
+    pub image: &'a str,
+    /// With the `/healthz` liveness probe.
+    pub liveness_probe: bool,
+    /// Pass `k8s_config_file` (the mounted kubeconfig).
+    pub k8s_config_file: bool,
+    /// Its volume mounts.
+    pub mounts: Option<Vec<VolumeMount>>,
+}
+
+/// The one `vip manager` container, shared by the static pod and the
+/// DaemonSet: kube-vip's environment block, NET_ADMIN and NET_RAW only,
+/// small requests, the `/healthz` probe.
+pub(crate) fn container(s: &Settings, o: &ContainerOptions<'_>) -> Container {
+    Container {
+        name: o.name.into(),
+        image: Some(o.image.into()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        args: Some(vec!["manager".into()]),
+        env: Some(env_block(s, o.k8s_config_file)),
+        security_context: Some(SecurityContext {
+            capabilities: Some(Capabilities {
+                add: Some(vec!["NET_ADMIN".into(), "NET_RAW".into()]),
+                drop: Some(vec!["ALL".into()]),
+            }),
+            ..Default::default()
+        }),
+        resources: Some(ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_string(), Quantity("10m".into())),
+                ("memory".to_string(), Quantity("16Mi".into())),
+            ])),
+            ..Default::default()
+        }),
+        liveness_probe: if o.liveness_probe { liveness(s) } else { None },
+        volume_mounts: o.mounts.clone(),
+        ..Default::default()
+    }
+}
+
+/// The pod spec both share: host network, node-critical priority, the
+/// container.
+pub(crate) fn pod_spec(container: Container) -> PodSpec {
+    PodSpec {
+        host_network: Some(true),
+        priority_class_name: Some("system-node-critical".into()),
+        containers: vec![container],
+        ..Default::default()
+    }
+}
+
 /// The static pod for `settings`.
 pub fn pod(s: &Settings, o: &PodOptions) -> Pod {
     let version = image_version(&o.image).unwrap_or_else(|_| env!("CARGO_PKG_VERSION").into());
     let mut volumes = vec![Volume {
         name: "kubeconfig".into(),
         host_path: Some(HostPathVolumeSource {
-            path: o.distribution.kubeconfig().into(),
+            path: o
+                .kubeconfig
+                .clone()
+                .unwrap_or_else(|| o.distribution.kubeconfig().into()),
             type_: Some("File".into()),
         }),
         ..Default::default()
@@ -491,30 +721,16 @@ pub fn pod(s: &Settings, o: &PodOptions) -> Pod {
             ..Default::default()
         });
     }
-    let container = Container {
-        name: o.name.clone(),
-        image: Some(o.image.clone()),
-        image_pull_policy: Some("IfNotPresent".into()),
-        args: Some(vec!["manager".into()]),
-        env: Some(env_block(s, o)),
-        security_context: Some(SecurityContext {
-            capabilities: Some(Capabilities {
-                add: Some(vec!["NET_ADMIN".into(), "NET_RAW".into()]),
-                drop: Some(vec!["ALL".into()]),
-            }),
-            ..Default::default()
-        }),
-        resources: Some(ResourceRequirements {
-            requests: Some(BTreeMap::from([
-                ("cpu".to_string(), Quantity("10m".into())),
-                ("memory".to_string(), Quantity("16Mi".into())),
-            ])),
-            ..Default::default()
-        }),
-        liveness_probe: if o.liveness_probe { liveness(s) } else { None },
-        volume_mounts: Some(mounts),
-        ..Default::default()
-    };
+    let container = container(
+        s,
+        &ContainerOptions {
+            name: &o.name,
+            image: &o.image,
+            liveness_probe: o.liveness_probe,
+            k8s_config_file: !o.kubeadm_super_admin,
+            mounts: Some(mounts),
+        },
+    );
     Pod {
         metadata: ObjectMeta {
             name: Some(o.name.clone()),
@@ -523,15 +739,12 @@ pub fn pod(s: &Settings, o: &PodOptions) -> Pod {
             ..Default::default()
         },
         spec: Some(PodSpec {
-            host_network: Some(true),
-            priority_class_name: Some("system-node-critical".into()),
             host_aliases: Some(vec![HostAlias {
                 ip: "127.0.0.1".into(),
                 hostnames: Some(vec!["kubernetes".into()]),
             }]),
-            containers: vec![container],
             volumes: Some(volumes),
-            ..Default::default()
+            ..pod_spec(container)
         }),
         status: None,
     }
