@@ -62,6 +62,7 @@ fn frames(c: &mut Criterion) {
         holder: "control-plane-1".into(),
         term: 3,
         sequence: 12_345,
+        version: 0x1f2e_3d4c_5b6a_7988,
         interval: Duration::from_millis(10),
     };
     let mut hb_buf = [0u8; MAX_FRAME_LEN];

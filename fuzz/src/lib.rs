@@ -78,6 +78,7 @@ pub fn heartbeat_parser(data: &[u8]) {
         view.election(),
         view.term(),
         view.sequence(),
+        view.record_version(),
         view.interval_ms(),
         view.holder(),
     );

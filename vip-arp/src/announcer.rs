@@ -150,18 +150,21 @@ impl Announcer for PacketAnnouncer {
         // Subscribe before sending so no answer can be missed.
         let mut claims = link.shared.subscribe();
         let frame = Self::probe_frame(interface.mac, address);
-        let start = Instant::now();
-        let deadline = start + timeout;
-        let interval = (timeout / PROBE_COUNT).max(MIN_PROBE_INTERVAL);
         self.links
             .send(interface, &link, &frame, "sending a probe")
             .await?;
+        // The window opens when the probe is out, not before.
+        let start = Instant::now();
+        let deadline = start + timeout;
+        let interval = (timeout / PROBE_COUNT).max(MIN_PROBE_INTERVAL);
         let mut sent = 1;
         let mut next_probe = start + interval;
+        let answers = |c: &Claim| c.address == address && c.mac != interface.mac;
         loop {
             tokio::select! {
+                biased;
                 claim = claims.recv() => match claim {
-                    Ok(c) if c.address == address && c.mac != interface.mac => {
+                    Ok(c) if answers(&c) => {
                         tracing::debug!(interface = %interface.name, %address, mac = %c.mac, "probe answered");
                         return Ok(Some(c.mac));
                     }
@@ -173,7 +176,26 @@ impl Announcer for PacketAnnouncer {
                     sent += 1;
                     next_probe += interval;
                 }
-                () = sleep_until(deadline) => return Ok(None),
+                () = sleep_until(deadline) => break,
+            }
+        }
+        // "Nobody answered" must not mean "this task was not scheduled":
+        // read what the kernel queued for the socket (an answer within the
+        // window is there, whether or not the reader task ran), and every
+        // claim already handed on.
+        link.socket.drain(|f| {
+            if let Some(c) = Claim::from_frame(f) {
+                let _ = link.shared.send(c);
+            }
+        });
+        loop {
+            match claims.try_recv() {
+                Ok(c) if answers(&c) => {
+                    tracing::debug!(interface = %interface.name, %address, mac = %c.mac, "probe answered (read late)");
+                    return Ok(Some(c.mac));
+                }
+                Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                Err(_) => return Ok(None),
             }
         }
     }

@@ -91,6 +91,7 @@ impl Subscribers {
 ///     holder: "node-1".into(),
 ///     term: 3,
 ///     sequence: 0,
+///     version: vip_core::version_tag("4711"),
 ///     interval: Duration::from_millis(10),
 /// };
 /// channel.send(&interface, &beat).await?;
@@ -178,6 +179,7 @@ mod tests {
             holder: "node-2".into(),
             term: 4,
             sequence,
+            version: 9,
             interval: Duration::from_millis(10),
         };
         HeartbeatRepr::new(from, &beat).unwrap().to_vec().unwrap()

@@ -147,6 +147,22 @@ impl PacketSocket {
         }
     }
 
+    /// Take whatever frames the kernel has queued on the socket now,
+    /// without waiting, and hand each to `on_frame`: a caller whose task
+    /// may have been descheduled (a loaded host) sees every frame that
+    /// arrived before this call, whether or not the reader task has run.
+    pub(crate) fn drain(&self, mut on_frame: impl FnMut(&[u8])) {
+        let mut buf = [0u8; RECV_BUFFER];
+        // Bounded: a flood cannot keep the caller here.
+        for _ in 0..256 {
+            let mut socket: &Socket = self.fd.get_ref();
+            match socket.read(&mut buf) {
+                Ok(n) => on_frame(&buf[..n]),
+                Err(_) => return,
+            }
+        }
+    }
+
     /// Receive frames forever and hand each to `on_frame`. A link going
     /// down is reported once (`ENETDOWN`) and ignored: the socket stays
     /// bound and receives again when it comes back. Other errors are logged

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
-use vip_arp::{NetlinkAddressManager, PacketAnnouncer};
+use vip_arp::{NetlinkAddressManager, PacketAnnouncer, PacketHeartbeats};
 use vip_core::{Controller, ControllerConfig, Status};
 use vip_lease::{
     ClusterAccess, CordonConfig, DiscoveryOptions, HealthConfig, LeaseBackend, LeaseConfig,
@@ -30,6 +30,8 @@ pub fn controller_config(s: &Settings, health: &HealthConfig) -> ControllerConfi
         s.timings,
     );
     c.announce.refresh = s.arp_rate;
+    c.fast_failover = s.fast_failover;
+    c.election = vip_core::ElectionId::of(&format!("{}/{}", s.lease_namespace, s.lease_name));
     c.health = health.policy;
     c
 }
@@ -117,6 +119,18 @@ async fn run_inner(settings: Settings) -> Result<(), String> {
     if settings.health_check {
         let probe = ReadyzProbe::new(&access, health_config).map_err(|e| e.to_string())?;
         controller = controller.with_health(Arc::new(probe));
+    }
+    let fast = settings.fast_failover;
+    if fast.enabled() {
+        tracing::info!(
+            heartbeat = ?fast.heartbeat,
+            misses = fast.misses,
+            probe = ?fast.probe_timeout,
+            "fast failover on: layer-2 heartbeats, probe, lease compare-and-swap"
+        );
+        controller = controller.with_heartbeats(Arc::new(PacketHeartbeats::new()));
+    } else {
+        tracing::info!("fast failover off (vip_heartbeat_ms=0): failover at lease expiry");
     }
 
     // Bind the metrics port before anything changes on the host, so a

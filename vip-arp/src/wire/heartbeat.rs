@@ -38,12 +38,13 @@
 //! | 20 | 8 | election | `ElectionId` (FNV-1a 64 of the lock's name) |
 //! | 28 | 4 | term | the holder's `leaseTransitions` |
 //! | 32 | 8 | sequence | counts up from 0 within one term |
-//! | 40 | 4 | interval | the sender's heartbeat interval, ms, ≥ 1 |
-//! | 44 | 1 | holder length *n* | 1..=253 |
-//! | 45 | *n* | holder | the holder identity, UTF-8 |
-//! | 45 + *n* | | padding | zeros up to the 60-byte Ethernet minimum |
+//! | 40 | 8 | record version | `vip_core::version_tag` of the record version the sender last wrote |
+//! | 48 | 4 | interval | the sender's heartbeat interval, ms, ≥ 1 |
+//! | 52 | 1 | holder length *n* | 1..=253 |
+//! | 53 | *n* | holder | the holder identity, UTF-8 |
+//! | 53 + *n* | | padding | zeros up to the 60-byte Ethernet minimum |
 //!
-//! A frame is therefore 60 ([`MIN_FRAME_LEN`]) to 298 ([`MAX_FRAME_LEN`])
+//! A frame is therefore 60 ([`MIN_FRAME_LEN`]) to 306 ([`MAX_FRAME_LEN`])
 //! bytes. Trailing bytes after the holder are padding and are ignored; a
 //! frame longer than [`MAX_FRAME_LEN`] is refused. Any other magic or
 //! version is a parse error, so a follower ignores the frames of a newer
@@ -66,7 +67,7 @@ pub const VERSION: u8 = 1;
 /// The longest holder identity (a DNS name's maximum).
 pub const MAX_HOLDER_LEN: usize = 253;
 /// Length of everything before the holder identity.
-pub const HEADER_LEN: usize = 45;
+pub const HEADER_LEN: usize = 53;
 /// The shortest frame sent: Ethernet's minimum (without the FCS).
 pub const MIN_FRAME_LEN: usize = 60;
 /// The longest frame accepted: a 253-byte holder and no padding.
@@ -79,8 +80,9 @@ const FLAGS_AT: usize = 19;
 const ELECTION_AT: usize = 20;
 const TERM_AT: usize = 28;
 const SEQUENCE_AT: usize = 32;
-const INTERVAL_AT: usize = 40;
-const HOLDER_LEN_AT: usize = 44;
+const RECORD_AT: usize = 40;
+const INTERVAL_AT: usize = 48;
+const HOLDER_LEN_AT: usize = 52;
 
 /// Why bytes are not a heartbeat vip understands, or a heartbeat cannot be
 /// written.
@@ -243,6 +245,11 @@ impl<T: AsRef<[u8]>> HeartbeatFrame<T> {
         u64::from_be_bytes(be(self.bytes(), SEQUENCE_AT))
     }
 
+    /// The tag of the record version the sender last wrote.
+    pub fn record_version(&self) -> u64 {
+        u64::from_be_bytes(be(self.bytes(), RECORD_AT))
+    }
+
     /// The sender's interval in milliseconds (at least 1).
     pub fn interval_ms(&self) -> u32 {
         u32::from_be_bytes(be(self.bytes(), INTERVAL_AT))
@@ -274,6 +281,8 @@ pub struct HeartbeatRepr<'a> {
     pub term: u32,
     /// The sequence number within the term.
     pub sequence: u64,
+    /// The tag of the record version the sender last wrote.
+    pub record_version: u64,
     /// The sender's interval, whole milliseconds, at least 1.
     pub interval_ms: u32,
     /// The holder identity, 1 to 253 bytes.
@@ -297,6 +306,7 @@ impl<'a> HeartbeatRepr<'a> {
             election: beat.election,
             term: beat.term,
             sequence: beat.sequence,
+            record_version: beat.version,
             interval_ms,
             holder: &beat.holder,
         };
@@ -324,6 +334,7 @@ impl<'a> HeartbeatRepr<'a> {
             election: frame.election(),
             term: frame.term(),
             sequence: frame.sequence(),
+            record_version: frame.record_version(),
             interval_ms: frame.interval_ms(),
             holder: holder_of(bytes),
         }
@@ -356,7 +367,8 @@ impl<'a> HeartbeatRepr<'a> {
         out[FLAGS_AT] = 0;
         out[ELECTION_AT..TERM_AT].copy_from_slice(&self.election.0.to_be_bytes());
         out[TERM_AT..SEQUENCE_AT].copy_from_slice(&self.term.to_be_bytes());
-        out[SEQUENCE_AT..INTERVAL_AT].copy_from_slice(&self.sequence.to_be_bytes());
+        out[SEQUENCE_AT..RECORD_AT].copy_from_slice(&self.sequence.to_be_bytes());
+        out[RECORD_AT..INTERVAL_AT].copy_from_slice(&self.record_version.to_be_bytes());
         out[INTERVAL_AT..HOLDER_LEN_AT].copy_from_slice(&self.interval_ms.to_be_bytes());
         // check() bounds the length to 253.
         out[HOLDER_LEN_AT] = self.holder.len() as u8;
@@ -381,6 +393,7 @@ impl<'a> HeartbeatRepr<'a> {
                 holder: self.holder.to_string(),
                 term: self.term,
                 sequence: self.sequence,
+                version: self.record_version,
                 interval: std::time::Duration::from_millis(u64::from(self.interval_ms)),
             },
             from: self.eth_source,
@@ -407,10 +420,11 @@ mod tests {
         0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, // election
         0x00, 0x00, 0x00, 0x07, // term 7
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x2c, // sequence 300
+        0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32, 0x10, // record version tag
         0x00, 0x00, 0x00, 0x0a, // interval 10 ms
         0x06, // holder length
         b'n', b'o', b'd', b'e', b'-', b'1', // holder
-        0, 0, 0, 0, 0, 0, 0, 0, 0, // padding to 60 bytes
+        0,    // padding to 60 bytes
     ];
 
     fn beat() -> Heartbeat {
@@ -419,6 +433,7 @@ mod tests {
             holder: "node-1".into(),
             term: 7,
             sequence: 300,
+            version: 0xfedc_ba98_7654_3210,
             interval: Duration::from_millis(10),
         }
     }
@@ -447,7 +462,7 @@ mod tests {
         assert_eq!(view.holder(), "node-1");
         assert_eq!(view.into_inner(), &GOLDEN[..]);
         // Without padding (veth does not pad), and with reserved flags set.
-        assert_eq!(HeartbeatRepr::parse_bytes(&GOLDEN[..51]), Ok(parsed));
+        assert_eq!(HeartbeatRepr::parse_bytes(&GOLDEN[..59]), Ok(parsed));
         let mut flagged = GOLDEN;
         flagged[19] = 0x80;
         assert_eq!(HeartbeatRepr::parse_bytes(&flagged), Ok(parsed));
@@ -471,18 +486,18 @@ mod tests {
     fn refusals() {
         use HeartbeatError as E;
         assert_eq!(
-            HeartbeatRepr::parse_bytes(&GOLDEN[..44]),
+            HeartbeatRepr::parse_bytes(&GOLDEN[..52]),
             Err(E::Truncated {
-                len: 44,
+                len: 52,
                 needed: HEADER_LEN
             })
         );
         // The holder runs past the end.
         assert_eq!(
-            HeartbeatRepr::parse_bytes(&GOLDEN[..50]),
+            HeartbeatRepr::parse_bytes(&GOLDEN[..58]),
             Err(E::Truncated {
-                len: 50,
-                needed: 51
+                len: 58,
+                needed: 59
             })
         );
         let mut big = GOLDEN.to_vec();
@@ -509,25 +524,25 @@ mod tests {
         b[18] = 2;
         assert_eq!(HeartbeatRepr::parse_bytes(&b), Err(E::Version(2)));
         let mut b = GOLDEN;
-        b[40..44].fill(0);
+        b[48..52].fill(0);
         assert_eq!(HeartbeatRepr::parse_bytes(&b), Err(E::Interval { ms: 0 }));
         for n in [0u8, 254, 255] {
             let mut b = [0u8; MAX_FRAME_LEN];
             b[..GOLDEN.len()].copy_from_slice(&GOLDEN);
-            b[44] = n;
+            b[52] = n;
             assert_eq!(
                 HeartbeatRepr::parse_bytes(&b),
                 Err(E::HolderLength(usize::from(n)))
             );
         }
         let mut b = GOLDEN;
-        b[46] = 0xff; // never valid in UTF-8
+        b[54] = 0xff; // never valid in UTF-8
         assert!(matches!(
             HeartbeatRepr::parse_bytes(&b),
             Err(E::HolderUtf8(_))
         ));
         let mut b = GOLDEN;
-        b[49..51].copy_from_slice(&[0xc3, 0x28]); // bad continuation byte
+        b[57..59].copy_from_slice(&[0xc3, 0x28]); // bad continuation byte
         assert!(matches!(
             HeartbeatRepr::parse_bytes(&b),
             Err(E::HolderUtf8(_))
@@ -585,13 +600,15 @@ mod tests {
         assert_eq!(HeartbeatRepr::new(MAC, &odd).unwrap().interval_ms, 10);
     }
 
-    fn repr_parts() -> impl Strategy<Value = ([u8; 6], [u8; 6], u64, u32, u64, u32, String)> {
+    type Parts = ([u8; 6], [u8; 6], u64, u32, (u64, u64), u32, String);
+
+    fn repr_parts() -> impl Strategy<Value = Parts> {
         (
             any::<[u8; 6]>(),
             any::<[u8; 6]>(),
             any::<u64>(),
             any::<u32>(),
-            any::<u64>(),
+            (any::<u64>(), any::<u64>()),
             1u32..,
             // Any Unicode, cut to at most 253 bytes below.
             "\\PC{1,120}",
@@ -607,7 +624,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn round_trip((d, s, e, t, q, i, h) in repr_parts()) {
+        fn round_trip((d, s, e, t, (q, v), i, h) in repr_parts()) {
             let holder = fit(h);
             let r = HeartbeatRepr {
                 eth_destination: MacAddr(d),
@@ -615,6 +632,7 @@ mod tests {
                 election: ElectionId(e),
                 term: t,
                 sequence: q,
+                record_version: v,
                 interval_ms: i,
                 holder: &holder,
             };

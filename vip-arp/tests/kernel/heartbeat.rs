@@ -27,6 +27,7 @@ fn beat(holder: &str, sequence: u64) -> Heartbeat {
         holder: holder.into(),
         term: 5,
         sequence,
+        version: 0x5eed,
         interval: INTERVAL,
     }
 }

@@ -127,6 +127,27 @@ pub const KEYS: &[Key] = &[
         help: "announcement refresh period while leading, milliseconds (at least 500)",
     },
     Key {
+        env: "vip_heartbeat_ms",
+        flag: "vip-heartbeat-ms",
+        kube_vip_flag: None,
+        default: "10",
+        help: "fast failover: the leader's layer-2 heartbeat interval, milliseconds (1 to 1000); 0 turns fast failover off (failover at lease expiry, as kube-vip)",
+    },
+    Key {
+        env: "vip_heartbeat_misses",
+        flag: "vip-heartbeat-misses",
+        kube_vip_flag: None,
+        default: "3",
+        help: "fast failover: heartbeats a follower may miss before it probes the VIP (1 to 100)",
+    },
+    Key {
+        env: "vip_probe_ms",
+        flag: "vip-probe-ms",
+        kube_vip_flag: None,
+        default: "10",
+        help: "fast failover: how long the probe of the VIP waits for an answer before the lease is taken, milliseconds (1 to 1000)",
+    },
+    Key {
         env: "k8s_config_file",
         flag: "k8s-config-file",
         kube_vip_flag: Some("k8sConfigPath"),

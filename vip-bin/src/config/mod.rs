@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use vip_core::{InterfaceSelector, NodeIdentity, Timings, VipAddress, VipSpec};
+use vip_core::{FastFailoverPolicy, InterfaceSelector, NodeIdentity, Timings, VipAddress, VipSpec};
 
 mod keys;
 pub use keys::{KEYS, UNSUPPORTED};
@@ -104,6 +104,8 @@ pub struct Settings {
     pub timings: Timings,
     /// Announcement refresh period.
     pub arp_rate: Duration,
+    /// Fenced fast failover (heartbeat interval 0: off).
+    pub fast_failover: FastFailoverPolicy,
     /// Explicit kubeconfig.
     pub kubeconfig: Option<PathBuf>,
     /// Log level.
@@ -321,6 +323,7 @@ impl Settings {
                 .map(Duration::from_millis)
                 .ok_or_else(|| invalid("vip_arpRate", v, "milliseconds, 500 to 3600000"))?,
         };
+        let fast_failover = fast_failover(sources, &timings)?;
         let kubeconfig = sources.get("k8s_config_file").map(PathBuf::from);
         let log_level = match sources.get("vip_loglevel") {
             None => LogLevel::Info,
@@ -370,6 +373,7 @@ impl Settings {
             lease_name: lease_name.to_string(),
             timings,
             arp_rate,
+            fast_failover,
             kubeconfig,
             log_level,
             log_format,
@@ -456,6 +460,18 @@ impl Settings {
             ("vip_retryperiod", secs(self.timings.retry_period())),
             ("vip_arpRate", self.arp_rate.as_millis().to_string()),
             (
+                "vip_heartbeat_ms",
+                self.fast_failover.heartbeat.as_millis().to_string(),
+            ),
+            (
+                "vip_heartbeat_misses",
+                self.fast_failover.misses.to_string(),
+            ),
+            (
+                "vip_probe_ms",
+                self.fast_failover.probe_timeout.as_millis().to_string(),
+            ),
+            (
                 "k8s_config_file",
                 self.kubeconfig
                     .as_ref()
@@ -477,6 +493,63 @@ impl Settings {
             ("vip_healthcheck", self.health_check.to_string()),
         ]
     }
+}
+
+/// `vip_heartbeat_ms`, `vip_heartbeat_misses` and `vip_probe_ms`, checked
+/// together against the renew deadline (fast failover must beat the
+/// lease).
+fn fast_failover(sources: &Sources, timings: &Timings) -> Result<FastFailoverPolicy, ConfigError> {
+    let ms = |key: &'static str, default: u64, min: u64| -> Result<u64, ConfigError> {
+        match sources.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (*n == 0 && min == 0) || (1..=1000).contains(n))
+                .ok_or_else(|| {
+                    invalid(
+                        key,
+                        v,
+                        if min == 0 {
+                            "milliseconds, 1 to 1000, or 0 to turn fast failover off"
+                        } else {
+                            "milliseconds, 1 to 1000"
+                        },
+                    )
+                }),
+        }
+    };
+    let heartbeat = ms("vip_heartbeat_ms", 10, 0)?;
+    let probe = ms("vip_probe_ms", 10, 1)?;
+    let misses = match sources.get("vip_heartbeat_misses") {
+        None => 3,
+        Some(v) => v
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| invalid("vip_heartbeat_misses", v, "a whole number, 1 to 100"))?,
+    };
+    let policy = FastFailoverPolicy {
+        heartbeat: Duration::from_millis(heartbeat),
+        misses,
+        probe_timeout: Duration::from_millis(probe),
+        ..FastFailoverPolicy::default()
+    };
+    let detect = policy.heartbeat * misses + policy.probe_timeout + policy.stagger * 2;
+    if policy.enabled() && detect >= timings.renew_deadline() {
+        return Err(invalid(
+            "vip_heartbeat_misses",
+            &misses.to_string(),
+            format!(
+                "vip_heartbeat_ms x vip_heartbeat_misses + vip_probe_ms + 10 ms ({} ms) below the renew deadline ({} ms), or fast failover would be slower than the lease",
+                detect.as_millis(),
+                timings.renew_deadline().as_millis()
+            ),
+        ));
+    }
+    Ok(policy)
 }
 
 /// Seconds as kube-vip writes them: `5`, or `1.5`.

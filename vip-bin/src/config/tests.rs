@@ -36,6 +36,7 @@ fn the_briefs_env_block_parses_with_kube_vip_defaults() {
     );
     assert_eq!(s.timings, Timings::default());
     assert_eq!(s.arp_rate, Duration::from_secs(3));
+    assert_eq!(s.fast_failover, vip_core::FastFailoverPolicy::default());
     assert_eq!(s.port, 6443);
     assert_eq!(s.metrics, Some("0.0.0.0:2112".parse().unwrap()));
     assert_eq!(s.log_level, LogLevel::Info);
@@ -195,6 +196,44 @@ fn every_key_good_and_bad() {
             Err("invalid vip_arpRate=\"100\": expected milliseconds, 500 to 3600000"),
         ),
         (
+            "vip_heartbeat_ms",
+            "5",
+            Ok(|s| s.fast_failover.heartbeat == Duration::from_millis(5)),
+        ),
+        ("vip_heartbeat_ms", "0", Ok(|s| !s.fast_failover.enabled())),
+        (
+            "vip_heartbeat_ms",
+            "1001",
+            Err(
+                "invalid vip_heartbeat_ms=\"1001\": expected milliseconds, 1 to 1000, or 0 to turn fast failover off",
+            ),
+        ),
+        (
+            "vip_heartbeat_ms",
+            "ten",
+            Err("invalid vip_heartbeat_ms=\"ten\""),
+        ),
+        (
+            "vip_heartbeat_misses",
+            "5",
+            Ok(|s| s.fast_failover.misses == 5),
+        ),
+        (
+            "vip_heartbeat_misses",
+            "0",
+            Err("invalid vip_heartbeat_misses=\"0\": expected a whole number, 1 to 100"),
+        ),
+        (
+            "vip_probe_ms",
+            "20",
+            Ok(|s| s.fast_failover.probe_timeout == Duration::from_millis(20)),
+        ),
+        (
+            "vip_probe_ms",
+            "0",
+            Err("invalid vip_probe_ms=\"0\": expected milliseconds, 1 to 1000"),
+        ),
+        (
             "k8s_config_file",
             "/etc/rancher/k3s/k3s.yaml",
             Ok(|s| {
@@ -302,4 +341,22 @@ fn every_key_is_documented_once() {
     for (key, _) in Settings::from_sources(&env(BRIEF), "h").unwrap().describe() {
         assert!(seen.contains(key), "{key} is not in KEYS");
     }
+}
+
+#[test]
+fn fast_failover_must_beat_the_renew_deadline() {
+    let err = Settings::from_sources(
+        &env(&[
+            ("address", "198.18.0.100"),
+            ("vip_heartbeat_ms", "1000"),
+            ("vip_heartbeat_misses", "3"),
+        ]),
+        "h",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("invalid vip_heartbeat_misses=\"3\": expected vip_heartbeat_ms x vip_heartbeat_misses + vip_probe_ms + 10 ms (3020 ms) below the renew deadline (3000 ms)"),
+        "{err}"
+    );
 }

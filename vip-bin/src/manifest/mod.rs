@@ -418,6 +418,19 @@ fn env_block(s: &Settings, o: &PodOptions) -> Vec<EnvVar> {
     if !s.health_check {
         v.push(env("vip_healthcheck", "false"));
     }
+    // vip's own fast-failover settings, when not the defaults (kube-vip
+    // ignores them).
+    let f = s.fast_failover;
+    let d = vip_core::FastFailoverPolicy::default();
+    if f.heartbeat != d.heartbeat {
+        v.push(env("vip_heartbeat_ms", f.heartbeat.as_millis().to_string()));
+    }
+    if f.misses != d.misses {
+        v.push(env("vip_heartbeat_misses", f.misses.to_string()));
+    }
+    if f.probe_timeout != d.probe_timeout {
+        v.push(env("vip_probe_ms", f.probe_timeout.as_millis().to_string()));
+    }
     v
 }
 
