@@ -74,12 +74,11 @@ impl PacketAnnouncer {
     }
 
     fn link(&self, interface: &Interface) -> Result<Arc<Link<Claims>>, AnnounceError> {
-        let name = interface.name.clone();
         self.links.get_or_open(
             interface,
             PacketSocket::open,
             || broadcast::channel(CLAIM_CAPACITY).0,
-            |socket, claims| read_claims(socket, claims, name),
+            |socket, claims| read_claims(socket, claims, interface.name.clone()),
         )
     }
 

@@ -118,15 +118,18 @@ impl PacketHeartbeats {
     }
 
     fn link(&self, interface: &Interface) -> Result<Arc<Link<Arc<Subscribers>>>, AnnounceError> {
-        let (name, own) = (interface.name.clone(), interface.mac);
         self.links.get_or_open(
             interface,
             |index| PacketSocket::open_heartbeat(index, HEARTBEAT_MAC),
             Arc::default,
-            move |socket, subscribers| async move {
-                socket
-                    .read_frames(&name, |frame| subscribers.deliver(own, frame))
-                    .await;
+            |socket, subscribers| {
+                // Only when the link is opened: a send allocates nothing.
+                let (name, own) = (interface.name.clone(), interface.mac);
+                async move {
+                    socket
+                        .read_frames(&name, |frame| subscribers.deliver(own, frame))
+                        .await;
+                }
             },
         )
     }
