@@ -45,12 +45,16 @@ fn the_env_block_round_trips_through_the_configuration() {
             ("vip_logformat", "json"),
             ("prometheus_server", "127.0.0.1:9100"),
             ("vip_healthcheck", "false"),
+            ("vip_heartbeat_ms", "5"),
+            ("vip_heartbeat_misses", "4"),
+            ("vip_probe_ms", "20"),
             (
                 "vip_leaseannotations",
                 r#"{"team":"infra","example.com/owner":"ops"}"#,
             ),
         ],
         &[("address", "198.18.0.9"), ("prometheus_server", "")],
+        &[("address", "198.18.0.9"), ("vip_heartbeat_ms", "0")],
     ];
     for pairs in cases {
         let s = settings(pairs);
