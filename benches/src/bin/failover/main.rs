@@ -323,8 +323,13 @@ async fn trial(lab: &mut Lab, imp: Impl, kind: Kind) -> Result<Recorded, String>
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut stale_after_crash = false;
     if kind == Kind::Crash {
-        // The node comes back (cable replugged), its daemon not yet
-        // restarted: does its kernel still answer for the VIP?
+        // The node comes back (rebooted: its port up again, its daemon not
+        // yet restarted) after the lease duration: does its kernel still
+        // answer for the VIP? (vip's has expired by its lifetime;
+        // keepalived's never does.) A port back within the lifetime of a
+        // dead daemon's VIP is a daemon death plus a link flap, which fast
+        // failover cannot fence (docs/architecture.md).
+        tokio::time::sleep(Duration::from_secs(4)).await;
         let up = Instant::now();
         lab.set_link(old, true).map_err(|e| e.to_string())?;
         markers.push((up, format!("{}'s port up again", lab.nodes[old].name)));
