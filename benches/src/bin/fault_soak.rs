@@ -6,8 +6,8 @@
 //! Zero overlap is the bar. Not part of CI's default run.
 //!
 //! ```text
-//! cargo build -p vip-bin -p vip-benches --bin vip --bin soak
-//! sudo target/debug/soak --faults 1000 --report target/soak.md
+//! cargo build -p vip-bin -p vip-benches --bin vip --bin fault-soak
+//! sudo target/debug/fault-soak --faults 1000 --report target/soak.md
 //! ```
 //!
 //! Options: `--faults N` (default 1000), `--seed S`, `--report FILE`.
@@ -120,7 +120,7 @@ fn parse_args() -> Result<Args, String> {
             "--report" => a.report = Some(PathBuf::from(value("--report")?)),
             other => {
                 return Err(format!(
-                    "unknown argument {other}; usage: soak [--faults N] [--seed S] [--report FILE]"
+                    "unknown argument {other}; usage: fault-soak [--faults N] [--seed S] [--report FILE]"
                 ));
             }
         }
