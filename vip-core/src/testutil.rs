@@ -100,6 +100,14 @@ impl MemoryStore {
         lock(&self.inner.state).log.clone()
     }
 
+    /// Forget the write log (the current record stays), so that a long
+    /// run's memory is the code's under test, not the log's.
+    pub fn clear_log(&self) {
+        let mut st = lock(&self.inner.state);
+        st.log.clear();
+        st.log.shrink_to_fit();
+    }
+
     /// Write a record directly, as another implementation (kube-vip,
     /// `kubectl`) would.
     pub fn put(&self, by: &str, record: LeaderRecord) -> VersionedRecord {
@@ -515,6 +523,34 @@ impl MemoryNetwork {
     /// Every announcement so far.
     pub fn announcements(&self) -> Vec<AnnouncementRecord> {
         lock(&self.state).announcements.clone()
+    }
+
+    /// Forget the history (closed intervals, actions, announcements; the
+    /// addresses held now stay), so that a long run's memory is the code's
+    /// under test, not the records'.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use vip_core::testutil::MemoryNetwork;
+    /// use vip_core::{AddressManager, Interface, MacAddr, VipAddress};
+    /// let net = MemoryNetwork::default();
+    /// let (addresses, _announcer) = net.node("a", MacAddr([2, 0, 0, 0, 0, 1]));
+    /// let vip = VipAddress::host("198.18.0.100".parse().unwrap()).unwrap();
+    /// let iface = Interface { name: "eth0".into(), index: 1, mac: MacAddr([2, 0, 0, 0, 0, 1]) };
+    /// addresses.ensure_present(&iface, &vip, Some(Duration::from_secs(3))).await.unwrap();
+    /// assert!(!net.actions().is_empty());
+    /// net.clear_history();
+    /// assert!(net.actions().is_empty());
+    /// assert_eq!(net.holders(vip.addr()), ["a"]);
+    /// # }
+    /// ```
+    pub fn clear_history(&self) {
+        let mut st = lock(&self.state);
+        st.closed = Vec::new();
+        st.actions = Vec::new();
+        st.announcements = Vec::new();
     }
 
     /// Remove an address from a node as an administrator's `ip addr del`
