@@ -102,6 +102,18 @@ impl MemoryStore {
 
     /// Forget the write log (the current record stays), so that a long
     /// run's memory is the code's under test, not the log's.
+    ///
+    /// ```
+    /// use vip_core::LeaderRecord;
+    /// use vip_core::testutil::MemoryStore;
+    /// let store = MemoryStore::new();
+    /// let record = LeaderRecord { holder_identity: "a".into(), ..Default::default() };
+    /// store.put("kubectl", record);
+    /// assert_eq!(store.log().len(), 1);
+    /// store.clear_log();
+    /// assert!(store.log().is_empty());
+    /// assert_eq!(store.current().unwrap().record.holder_identity, "a");
+    /// ```
     pub fn clear_log(&self) {
         let mut st = lock(&self.inner.state);
         st.log.clear();
