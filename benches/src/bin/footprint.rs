@@ -285,25 +285,6 @@ fn main() -> ExitCode {
     if !vip_arp::netns::require_root("the footprint benchmark") {
         return ExitCode::from(2);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    match runtime.block_on(run(&args)) {
-        Ok(text) => {
-            println!("{text}");
-            if let Some(p) = &args.report
-                && let Err(e) = std::fs::write(p, &text)
-            {
-                eprintln!("writing {}: {e}", p.display());
-                return ExitCode::from(1);
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("footprint failed: {e}");
-            ExitCode::from(1)
-        }
-    }
+    let result = vip_benches::runtime().block_on(run(&args));
+    vip_benches::finish("footprint", result, args.report.as_deref())
 }

@@ -352,26 +352,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // As `vip manager`'s runtime.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    match runtime.block_on(run(&args)) {
-        Ok(text) => {
-            println!("{text}");
-            if let Some(p) = &args.report
-                && let Err(e) = std::fs::write(p, &text)
-            {
-                eprintln!("writing {}: {e}", p.display());
-                return ExitCode::from(1);
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("soak failed: {e}");
-            ExitCode::from(1)
-        }
-    }
+    let result = vip_benches::runtime().block_on(run(&args));
+    vip_benches::finish("soak", result, args.report.as_deref())
 }
