@@ -185,16 +185,24 @@ fn settings(m: &ArgMatches) -> Result<Settings, ExitCode> {
 }
 
 /// Logs to standard error: text or JSON, at the configured level
-/// (`RUST_LOG` overrides).
+/// (`RUST_LOG` overrides, when it parses: `level` and `target=level`
+/// directives separated by commas, e.g. `vip_core=debug,info`).
 fn init_logging(s: &Settings) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(s.log_level.directive()));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    // `Targets` rather than `EnvFilter`: the same directives bar span and
+    // field filters, without a regex engine in the binary.
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(s.log_level.level_filter()));
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry();
     match s.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => registry.with(layer.with_filter(filter)).init(),
+        LogFormat::Json => registry
+            .with(layer.json().flatten_event(true).with_filter(filter))
+            .init(),
     }
 }
 

@@ -103,6 +103,26 @@ impl MemoryStore {
         lock(&self.inner.state).log.clone()
     }
 
+    /// Forget the write log (the current record stays), so that a long
+    /// run's memory is the code's under test, not the log's.
+    ///
+    /// ```
+    /// use vip_core::LeaderRecord;
+    /// use vip_core::testutil::MemoryStore;
+    /// let store = MemoryStore::new();
+    /// let record = LeaderRecord { holder_identity: "a".into(), ..Default::default() };
+    /// store.put("kubectl", record);
+    /// assert_eq!(store.log().len(), 1);
+    /// store.clear_log();
+    /// assert!(store.log().is_empty());
+    /// assert_eq!(store.current().unwrap().record.holder_identity, "a");
+    /// ```
+    pub fn clear_log(&self) {
+        let mut st = lock(&self.inner.state);
+        st.log.clear();
+        st.log.shrink_to_fit();
+    }
+
     /// Write a record directly, as another implementation (kube-vip,
     /// `kubectl`) would.
     pub fn put(&self, by: &str, record: LeaderRecord) -> VersionedRecord {
@@ -575,6 +595,34 @@ impl MemoryNetwork {
     /// Every announcement so far.
     pub fn announcements(&self) -> Vec<AnnouncementRecord> {
         lock(&self.state).announcements.clone()
+    }
+
+    /// Forget the history (closed intervals, actions, announcements; the
+    /// addresses held now stay), so that a long run's memory is the code's
+    /// under test, not the records'.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use vip_core::testutil::MemoryNetwork;
+    /// use vip_core::{AddressManager, Interface, MacAddr, VipAddress};
+    /// let net = MemoryNetwork::default();
+    /// let (addresses, _announcer) = net.node("a", MacAddr([2, 0, 0, 0, 0, 1]));
+    /// let vip = VipAddress::host("198.18.0.100".parse().unwrap()).unwrap();
+    /// let iface = Interface { name: "eth0".into(), index: 1, mac: MacAddr([2, 0, 0, 0, 0, 1]) };
+    /// addresses.ensure_present(&iface, &vip, Some(Duration::from_secs(3))).await.unwrap();
+    /// assert!(!net.actions().is_empty());
+    /// net.clear_history();
+    /// assert!(net.actions().is_empty());
+    /// assert_eq!(net.holders(vip.addr()), ["a"]);
+    /// # }
+    /// ```
+    pub fn clear_history(&self) {
+        let mut st = lock(&self.state);
+        st.closed = Vec::new();
+        st.actions = Vec::new();
+        st.announcements = Vec::new();
     }
 
     /// Remove an address from a node as an administrator's `ip addr del`

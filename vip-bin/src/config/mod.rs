@@ -72,6 +72,17 @@ impl LogLevel {
             Self::Error => "error",
         }
     }
+
+    /// The most verbose level logged.
+    pub fn level_filter(self) -> tracing::level_filters::LevelFilter {
+        use tracing::level_filters::LevelFilter;
+        match self {
+            Self::Debug => LevelFilter::DEBUG,
+            Self::Info => LevelFilter::INFO,
+            Self::Warn => LevelFilter::WARN,
+            Self::Error => LevelFilter::ERROR,
+        }
+    }
 }
 
 /// Log output format.

@@ -844,26 +844,10 @@ fn main() -> ExitCode {
     if !vip_arp::netns::require_root("the failover benchmark") {
         return ExitCode::from(2);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
     let report_path = args.report.clone();
-    match runtime.block_on(run(args)) {
-        Ok(text) => {
-            println!("{text}");
-            if let Some(p) = report_path
-                && let Err(e) = std::fs::write(&p, &text)
-            {
-                eprintln!("writing {}: {e}", p.display());
-                return ExitCode::from(1);
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("failover benchmark failed: {e}");
-            ExitCode::from(1)
-        }
-    }
+    vip_benches::finish(
+        "failover benchmark",
+        vip_benches::runtime().block_on(run(args)),
+        report_path.as_deref(),
+    )
 }

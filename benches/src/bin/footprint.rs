@@ -1,0 +1,290 @@
+//! The footprint of a `vip` binary (issue 12): its size, its start-up time
+//! and the idle memory of a leader and a follower, measured the same way
+//! for every build so that steps can be compared.
+//!
+//! ```text
+//! sudo target/release/footprint --label "baseline" target/x86_64-unknown-linux-musl/release/vip
+//! ```
+//!
+//! The binary is the argument (else `VIP_BIN`, else `vip` next to this
+//! program). It runs in the namespace lab of `vip_bin::lab` (three nodes
+//! and the API-server stand-in, as `vip demo` and the failover benchmark):
+//!
+//! - **size**: the file and, when `strip` is installed, a stripped copy;
+//! - **start-up**: `vip manager` started alone on node 1 with a free lease,
+//!   from the spawn to the stand-in applying its Lease write (the
+//!   acquisition), `--starts N` times (default 5), each stopped with SIGTERM
+//!   (which releases the lease) before the next;
+//! - **idle RSS**: then all three nodes run; after `--idle SECONDS` (default
+//!   20) the leader's and a follower's `VmRSS`, anonymous and file-backed
+//!   (`/proc/<pid>/status`), and their CPU over that window.
+//!
+//! `--label TEXT` names the row, `--report FILE` writes the Markdown (also
+//! printed). Root needed (namespaces).
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use vip_bin::lab::{Lab, ProcStats, VIP};
+
+#[derive(Debug)]
+struct Args {
+    exe: Option<PathBuf>,
+    label: String,
+    idle: Duration,
+    starts: usize,
+    report: Option<PathBuf>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        exe: None,
+        label: String::new(),
+        idle: Duration::from_secs(20),
+        starts: 5,
+        report: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "--label" => a.label = value("--label")?,
+            "--idle" => {
+                a.idle = Duration::from_secs(
+                    value("--idle")?
+                        .parse()
+                        .map_err(|_| "--idle: whole seconds")?,
+                )
+            }
+            "--starts" => {
+                a.starts = value("--starts")?
+                    .parse()
+                    .map_err(|_| "--starts: a whole number")?
+            }
+            "--report" => a.report = Some(PathBuf::from(value("--report")?)),
+            "-h" | "--help" => {
+                return Err("usage: footprint [--label TEXT] [--idle SECONDS] [--starts N] [--report FILE] [VIP_BINARY]".into());
+            }
+            other if other.starts_with('-') => return Err(format!("unknown argument {other}")),
+            other => a.exe = Some(PathBuf::from(other)),
+        }
+    }
+    if a.starts == 0 {
+        return Err("--starts must be at least 1".into());
+    }
+    Ok(a)
+}
+
+fn exe(args: &Args) -> Result<PathBuf, String> {
+    let p = match (&args.exe, std::env::var_os("VIP_BIN")) {
+        (Some(p), _) => p.clone(),
+        (None, Some(p)) => PathBuf::from(p),
+        (None, None) => std::env::current_exe()
+            .map_err(|e| e.to_string())?
+            .with_file_name("vip"),
+    };
+    if p.is_file() {
+        // `ip netns exec` runs it from elsewhere.
+        std::path::absolute(&p).map_err(|e| format!("{}: {e}", p.display()))
+    } else {
+        Err(format!(
+            "{} not found: name a vip binary, or set VIP_BIN",
+            p.display()
+        ))
+    }
+}
+
+/// The file's size and, when `strip` is installed, a stripped copy's.
+fn sizes(exe: &Path) -> Result<(u64, Option<u64>), String> {
+    let size = std::fs::metadata(exe)
+        .map_err(|e| format!("{}: {e}", exe.display()))?
+        .len();
+    let copy = std::env::temp_dir().join(format!("vip-footprint-{}", std::process::id()));
+    let stripped = std::process::Command::new("strip")
+        .arg("-o")
+        .arg(&copy)
+        .arg(exe)
+        .status()
+        .ok()
+        .filter(|s| s.success())
+        .and_then(|_| std::fs::metadata(&copy).ok())
+        .map(|m| m.len());
+    let _ = std::fs::remove_file(&copy);
+    Ok((size, stripped))
+}
+
+/// Spawn → the stand-in applies node 1's acquisition, `starts` times.
+async fn startups(lab: &mut Lab, starts: usize) -> Result<Vec<Duration>, String> {
+    let name = lab.nodes[0].name.clone();
+    let mut out = Vec::with_capacity(starts);
+    for n in 0..starts {
+        if lab.holder().is_some() {
+            return Err("the lease is held before a start-up".into());
+        }
+        let seen = lab.lease_writes().len();
+        let t = Instant::now();
+        lab.start(0).map_err(|e| e.to_string())?;
+        let w = vip_bin::lab::until(Duration::from_secs(30), Duration::from_millis(1), || {
+            lab.lease_writes()
+                .into_iter()
+                .skip(seen)
+                // The log is filled by a task: skip a late record of the
+                // previous run's renewals.
+                .find(|w| w.holder == name && w.at >= t)
+        })
+        .await
+        .ok_or_else(|| format!("start-up {}: no acquisition within 30 s", n + 1))?;
+        out.push(w.at.saturating_duration_since(t));
+        lab.signal(0, libc::SIGTERM).map_err(|e| e.to_string())?;
+        lab.wait(0, Duration::from_secs(10))
+            .await
+            .map_err(|e| e.to_string())?;
+        vip_bin::lab::until(Duration::from_secs(10), Duration::from_millis(10), || {
+            lab.holder().is_none().then_some(())
+        })
+        .await
+        .ok_or("the lease was not released on SIGTERM")?;
+    }
+    Ok(out)
+}
+
+struct Idle {
+    seconds: f64,
+    leader: (ProcStats, ProcStats),
+    follower: (ProcStats, ProcStats),
+}
+
+async fn idle(lab: &mut Lab, window: Duration) -> Result<Idle, String> {
+    lab.start(0).map_err(|e| e.to_string())?;
+    let v4 = IpAddr::V4(VIP);
+    vip_bin::lab::until(Duration::from_secs(30), Duration::from_millis(20), || {
+        (lab.holder().as_deref() == Some(lab.nodes[0].name.as_str()) && lab.has_address(0, v4))
+            .then_some(())
+    })
+    .await
+    .ok_or("node 1 did not lead within 30 s")?;
+    for i in 1..lab.nodes.len() {
+        lab.start(i).map_err(|e| e.to_string())?;
+    }
+    // Past the takeover burst and the followers' start and watch set-up.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let pid = |i: usize| lab.pid(i).ok_or("a manager is not running");
+    let (lp, fp) = (pid(0)?, pid(1)?);
+    let stats = |p: u32| ProcStats::read(p).ok_or("a manager exited");
+    let (l0, f0) = (stats(lp)?, stats(fp)?);
+    let t = Instant::now();
+    tokio::time::sleep(window).await;
+    let (l1, f1) = (stats(lp)?, stats(fp)?);
+    let seconds = t.elapsed().as_secs_f64();
+    if lab.holder().as_deref() != Some(lab.nodes[0].name.as_str()) {
+        return Err("the leader changed during the idle window".into());
+    }
+    Ok(Idle {
+        seconds,
+        leader: (l0, l1),
+        follower: (f0, f1),
+    })
+}
+
+fn report(
+    args: &Args,
+    exe: &Path,
+    sizes: (u64, Option<u64>),
+    starts: &[Duration],
+    idle: &Idle,
+) -> String {
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mut sorted = starts.to_vec();
+    sorted.sort();
+    let median = sorted[sorted.len() / 2];
+    let cpu = |p: &(ProcStats, ProcStats)| {
+        (p.1.cpu_ticks - p.0.cpu_ticks) as f64 / ProcStats::TICKS_PER_SECOND as f64 / idle.seconds
+            * 100.0
+    };
+    let stripped = sizes.1.unwrap_or(sizes.0);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{}: {} bytes ({:.2} MiB){}; start-up to the acquisition (median of {}): {:.0} ms (all: {}); idle {:.0} s.\n",
+        exe.display(),
+        sizes.0,
+        sizes.0 as f64 / 1048576.0,
+        match sizes.1 {
+            Some(st) if st != sizes.0 => format!(", stripped {st} bytes"),
+            Some(_) => ", stripped".into(),
+            None => ", `strip` not installed".into(),
+        },
+        starts.len(),
+        ms(median),
+        starts
+            .iter()
+            .map(|d| format!("{:.0}", ms(*d)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        idle.seconds
+    );
+    let _ = writeln!(
+        s,
+        "| step | stripped size | leader RSS (anonymous / file-backed) | follower RSS (anonymous / file-backed) | CPU leader / follower | start-up |\n|---|---|---|---|---|---|"
+    );
+    let (l, f) = (idle.leader.1, idle.follower.1);
+    let _ = writeln!(
+        s,
+        "| {} | {:.2} MB ({stripped} bytes) | {:.1} MiB ({:.1} / {:.1}) | {:.1} MiB ({:.1} / {:.1}) | {:.2} % / {:.2} % | {:.0} ms |",
+        if args.label.is_empty() {
+            "–"
+        } else {
+            &args.label
+        },
+        stripped as f64 / 1e6,
+        mib(l.rss_kib),
+        mib(l.rss_anon_kib),
+        mib(l.rss_file_kib),
+        mib(f.rss_kib),
+        mib(f.rss_anon_kib),
+        mib(f.rss_file_kib),
+        cpu(&idle.leader),
+        cpu(&idle.follower),
+        ms(median),
+    );
+    s
+}
+
+async fn run(args: &Args) -> Result<String, String> {
+    let exe = exe(args)?;
+    let sizes = sizes(&exe)?;
+    eprintln!("building the lab: 3 nodes; vip = {}", exe.display());
+    let mut lab = Lab::new(3, exe.clone()).await.map_err(|e| e.to_string())?;
+    let result = async {
+        let starts = startups(&mut lab, args.starts).await?;
+        eprintln!("start-ups: {starts:?}; idle for {:?}", args.idle);
+        let idle = idle(&mut lab, args.idle).await?;
+        Ok::<_, String>(report(args, &exe, sizes, &starts, &idle))
+    }
+    .await;
+    if result.is_err() {
+        eprintln!("{}", lab.log_tails(30));
+    }
+    lab.stop_all(Duration::from_secs(5)).await;
+    drop(lab);
+    result
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !vip_arp::netns::require_root("the footprint benchmark") {
+        return ExitCode::from(2);
+    }
+    let result = vip_benches::runtime().block_on(run(&args));
+    vip_benches::finish("footprint", result, args.report.as_deref())
+}
