@@ -1,0 +1,73 @@
+//! The resources the stand-in serves and their names.
+
+/// The resources the stand-in serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// `coordination.k8s.io/v1` Lease (namespaced).
+    Lease,
+    /// `v1` Node (cluster-scoped).
+    Node,
+}
+
+impl Kind {
+    /// The API group (`""` for core).
+    pub fn group(self) -> &'static str {
+        match self {
+            Self::Lease => "coordination.k8s.io",
+            Self::Node => "",
+        }
+    }
+
+    /// The plural resource name.
+    pub fn plural(self) -> &'static str {
+        match self {
+            Self::Lease => "leases",
+            Self::Node => "nodes",
+        }
+    }
+
+    /// `leases.coordination.k8s.io` / `nodes`.
+    pub fn qualified(self) -> &'static str {
+        match self {
+            Self::Lease => "leases.coordination.k8s.io",
+            Self::Node => "nodes",
+        }
+    }
+
+    /// `Lease.coordination.k8s.io` / `Node`, as validation errors name it.
+    pub fn kind_qualified(self) -> &'static str {
+        match self {
+            Self::Lease => "Lease.coordination.k8s.io",
+            Self::Node => "Node",
+        }
+    }
+
+    /// The kind.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Self::Lease => "Lease",
+            Self::Node => "Node",
+        }
+    }
+
+    /// The list kind.
+    pub fn list_kind(self) -> &'static str {
+        match self {
+            Self::Lease => "LeaseList",
+            Self::Node => "NodeList",
+        }
+    }
+
+    /// `coordination.k8s.io/v1` / `v1`.
+    pub fn api_version(self) -> &'static str {
+        match self {
+            Self::Lease => "coordination.k8s.io/v1",
+            Self::Node => "v1",
+        }
+    }
+
+    /// Whether objects live in a namespace.
+    pub fn namespaced(self) -> bool {
+        matches!(self, Self::Lease)
+    }
+}
