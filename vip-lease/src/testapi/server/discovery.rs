@@ -37,11 +37,18 @@ pub(super) fn coordination_group() -> Value {
            "preferredVersion": {"groupVersion": "coordination.k8s.io/v1", "version": "v1"}})
 }
 
-pub(super) fn resource_list(group_version: &str, kind: Kind, short: &[&str]) -> Value {
-    let mut r = json!({"name": kind.plural(), "singularName": kind.kind().to_lowercase(), "namespaced": kind.namespaced(),
-        "kind": kind.kind(), "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]});
-    if !short.is_empty() {
-        r["shortNames"] = json!(short);
-    }
-    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": [r]})
+/// An `APIResourceList` of `kinds`, each with its short names.
+pub(super) fn resource_list(group_version: &str, kinds: &[(Kind, &[&str])]) -> Value {
+    let resources: Vec<Value> = kinds
+        .iter()
+        .map(|(kind, short)| {
+            let mut r = json!({"name": kind.plural(), "singularName": kind.kind().to_lowercase(), "namespaced": kind.namespaced(),
+                "kind": kind.kind(), "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]});
+            if !short.is_empty() {
+                r["shortNames"] = json!(short);
+            }
+            r
+        })
+        .collect();
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources})
 }

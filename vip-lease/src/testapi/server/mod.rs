@@ -268,10 +268,13 @@ async fn handle(
             g["apiVersion"] = "v1".into();
             json_response(StatusCode::OK, &g)
         }
-        Route::CoreV1 => json_response(StatusCode::OK, &resource_list("v1", Kind::Node, &["no"])),
+        Route::CoreV1 => json_response(
+            StatusCode::OK,
+            &resource_list("v1", &[(Kind::Node, &["no"]), (Kind::Event, &["ev"])]),
+        ),
         Route::CoordinationV1 => json_response(
             StatusCode::OK,
-            &resource_list("coordination.k8s.io/v1", Kind::Lease, &[]),
+            &resource_list("coordination.k8s.io/v1", &[(Kind::Lease, &[])]),
         ),
         Route::Unknown => status_response(&Status::no_such_path()),
         Route::Namespace(ns) => {

@@ -55,7 +55,7 @@ pub(super) async fn serve_resource(
             &store.get(kind, ns, &name_or(name))?,
         )),
         "list" => {
-            let sel = Selectors::parse(param(q, "fieldSelector"), param(q, "labelSelector"))?;
+            let sel = Selectors::parse(kind, param(q, "fieldSelector"), param(q, "labelSelector"))?;
             let (items, rv) = store.list(kind, namespace, &sel);
             let items: Vec<Value> = items
                 .into_iter()
@@ -74,9 +74,11 @@ pub(super) async fn serve_resource(
             ))
         }
         "watch" => {
-            let mut sel = Selectors::parse(param(q, "fieldSelector"), param(q, "labelSelector"))?;
+            let mut sel =
+                Selectors::parse(kind, param(q, "fieldSelector"), param(q, "labelSelector"))?;
             if let Some(n) = name {
                 sel = Selectors::parse(
+                    kind,
                     Some(&format!(
                         "metadata.name={n}{}",
                         param(q, "fieldSelector")

@@ -45,10 +45,10 @@ pub(super) fn route(path: &str) -> Route {
     {
         return Route::Namespace(percent_decode(ns));
     }
-    let (kind, rest) = if let Some(rest) = path.strip_prefix("/api/v1/") {
-        (Kind::Node, rest)
+    let (kinds, rest): (&[Kind], &str) = if let Some(rest) = path.strip_prefix("/api/v1/") {
+        (&[Kind::Node, Kind::Event], rest)
     } else if let Some(rest) = path.strip_prefix("/apis/coordination.k8s.io/v1/") {
-        (Kind::Lease, rest)
+        (&[Kind::Lease], rest)
     } else {
         return Route::Unknown;
     };
@@ -59,20 +59,27 @@ pub(super) fn route(path: &str) -> Route {
     }
     let mut namespace = None;
     if segs.first() == Some(&"namespaces") && segs.len() >= 3 {
-        if !kind.namespaced() {
-            return Route::Unknown;
-        }
         namespace = Some(percent_decode(segs[1]));
         segs.drain(..2);
     }
+    let Some(kind) = kinds
+        .iter()
+        .copied()
+        .find(|k| segs.first() == Some(&k.plural()))
+    else {
+        return Route::Unknown;
+    };
+    if namespace.is_some() && !kind.namespaced() {
+        return Route::Unknown;
+    }
     match segs.as_slice() {
-        [plural] if *plural == kind.plural() => Route::Resource {
+        [_] => Route::Resource {
             kind,
             namespace,
             name: None,
             watch_path,
         },
-        [plural, name] if *plural == kind.plural() && !name.is_empty() => Route::Resource {
+        [_, name] if !name.is_empty() => Route::Resource {
             kind,
             namespace,
             name: Some(percent_decode(name)),
@@ -194,6 +201,25 @@ mod tests {
             }
         );
         assert_eq!(route("/api/v1/namespaces/x/nodes"), Route::Unknown);
+        assert_eq!(
+            route("/api/v1/namespaces/kube-system/events/plndr-cp-lock.1"),
+            Route::Resource {
+                kind: Kind::Event,
+                namespace: Some("kube-system".into()),
+                name: Some("plndr-cp-lock.1".into()),
+                watch_path: false
+            }
+        );
+        assert_eq!(
+            route("/api/v1/events"),
+            Route::Resource {
+                kind: Kind::Event,
+                namespace: None,
+                name: None,
+                watch_path: false
+            }
+        );
+        assert_eq!(route("/api/v1/namespaces/x/pods"), Route::Unknown);
         assert_eq!(route("/apis/apps/v1"), Route::Unknown);
         assert_eq!(route("/readyz"), Route::Health("readyz"));
         assert_eq!(

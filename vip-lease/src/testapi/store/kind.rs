@@ -7,6 +7,9 @@ pub enum Kind {
     Lease,
     /// `v1` Node (cluster-scoped).
     Node,
+    /// `v1` Event (namespaced; Events about cluster-scoped objects go into
+    /// `default`).
+    Event,
 }
 
 impl Kind {
@@ -14,7 +17,7 @@ impl Kind {
     pub fn group(self) -> &'static str {
         match self {
             Self::Lease => "coordination.k8s.io",
-            Self::Node => "",
+            Self::Node | Self::Event => "",
         }
     }
 
@@ -23,14 +26,16 @@ impl Kind {
         match self {
             Self::Lease => "leases",
             Self::Node => "nodes",
+            Self::Event => "events",
         }
     }
 
-    /// `leases.coordination.k8s.io` / `nodes`.
+    /// `leases.coordination.k8s.io` / `nodes` / `events`.
     pub fn qualified(self) -> &'static str {
         match self {
             Self::Lease => "leases.coordination.k8s.io",
             Self::Node => "nodes",
+            Self::Event => "events",
         }
     }
 
@@ -39,6 +44,7 @@ impl Kind {
         match self {
             Self::Lease => "Lease.coordination.k8s.io",
             Self::Node => "Node",
+            Self::Event => "Event",
         }
     }
 
@@ -47,6 +53,7 @@ impl Kind {
         match self {
             Self::Lease => "Lease",
             Self::Node => "Node",
+            Self::Event => "Event",
         }
     }
 
@@ -55,6 +62,7 @@ impl Kind {
         match self {
             Self::Lease => "LeaseList",
             Self::Node => "NodeList",
+            Self::Event => "EventList",
         }
     }
 
@@ -62,12 +70,12 @@ impl Kind {
     pub fn api_version(self) -> &'static str {
         match self {
             Self::Lease => "coordination.k8s.io/v1",
-            Self::Node => "v1",
+            Self::Node | Self::Event => "v1",
         }
     }
 
     /// Whether objects live in a namespace.
     pub fn namespaced(self) -> bool {
-        matches!(self, Self::Lease)
+        matches!(self, Self::Lease | Self::Event)
     }
 }

@@ -591,10 +591,90 @@ mod tests {
         assert_eq!(n["spec"]["unschedulable"], true);
         assert_eq!(n["status"]["conditions"][0]["reason"], "KubeletReady");
         assert_eq!(n["status"]["conditions"][0]["status"], "False");
-        let sel = Selectors::parse(None, Some("node-role.kubernetes.io/control-plane")).unwrap();
+        let sel = Selectors::parse(
+            Kind::Node,
+            None,
+            Some("node-role.kubernetes.io/control-plane"),
+        )
+        .unwrap();
         assert_eq!(s.list(Kind::Node, None, &sel).0.len(), 1);
-        let sel = Selectors::parse(Some("metadata.name=n2"), None).unwrap();
+        let sel = Selectors::parse(Kind::Node, Some("metadata.name=n2"), None).unwrap();
         assert_eq!(s.list(Kind::Node, None, &sel).0.len(), 0);
-        assert!(Selectors::parse(Some("spec.x=1"), None).is_err());
+        assert!(Selectors::parse(Kind::Node, Some("spec.x=1"), None).is_err());
+    }
+
+    fn event(ns: &str, name: &str, kind: &str, object: &str, object_ns: Option<&str>) -> Value {
+        json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": name, "namespace": ns},
+               "involvedObject": {"kind": kind, "name": object, "namespace": object_ns},
+               "reason": "LeaderElection", "message": "m", "count": 1, "type": "Normal",
+               "source": {"component": "vip"}, "reportingComponent": "vip", "reportingInstance": "cp-1"})
+    }
+
+    #[test]
+    fn events_select_by_involved_object_and_follow_the_namespace_rule() {
+        let s = Store::new(10);
+        let e = s
+            .create(
+                Kind::Event,
+                "kube-system",
+                event("kube-system", "l.1", "Lease", "l", Some("kube-system")),
+            )
+            .unwrap();
+        assert!(e["metadata"]["uid"].is_string());
+        assert!(e["metadata"]["creationTimestamp"].is_string());
+        assert_eq!(e["reportingInstance"], "cp-1");
+        s.create(
+            Kind::Event,
+            "default",
+            event("default", "cp-1.1", "Node", "cp-1", None),
+        )
+        .unwrap();
+        // A Node event outside `default` is refused as the real server does.
+        let err = s
+            .create(
+                Kind::Event,
+                "kube-system",
+                event("kube-system", "cp-1.2", "Node", "cp-1", None),
+            )
+            .unwrap_err();
+        assert_eq!(
+            (err.code, err.message.as_str()),
+            (
+                422,
+                "Event \"cp-1.2\" is invalid: involvedObject.namespace: Invalid value: \"\": does not match event.namespace"
+            )
+        );
+        let sel = |f: &str| Selectors::parse(Kind::Event, Some(f), None).unwrap();
+        let count = |f: &str| s.list(Kind::Event, None, &sel(f)).0.len();
+        assert_eq!(count("involvedObject.name=l"), 1);
+        assert_eq!(
+            count("involvedObject.kind=Node,involvedObject.name=cp-1"),
+            1
+        );
+        assert_eq!(
+            count("involvedObject.namespace=kube-system,reason=LeaderElection"),
+            1
+        );
+        assert_eq!(count("source=vip,type=Normal"), 2);
+        assert_eq!(count("reason!=LeaderElection"), 0);
+        let err = Selectors::parse(Kind::Event, Some("message=m"), None).unwrap_err();
+        assert_eq!(
+            (err.code, err.message.as_str()),
+            (400, "field label not supported: message")
+        );
+        let p = s
+            .patch(
+                Kind::Event,
+                "kube-system",
+                "l.1",
+                &json!({"count": 2, "lastTimestamp": "2026-01-01T00:00:00Z"}),
+                true,
+            )
+            .unwrap();
+        assert_eq!(p["count"], 2);
+        assert_ne!(
+            p["metadata"]["resourceVersion"],
+            e["metadata"]["resourceVersion"]
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! form) and patched.
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Event, Node};
 use serde_json::{Value, json};
 
 use super::Kind;
@@ -68,9 +68,42 @@ pub(super) fn normalise(kind: Kind, name: &str, obj: Value) -> Result<Value, Sta
             let node: Node = serde_json::from_value(obj).map_err(decode_err)?;
             serde_json::to_value(&node)
         }
+        Kind::Event => {
+            let event: Event = serde_json::from_value(obj).map_err(decode_err)?;
+            validate_event(name, &event)?;
+            serde_json::to_value(&event)
+        }
     };
     out.map_err(|e| Status::bad_request(format!("cannot encode {}: {e}", kind.kind())))
 }
+/// The real server's core/v1 Event validation (`legacyValidateEvent`): the
+/// involved object's namespace is the Event's, and an Event about a
+/// cluster-scoped object (no namespace) lives in `default`.
+fn validate_event(name: &str, event: &Event) -> Result<(), Status> {
+    let ns = event.metadata.namespace.as_deref().unwrap_or_default();
+    let involved = event
+        .involved_object
+        .namespace
+        .as_deref()
+        .unwrap_or_default();
+    let ok = if involved.is_empty() {
+        ns.is_empty() || ns == "default"
+    } else {
+        ns == involved
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Status::invalid(
+            Kind::Event,
+            name,
+            "involvedObject.namespace",
+            &format!("{involved:?}"),
+            "does not match event.namespace",
+        ))
+    }
+}
+
 /// List fields merged by key in a strategic merge patch.
 fn merge_key(path: &str) -> Option<&'static str> {
     match path {

@@ -21,8 +21,10 @@ enum LabelReq {
 }
 
 impl Selectors {
-    /// Parses `fieldSelector` and `labelSelector` values.
-    pub fn parse(fields: Option<&str>, labels: Option<&str>) -> Result<Self, Status> {
+    /// Parses `fieldSelector` and `labelSelector` values of a request for
+    /// `kind`: the field labels are those the real API server converts for
+    /// that kind, with its error text for others.
+    pub fn parse(kind: Kind, fields: Option<&str>, labels: Option<&str>) -> Result<Self, Status> {
         let mut s = Self::default();
         for term in fields
             .unwrap_or_default()
@@ -34,11 +36,7 @@ impl Selectors {
                     "invalid selector: '{term}'; can't understand '{term}'"
                 ))
             })?;
-            if key != "metadata.name" && key != "metadata.namespace" {
-                return Err(Status::bad_request(format!(
-                    "\"{key}\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
-                )));
-            }
+            check_field_label(kind, &key)?;
             s.fields.push((key, eq, value));
         }
         for term in labels
@@ -71,8 +69,12 @@ impl Selectors {
     pub fn matches(&self, obj: &Value) -> bool {
         let meta = &obj["metadata"];
         let field = |k: &str| {
-            meta[k.trim_start_matches("metadata.")]
-                .as_str()
+            // `source` selects `source.component`, as the real server's
+            // Event field set does; a missing field is "".
+            let path = if k == "source" { "source.component" } else { k };
+            path.split('.')
+                .try_fold(obj, |v, seg| v.get(seg))
+                .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_owned()
         };
@@ -90,6 +92,37 @@ impl Selectors {
             LabelReq::NotEq(k, v) => label(k).as_deref() != Some(v.as_str()),
         });
         fields_ok && labels_ok
+    }
+}
+
+/// The field labels of core/v1 Events (`AddFieldLabelConversionsForEvent`).
+const EVENT_FIELDS: &[&str] = &[
+    "involvedObject.kind",
+    "involvedObject.namespace",
+    "involvedObject.name",
+    "involvedObject.uid",
+    "involvedObject.apiVersion",
+    "involvedObject.resourceVersion",
+    "involvedObject.fieldPath",
+    "reason",
+    "reportingComponent",
+    "source",
+    "type",
+    "metadata.namespace",
+    "metadata.name",
+];
+
+/// A field label the real server accepts for `kind`, or its 400 text.
+fn check_field_label(kind: Kind, key: &str) -> Result<(), Status> {
+    match kind {
+        Kind::Event if EVENT_FIELDS.contains(&key) => Ok(()),
+        Kind::Event => Err(Status::bad_request(format!(
+            "field label not supported: {key}"
+        ))),
+        Kind::Lease | Kind::Node if key == "metadata.name" || key == "metadata.namespace" => Ok(()),
+        Kind::Lease | Kind::Node => Err(Status::bad_request(format!(
+            "\"{key}\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
+        ))),
     }
 }
 
