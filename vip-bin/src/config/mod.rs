@@ -114,6 +114,8 @@ pub struct Settings {
     pub metrics: Option<SocketAddr>,
     /// Follow the local API server's health.
     pub health_check: bool,
+    /// Record leadership changes as Kubernetes Events.
+    pub events: bool,
 }
 
 /// Where settings come from: flags (already split into name and value by
@@ -222,6 +224,7 @@ impl Settings {
         // Accepted for compatibility; ARP control-plane mode always elects.
         flag("vip_leaderelection")?;
         let health_check = flag("vip_healthcheck")?.unwrap_or(true);
+        let events = flag("vip_events")?.unwrap_or(true);
 
         let vips = Self::vips(sources)?;
         let interface = match sources.get("vip_interface") {
@@ -375,6 +378,7 @@ impl Settings {
             log_format,
             metrics,
             health_check,
+            events,
         })
     }
 
@@ -475,6 +479,7 @@ impl Settings {
                 self.metrics.map(|a| a.to_string()).unwrap_or_default(),
             ),
             ("vip_healthcheck", self.health_check.to_string()),
+            ("vip_events", self.events.to_string()),
         ]
     }
 }

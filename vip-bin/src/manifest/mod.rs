@@ -418,6 +418,9 @@ fn env_block(s: &Settings, o: &PodOptions) -> Vec<EnvVar> {
     if !s.health_check {
         v.push(env("vip_healthcheck", "false"));
     }
+    if !s.events {
+        v.push(env("vip_events", "false"));
+    }
     v
 }
 
