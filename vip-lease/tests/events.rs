@@ -8,17 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{eventually, held, lab};
+use common::{eventually, held, lab, stored_events};
 use serde_json::Value;
 use vip_core::{ControllerEvent, LockBackend, Observer, StepDownReason};
 use vip_lease::LeaseName;
 use vip_lease::events::{EventCounts, EventsConfig, spawn_event_recorder};
-use vip_lease::testapi::{Fault, Kind, Selectors, TestApi};
-
-fn events(api: &TestApi, namespace: &str, fields: &str) -> Vec<Value> {
-    let sel = Selectors::parse(Kind::Event, Some(fields), None).unwrap();
-    api.store().list(Kind::Event, Some(namespace), &sel).0
-}
+use vip_lease::testapi::{Fault, Kind};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leadership_events_land_on_the_lease_and_the_node_and_repeats_aggregate() {
@@ -55,7 +50,7 @@ async fn leadership_events_land_on_the_lease_and_the_node_and_repeats_aggregate(
     assert_eq!(counts.written.load(Ordering::Relaxed), 6);
     assert_eq!(counts.failed.load(Ordering::Relaxed), 0);
 
-    let on_lease = events(&api, "kube-system", "involvedObject.name=plndr-cp-lock");
+    let on_lease = stored_events(&api, "kube-system", "involvedObject.name=plndr-cp-lock");
     assert_eq!(on_lease.len(), 2, "{on_lease:#?}");
     let acquired = &on_lease[0];
     assert_eq!(acquired["reason"], "LeaderAcquired");
@@ -88,7 +83,7 @@ async fn leadership_events_land_on_the_lease_and_the_node_and_repeats_aggregate(
     assert!(down["lastTimestamp"].as_str().unwrap() >= down["firstTimestamp"].as_str().unwrap());
 
     // The Node's Events live in `default`, about the cluster-scoped Node.
-    let on_node = events(
+    let on_node = stored_events(
         &api,
         "default",
         "involvedObject.kind=Node,involvedObject.name=node-a",

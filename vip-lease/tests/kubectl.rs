@@ -302,41 +302,35 @@ async fn kubectl_get_events_tells_the_story_of_a_failover() {
         is_leader(&b)
     })
     .await;
-    let on_lease = || {
-        let sel = vip_lease::testapi::Selectors::parse(
-            vip_lease::testapi::Kind::Event,
-            Some("involvedObject.name=plndr-cp-lock"),
-            None,
-        )
-        .unwrap();
-        api.store()
-            .list(vip_lease::testapi::Kind::Event, Some("kube-system"), &sel)
-            .0
-            .len()
-    };
     common::eventually("three Events on the Lease", Duration::from_secs(10), || {
-        on_lease() >= 3
+        common::stored_events(&api, "kube-system", "involvedObject.name=plndr-cp-lock").len() >= 3
     })
     .await;
 
-    let columns = "custom-columns=REASON:.reason,INSTANCE:.reportingInstance,CONTROLLER:.reportingComponent,KIND:.involvedObject.kind,COUNT:.count,MESSAGE:.message";
-    let story = run(
-        &kubectl,
-        api.kubeconfig_path(),
-        home.path(),
-        &[
-            "get",
-            "events",
-            "-n",
-            "kube-system",
-            "--field-selector",
-            "involvedObject.name=plndr-cp-lock",
-            "-o",
-            columns,
-        ],
-    )
-    .await;
-    eprintln!("{story}");
+    let events = |namespace: &'static str, selector: &'static str, columns: bool| {
+        let (kubectl, kubeconfig, home) = (
+            kubectl.clone(),
+            api.kubeconfig_path().to_owned(),
+            home.path().to_owned(),
+        );
+        async move {
+            let mut args = vec![
+                "get",
+                "events",
+                "-n",
+                namespace,
+                "--field-selector",
+                selector,
+            ];
+            if columns {
+                args.extend(["-o", "custom-columns=REASON:.reason,INSTANCE:.reportingInstance,CONTROLLER:.reportingComponent,KIND:.involvedObject.kind,COUNT:.count,MESSAGE:.message"]);
+            }
+            let out = run(&kubectl, &kubeconfig, &home, &args).await;
+            eprintln!("{out}");
+            out
+        }
+    };
+    let story = events("kube-system", "involvedObject.name=plndr-cp-lock", true).await;
     let rows: Vec<Vec<&str>> = story
         .lines()
         .skip(1)
@@ -360,21 +354,7 @@ async fn kubectl_get_events_tells_the_story_of_a_failover() {
     assert!(story.contains("node-b became leader"), "{story}");
 
     // The default view works with the same selector.
-    let plain = run(
-        &kubectl,
-        api.kubeconfig_path(),
-        home.path(),
-        &[
-            "get",
-            "events",
-            "-n",
-            "kube-system",
-            "--field-selector",
-            "involvedObject.name=plndr-cp-lock",
-        ],
-    )
-    .await;
-    eprintln!("{plain}");
+    let plain = events("kube-system", "involvedObject.name=plndr-cp-lock", false).await;
     assert_eq!(
         plain.lines().count(),
         4,
@@ -382,23 +362,12 @@ async fn kubectl_get_events_tells_the_story_of_a_failover() {
     );
 
     // And node-a's own Events, on its Node, in `default`.
-    let node = run(
-        &kubectl,
-        api.kubeconfig_path(),
-        home.path(),
-        &[
-            "get",
-            "events",
-            "-n",
-            "default",
-            "--field-selector",
-            "involvedObject.kind=Node,involvedObject.name=node-a",
-            "-o",
-            columns,
-        ],
+    let node = events(
+        "default",
+        "involvedObject.kind=Node,involvedObject.name=node-a",
+        true,
     )
     .await;
-    eprintln!("{node}");
     let reasons: Vec<&str> = node
         .lines()
         .skip(1)
