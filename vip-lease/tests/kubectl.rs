@@ -353,12 +353,21 @@ async fn kubectl_get_events_tells_the_story_of_a_failover() {
     );
     assert!(story.contains("node-b became leader"), "{story}");
 
-    // The default view works with the same selector.
+    // The default view: the real server's columns, through its Table.
     let plain = events("kube-system", "involvedObject.name=plndr-cp-lock", false).await;
+    let lines: Vec<&str> = plain.lines().collect();
     assert_eq!(
-        plain.lines().count(),
-        4,
-        "a header and three Events: {plain}"
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+        "{plain}"
+    );
+    assert_eq!(lines.len(), 4, "a header and three Events: {plain}");
+    assert!(
+        lines[1].contains("Normal")
+            && lines[1].contains("LeaderAcquired")
+            && lines[1].contains("lease/plndr-cp-lock")
+            && lines[1].contains("node-a became leader"),
+        "{plain}"
     );
 
     // And node-a's own Events, on its Node, in `default`.

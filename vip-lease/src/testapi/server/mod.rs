@@ -3,6 +3,7 @@
 mod discovery;
 mod resource;
 mod route;
+mod table;
 
 use std::convert::Infallible;
 use std::sync::Arc;

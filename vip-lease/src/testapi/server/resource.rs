@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 use super::route::param;
+use super::table::{table, wants_table};
 use super::{Body, current_fault, json_response, stalled};
 use crate::testapi::status::Status;
 use crate::testapi::store::{Event, Kind, Selectors, view_event};
@@ -57,6 +58,16 @@ pub(super) async fn serve_resource(
         "list" => {
             let sel = Selectors::parse(kind, param(q, "fieldSelector"), param(q, "labelSelector"))?;
             let (items, rv) = store.list(kind, namespace, &sel);
+            let accept = req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            if wants_table(accept)
+                && let Some(t) = table(kind, &items, rv, jiff::Timestamp::now())
+            {
+                return Ok(json_response(StatusCode::OK, &t));
+            }
             let items: Vec<Value> = items
                 .into_iter()
                 .map(|mut o| {
