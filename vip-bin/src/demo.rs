@@ -3,8 +3,9 @@
 //! `vip manager` processes; then a daemon crash (the VIP moves when the
 //! dead daemon's kernel drops it), a node crash (fast failover: heartbeats,
 //! probe, Lease compare-and-swap) and a graceful hand-over, as the client
-//! saw them. Exits 0 only if it saw one leader, both failovers and a
-//! hand-over. Everything is removed at the end, on Ctrl-C or on
+//! saw them, and as Kubernetes Events on the Lease. Exits 0 only if it saw
+//! one leader, both failovers and a hand-over (with its `LeaderReleased`
+//! Event). Everything is removed at the end, on Ctrl-C or on
 //! failure.
 
 use std::process::ExitCode;
@@ -362,6 +363,31 @@ async fn steps(clock: &Clock, lab: &mut Lab) -> Result<(), String> {
     .await
     .ok_or("SIGUSR1 printed no configuration and state")?;
     clock.say("SIGUSR1 printed the configuration and state to the log");
+    // The story as Kubernetes Events on the Lease (what `kubectl get events
+    // --field-selector involvedObject.name=plndr-cp-lock` lists): the
+    // crashed leader could not write its end, the hand-over is complete.
+    let story = until(Duration::from_secs(3), || {
+        let story = lease_events(lab);
+        story
+            .iter()
+            .any(|(reason, _)| reason == "LeaderReleased")
+            .then_some(story)
+    })
+    .await
+    .ok_or_else(|| {
+        format!(
+            "no LeaderReleased Event on the Lease; its Events: {:?}",
+            lease_events(lab)
+        )
+    })?;
+    clock.say(format!(
+        "Events on the Lease: {}",
+        story
+            .iter()
+            .map(|(reason, node)| format!("{reason} by {node}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
     if lab.vip_holders().len() != 1 {
         return Err(format!(
             "the VIP is on {:?} nodes at the end",
@@ -369,6 +395,28 @@ async fn steps(clock: &Clock, lab: &mut Lab) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The Lease's Events in the stand-in, oldest first: (reason, node).
+fn lease_events(lab: &Lab) -> Vec<(String, String)> {
+    use vip_lease::testapi::{Kind, Selectors};
+    let Ok(sel) = Selectors::parse(
+        Kind::Event,
+        Some(&format!("involvedObject.name={}", vip_bin::lab::LEASE.1)),
+        None,
+    ) else {
+        return Vec::new();
+    };
+    lab.api
+        .store()
+        .list(Kind::Event, Some(vip_bin::lab::LEASE.0), &sel)
+        .0
+        .iter()
+        .map(|e| {
+            let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+            (text(&e["reason"]), text(&e["reportingInstance"]))
+        })
+        .collect()
 }
 
 /// `GET path` on node `i`'s metrics port, from inside its namespace: the

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
 use vip_arp::{NetlinkAddressManager, PacketAnnouncer, PacketHeartbeats};
-use vip_core::{Controller, ControllerConfig, Status};
+use vip_core::{Controller, ControllerConfig, ControllerEvent, Observer, Status};
 use vip_lease::{
-    ClusterAccess, CordonConfig, DiscoveryOptions, HealthConfig, KubeconfigSource, LeaseBackend,
-    LeaseConfig, LeaseName, ReadyzProbe, spawn_cordon_watch,
+    ClusterAccess, CordonConfig, DiscoveryOptions, EventsConfig, HealthConfig, KubeconfigSource,
+    LeaseBackend, LeaseConfig, LeaseName, ReadyzProbe, spawn_cordon_watch, spawn_event_recorder,
 };
 
 use crate::config::Settings;
@@ -20,6 +20,10 @@ use crate::metrics::{self, Metrics};
 
 /// How long SIGTERM may take: stop announcing, remove, release.
 pub const SHUTDOWN_BOUND: Duration = Duration::from_secs(2);
+
+/// How long the stop may wait for the last Events (the step-down) to be
+/// written after the lease is released.
+pub const EVENTS_DRAIN_BOUND: Duration = Duration::from_secs(1);
 
 /// The controller configuration for these settings.
 pub fn controller_config(s: &Settings, health: &HealthConfig) -> ControllerConfig {
@@ -58,6 +62,18 @@ pub fn lease_namespace(
         return None;
     }
     service_account_namespace().filter(|ns| *ns != s.lease_namespace)
+}
+
+/// Several observers, each seeing every event in order (metrics, then the
+/// event recorder, which only enqueues).
+struct Observers(Vec<Arc<dyn Observer>>);
+
+impl Observer for Observers {
+    fn on_event(&self, event: &ControllerEvent) {
+        for o in &self.0 {
+            o.on_event(event);
+        }
+    }
 }
 
 /// Print the configuration and state, as kube-vip does on SIGUSR1.
@@ -134,8 +150,8 @@ async fn run_inner(settings: Settings) -> Result<(), String> {
     };
 
     let retry = settings.timings.retry_period();
-    let backend =
-        LeaseBackend::new(&access, lease_config(&settings, lease)).map_err(|e| e.to_string())?;
+    let backend = LeaseBackend::new(&access, lease_config(&settings, lease.clone()))
+        .map_err(|e| e.to_string())?;
     let addresses = NetlinkAddressManager::new().map_err(|e| e.to_string())?;
     let announcer = PacketAnnouncer::new();
     let health_config = HealthConfig::default();
@@ -143,6 +159,16 @@ async fn run_inner(settings: Settings) -> Result<(), String> {
         spawn_cordon_watch(&access, CordonConfig::new(settings.node_name.as_str()))
             .map_err(|e| e.to_string())?;
     let metrics = Arc::new(Metrics::new());
+    let mut observers: Vec<Arc<dyn Observer>> = vec![metrics.clone()];
+    let event_writer = if settings.events {
+        let events = EventsConfig::new(lease.clone(), settings.node_name.as_str());
+        let (recorder, writer) =
+            spawn_event_recorder(&access, events, metrics.clone()).map_err(|e| e.to_string())?;
+        observers.push(Arc::new(recorder));
+        Some(writer)
+    } else {
+        None
+    };
 
     let config = controller_config(&settings, &health_config);
     let mut controller = Controller::new(
@@ -152,7 +178,7 @@ async fn run_inner(settings: Settings) -> Result<(), String> {
         Arc::new(announcer),
     )
     .with_cordon(cordon)
-    .with_observer(metrics.clone());
+    .with_observer(Arc::new(Observers(observers)));
     if settings.health_check {
         let probe = ReadyzProbe::new(&access, health_config).map_err(|e| e.to_string())?;
         controller = controller.with_health(Arc::new(probe));
@@ -215,6 +241,18 @@ async fn run_inner(settings: Settings) -> Result<(), String> {
             ));
         }
     };
+    if let Some(writer) = event_writer {
+        // The controller has dropped its recorder: the writer ends once the
+        // queue is written out.
+        if tokio::time::timeout(EVENTS_DRAIN_BOUND, writer)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the last Kubernetes Events were not written within {EVENTS_DRAIN_BOUND:?}"
+            );
+        }
+    }
     roles.abort();
     if let Some(s) = server {
         s.abort();

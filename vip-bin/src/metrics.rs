@@ -20,6 +20,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use vip_core::{ControllerEvent, Observer, Role, Status};
+use vip_lease::EventMetrics;
 
 /// Labels of `vip_build_info`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -52,6 +53,9 @@ pub struct Metrics {
     fast_takeovers: Counter,
     fast_takeovers_declined: Counter,
     yields: Counter,
+    events_written: Counter,
+    events_dropped: Counter,
+    events_failed: Counter,
 }
 
 impl Default for Metrics {
@@ -156,6 +160,24 @@ impl Metrics {
             "Leaderships given up on hearing a higher term from another holder",
             yields.clone(),
         );
+        let events_written = Counter::default();
+        registry.register(
+            "events_written",
+            "Kubernetes Events created or updated (leadership changes on the Lease and the Node)",
+            events_written.clone(),
+        );
+        let events_dropped = Counter::default();
+        registry.register(
+            "events_dropped",
+            "Leadership changes not recorded as Events because the event queue was full",
+            events_dropped.clone(),
+        );
+        let events_failed = Counter::default();
+        registry.register(
+            "events_failed",
+            "Kubernetes Event writes that failed or timed out",
+            events_failed.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -180,6 +202,9 @@ impl Metrics {
             fast_takeovers,
             fast_takeovers_declined,
             yields,
+            events_written,
+            events_dropped,
+            events_failed,
         }
     }
 
@@ -247,6 +272,18 @@ impl Observer for Metrics {
             }
             _ => {}
         }
+    }
+}
+
+impl EventMetrics for Metrics {
+    fn written(&self) {
+        self.events_written.inc();
+    }
+    fn dropped(&self) {
+        self.events_dropped.inc();
+    }
+    fn failed(&self) {
+        self.events_failed.inc();
     }
 }
 
@@ -417,6 +454,9 @@ mod tests {
             term: 3,
         });
         m.observe_status(&status(Role::Leader, Instant::now()));
+        m.written();
+        m.dropped();
+        m.failed();
         let text = m.encode();
         for line in [
             "vip_heartbeats_sent_total 2",
@@ -434,6 +474,9 @@ mod tests {
             "vip_local_api_healthy 1.0",
             "vip_step_downs_total{reason=\"Unhealthy\"} 1",
             "vip_build_info{version=\"",
+            "vip_events_written_total 1",
+            "vip_events_dropped_total 1",
+            "vip_events_failed_total 1",
         ] {
             assert!(text.contains(line), "{line:?} missing from\n{text}");
         }

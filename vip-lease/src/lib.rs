@@ -12,6 +12,9 @@
 //!   [`vip_core::HealthProbe`];
 //! - [`spawn_cordon_watch`]: this node's cordon state as a
 //!   [`vip_core::CordonWatch`];
+//! - [`events`]: Kubernetes Events for every leadership change, on the
+//!   Lease and on the Node ([`EventRecorder`], a [`vip_core::Observer`]
+//!   that never blocks);
 //! - `testapi` (feature `test-util`): an API-server stand-in with fault
 //!   injection, also as the `vip-testapi` binary.
 //!
@@ -35,6 +38,7 @@
 
 pub mod access;
 pub mod cordon;
+pub mod events;
 pub mod health;
 pub mod lease;
 #[cfg(feature = "test-util")]
@@ -45,6 +49,9 @@ pub use access::{
     VerifyName,
 };
 pub use cordon::{CONTROL_PLANE_LABEL, CordonConfig, CordonError, spawn_cordon_watch};
+pub use events::{
+    EventCounts, EventMetrics, EventRecorder, EventsConfig, EventsError, spawn_event_recorder,
+};
 pub use health::{HealthConfig, HealthSetupError, ReadyzProbe};
 pub use lease::{
     DEFAULT_LEASE_NAME, DEFAULT_LEASE_NAMESPACE, LeaseBackend, LeaseConfig, LeaseError, LeaseName,

@@ -242,3 +242,146 @@ async fn kubectl_cordon_reaches_the_cordon_watch() {
     .await;
     assert!(cordon.borrow_and_update().schedulable_peers == 1);
 }
+
+/// One controller of the failover lab, with the event recorder as its
+/// observer.
+async fn controller_with_events(
+    api: &vip_lease::testapi::TestApi,
+    net: &vip_core::testutil::MemoryNetwork,
+    i: usize,
+    name: &str,
+) -> vip_core::ControllerHandle {
+    use std::sync::Arc;
+    use vip_core::{Controller, ControllerConfig, InterfaceSelector, MacAddr, NodeIdentity};
+    use vip_lease::events::{EventCounts, EventsConfig, spawn_event_recorder};
+
+    api.store().put_node(name, true, true, false).unwrap();
+    let backend = backend(api, i, name, Duration::from_millis(750)).await;
+    let (recorder, _writer) = spawn_event_recorder(
+        &access(api, i, name).await,
+        EventsConfig::new(vip_lease::LeaseName::default(), name),
+        Arc::new(EventCounts::default()),
+    )
+    .unwrap();
+    let (addresses, announcer) = net.node(name, MacAddr([2, 0, 0, 0, 0, i as u8 + 1]));
+    let config = ControllerConfig::new(
+        NodeIdentity::new(name).unwrap(),
+        "198.18.0.100".parse().unwrap(),
+        InterfaceSelector::named("eth0").unwrap(),
+        vip_core::Timings::default(),
+    );
+    Controller::new(
+        config,
+        Arc::new(backend),
+        Arc::new(addresses),
+        Arc::new(announcer),
+    )
+    .with_observer(Arc::new(recorder))
+    .spawn()
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_events_tells_the_story_of_a_failover() {
+    let Some(kubectl) = kubectl() else { return };
+    let home = tempfile::tempdir().unwrap();
+    let users = ["node-a", "node-b"];
+    let api = lab(2, &users).await;
+    let net = vip_core::testutil::MemoryNetwork::default();
+    let is_leader =
+        |h: &vip_core::ControllerHandle| h.status().borrow().role == vip_core::Role::Leader;
+
+    // node-a leads first; node-b follows; node-a hands over on shutdown.
+    let a = controller_with_events(&api, &net, 0, "node-a").await;
+    common::eventually("node-a leads", Duration::from_secs(10), || is_leader(&a)).await;
+    let b = controller_with_events(&api, &net, 1, "node-b").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let report = a.shutdown().await;
+    assert!(report.released, "{report:?}");
+    common::eventually("node-b takes over", Duration::from_secs(15), || {
+        is_leader(&b)
+    })
+    .await;
+    common::eventually("three Events on the Lease", Duration::from_secs(10), || {
+        common::stored_events(&api, "kube-system", "involvedObject.name=plndr-cp-lock").len() >= 3
+    })
+    .await;
+
+    let events = |namespace: &'static str, selector: &'static str, columns: bool| {
+        let (kubectl, kubeconfig, home) = (
+            kubectl.clone(),
+            api.kubeconfig_path().to_owned(),
+            home.path().to_owned(),
+        );
+        async move {
+            let mut args = vec![
+                "get",
+                "events",
+                "-n",
+                namespace,
+                "--field-selector",
+                selector,
+            ];
+            if columns {
+                args.extend(["-o", "custom-columns=REASON:.reason,INSTANCE:.reportingInstance,CONTROLLER:.reportingComponent,KIND:.involvedObject.kind,COUNT:.count,MESSAGE:.message"]);
+            }
+            let out = run(&kubectl, &kubeconfig, &home, &args).await;
+            eprintln!("{out}");
+            out
+        }
+    };
+    let story = events("kube-system", "involvedObject.name=plndr-cp-lock", true).await;
+    let rows: Vec<Vec<&str>> = story
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let summary: Vec<(&str, &str, &str, &str)> =
+        rows.iter().map(|r| (r[0], r[1], r[2], r[3])).collect();
+    assert_eq!(
+        summary,
+        [
+            ("LeaderAcquired", "node-a", "vip", "Lease"),
+            ("LeaderReleased", "node-a", "vip", "Lease"),
+            ("LeaderAcquired", "node-b", "vip", "Lease"),
+        ],
+        "{story}"
+    );
+    assert!(
+        story.contains("node-a stepped down: leadership ended: shutdown; lease released"),
+        "{story}"
+    );
+    assert!(story.contains("node-b became leader"), "{story}");
+
+    // The default view: the real server's columns, through its Table.
+    let plain = events("kube-system", "involvedObject.name=plndr-cp-lock", false).await;
+    let lines: Vec<&str> = plain.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+        "{plain}"
+    );
+    assert_eq!(lines.len(), 4, "a header and three Events: {plain}");
+    assert!(
+        lines[1].contains("Normal")
+            && lines[1].contains("LeaderAcquired")
+            && lines[1].contains("lease/plndr-cp-lock")
+            && lines[1].contains("node-a became leader"),
+        "{plain}"
+    );
+
+    // And node-a's own Events, on its Node, in `default`.
+    let node = events(
+        "default",
+        "involvedObject.kind=Node,involvedObject.name=node-a",
+        true,
+    )
+    .await;
+    let reasons: Vec<&str> = node
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(reasons, ["LeaderAcquired", "LeaderReleased"], "{node}");
+    drop(b.shutdown().await);
+}

@@ -196,6 +196,13 @@ pub const KEYS: &[Key] = &[
         default: "true",
         help: "follow the local API server's /readyz (false: never hand over for health)",
     },
+    Key {
+        env: "vip_events",
+        flag: "vip-events",
+        kube_vip_flag: None,
+        default: "true",
+        help: "record every leadership change as a Kubernetes Event on the Lease and the Node",
+    },
 ];
 
 /// kube-vip settings that select modes or features `vip` does not have:

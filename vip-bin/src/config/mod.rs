@@ -133,6 +133,8 @@ pub struct Settings {
     pub metrics: Option<SocketAddr>,
     /// Follow the local API server's health.
     pub health_check: bool,
+    /// Record leadership changes as Kubernetes Events.
+    pub events: bool,
 }
 
 /// Where settings come from: flags (already split into name and value by
@@ -253,6 +255,7 @@ impl Settings {
         // Accepted for compatibility; ARP control-plane mode always elects.
         flag("vip_leaderelection")?;
         let health_check = flag("vip_healthcheck")?.unwrap_or(true);
+        let events = flag("vip_events")?.unwrap_or(true);
 
         let vips = Self::vips(sources)?;
         let interface = match sources.get("vip_interface") {
@@ -417,6 +420,7 @@ impl Settings {
             log_format,
             metrics,
             health_check,
+            events,
         })
     }
 
@@ -533,6 +537,7 @@ impl Settings {
                 self.metrics.map(|a| a.to_string()).unwrap_or_default(),
             ),
             ("vip_healthcheck", self.health_check.to_string()),
+            ("vip_events", self.events.to_string()),
         ]
     }
 }

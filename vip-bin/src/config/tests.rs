@@ -35,6 +35,7 @@ fn the_briefs_env_block_parses_with_kube_vip_defaults() {
     assert_eq!(s.metrics, Some("0.0.0.0:2112".parse().unwrap()));
     assert_eq!(s.log_level, LogLevel::Info);
     assert!(s.health_check);
+    assert!(s.events);
 }
 
 #[test]
@@ -320,6 +321,8 @@ fn every_key_good_and_bad() {
         ),
         ("vip_healthcheck", "false", Ok(|s| !s.health_check)),
         ("vip_healthcheck", "no", Err("invalid vip_healthcheck")),
+        ("vip_events", "false", Ok(|s| !s.events)),
+        ("vip_events", "maybe", Err("invalid vip_events")),
     ];
     for (key, value, want) in cases {
         let mut pairs: Vec<(&str, &str)> =

@@ -603,6 +603,9 @@ fn env_block(s: &Settings, k8s_config_file: bool) -> Vec<EnvVar> {
     if f.probe_timeout != d.probe_timeout {
         v.push(env("vip_probe_ms", f.probe_timeout.as_millis().to_string()));
     }
+    if !s.events {
+        v.push(env("vip_events", "false"));
+    }
     v
 }
 

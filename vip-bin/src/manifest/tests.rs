@@ -182,14 +182,36 @@ fn rbac_limits_the_lease_rules_to_the_lease() {
             "ServiceAccount",
             "Role",
             "RoleBinding",
+            "Role",
+            "RoleBinding",
             "ClusterRole",
             "ClusterRoleBinding"
         ]
     );
     assert_eq!(docs[1]["metadata"]["namespace"], "vip");
     assert_eq!(docs[1]["rules"][1]["resourceNames"][0], "my-lease");
+    let events = serde_json::json!({"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]});
+    assert_eq!(docs[1]["rules"][2], events, "the Lease's Events");
     assert_eq!(docs[2]["subjects"][0]["namespace"], POD_NAMESPACE);
-    assert_eq!(docs[3]["rules"][0]["resources"][0], "nodes");
+    assert_eq!(docs[3]["metadata"]["namespace"], "default");
+    assert_eq!(
+        docs[3]["rules"],
+        serde_json::json!([events]),
+        "the Node's Events"
+    );
+    assert_eq!(docs[4]["roleRef"]["name"], "kube-vip-events");
+    assert_eq!(docs[4]["subjects"][0]["namespace"], POD_NAMESPACE);
+    assert_eq!(docs[5]["rules"][0]["resources"][0], "nodes");
+
+    // Without Events, no Events rules at all; with the Lease in `default`,
+    // its Role covers the Node's Events too.
+    let off = settings(&[("address", "198.18.0.1"), ("vip_events", "false")]);
+    let y = rbac_yaml(&off, "kube-vip");
+    assert!(!y.contains("events"), "{y}");
+    assert_eq!(y.matches("\nkind: Role\n").count(), 1, "{y}");
+    let default = settings(&[("address", "198.18.0.1"), ("vip_leasename", "default/l")]);
+    let y = rbac_yaml(&default, "kube-vip");
+    assert_eq!(y.matches("- events").count(), 1, "{y}");
 }
 
 /// The generated part of `docs/configuration.md`: every key of

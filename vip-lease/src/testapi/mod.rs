@@ -1,8 +1,9 @@
 //! An API-server stand-in for tests and demos (feature `test-util`).
 //!
 //! HTTPS with its own CA and bearer tokens, Kubernetes discovery, health
-//! endpoints, Leases and Nodes with get/list/create/update/patch/delete/
-//! watch on one global resourceVersion, and Status bodies like the real
+//! endpoints, Leases, Nodes and core/v1 Events with get/list/create/
+//! update/patch/delete/watch (field selectors as the real server converts
+//! them for each kind) on one global resourceVersion, and Status bodies like the real
 //! API server's. Several listeners share one [`Store`], so each node of a
 //! test lab has its own "local API server" that can be stopped or faulted
 //! alone; faults can also target one client token (one node's identity).

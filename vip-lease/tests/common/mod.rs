@@ -75,6 +75,14 @@ pub fn micro_text(t: SystemTime) -> String {
         .to_owned()
 }
 
+/// The Events in `namespace` that the stand-in holds, selected by these
+/// field labels, oldest first (names sort by time).
+pub fn stored_events(api: &TestApi, namespace: &str, fields: &str) -> Vec<serde_json::Value> {
+    use vip_lease::testapi::{Kind, Selectors};
+    let sel = Selectors::parse(Kind::Event, Some(fields), None).expect("a valid selector");
+    api.store().list(Kind::Event, Some(namespace), &sel).0
+}
+
 /// Waits (bounded) until `f` is true.
 pub async fn eventually(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + limit;

@@ -1,87 +1,20 @@
 //! The object store shared by every listener: Leases and Nodes, one global
 //! resourceVersion counter, a bounded event history for watches.
 
+mod kind;
+mod objects;
+mod select;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Node;
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
 use super::status::Status;
-
-/// The resources the stand-in serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Kind {
-    /// `coordination.k8s.io/v1` Lease (namespaced).
-    Lease,
-    /// `v1` Node (cluster-scoped).
-    Node,
-}
-
-impl Kind {
-    /// The API group (`""` for core).
-    pub fn group(self) -> &'static str {
-        match self {
-            Self::Lease => "coordination.k8s.io",
-            Self::Node => "",
-        }
-    }
-
-    /// The plural resource name.
-    pub fn plural(self) -> &'static str {
-        match self {
-            Self::Lease => "leases",
-            Self::Node => "nodes",
-        }
-    }
-
-    /// `leases.coordination.k8s.io` / `nodes`.
-    pub fn qualified(self) -> &'static str {
-        match self {
-            Self::Lease => "leases.coordination.k8s.io",
-            Self::Node => "nodes",
-        }
-    }
-
-    /// `Lease.coordination.k8s.io` / `Node`, as validation errors name it.
-    pub fn kind_qualified(self) -> &'static str {
-        match self {
-            Self::Lease => "Lease.coordination.k8s.io",
-            Self::Node => "Node",
-        }
-    }
-
-    /// The kind.
-    pub fn kind(self) -> &'static str {
-        match self {
-            Self::Lease => "Lease",
-            Self::Node => "Node",
-        }
-    }
-
-    /// The list kind.
-    pub fn list_kind(self) -> &'static str {
-        match self {
-            Self::Lease => "LeaseList",
-            Self::Node => "NodeList",
-        }
-    }
-
-    /// `coordination.k8s.io/v1` / `v1`.
-    pub fn api_version(self) -> &'static str {
-        match self {
-            Self::Lease => "coordination.k8s.io/v1",
-            Self::Node => "v1",
-        }
-    }
-
-    /// Whether objects live in a namespace.
-    pub fn namespaced(self) -> bool {
-        matches!(self, Self::Lease)
-    }
-}
+pub use kind::Kind;
+use objects::{check_type, merge, normalise};
+pub use select::{Selectors, view_event};
 
 /// What happened to an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,133 +56,6 @@ pub struct Event {
     /// The object before the change.
     pub previous: Option<Value>,
 }
-
-/// Field and label selectors of a list or watch.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Selectors {
-    fields: Vec<(String, bool, String)>,
-    labels: Vec<LabelReq>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum LabelReq {
-    Exists(String),
-    NotExists(String),
-    Eq(String, String),
-    NotEq(String, String),
-}
-
-impl Selectors {
-    /// Parses `fieldSelector` and `labelSelector` values.
-    pub fn parse(fields: Option<&str>, labels: Option<&str>) -> Result<Self, Status> {
-        let mut s = Self::default();
-        for term in fields
-            .unwrap_or_default()
-            .split(',')
-            .filter(|t| !t.is_empty())
-        {
-            let (key, eq, value) = split_term(term).ok_or_else(|| {
-                Status::bad_request(format!(
-                    "invalid selector: '{term}'; can't understand '{term}'"
-                ))
-            })?;
-            if key != "metadata.name" && key != "metadata.namespace" {
-                return Err(Status::bad_request(format!(
-                    "\"{key}\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
-                )));
-            }
-            s.fields.push((key, eq, value));
-        }
-        for term in labels
-            .unwrap_or_default()
-            .split(',')
-            .filter(|t| !t.is_empty())
-        {
-            let term = term.trim();
-            let req = if let Some((k, eq, v)) = split_term(term) {
-                if eq {
-                    LabelReq::Eq(k, v)
-                } else {
-                    LabelReq::NotEq(k, v)
-                }
-            } else if let Some(k) = term.strip_prefix('!') {
-                LabelReq::NotExists(k.trim().to_owned())
-            } else if term.contains(' ') || term.contains('(') {
-                return Err(Status::bad_request(format!(
-                    "unable to parse requirement: set-based requirements are not supported by the stand-in: {term}"
-                )));
-            } else {
-                LabelReq::Exists(term.to_owned())
-            };
-            s.labels.push(req);
-        }
-        Ok(s)
-    }
-
-    /// Whether `obj` is selected.
-    pub fn matches(&self, obj: &Value) -> bool {
-        let meta = &obj["metadata"];
-        let field = |k: &str| {
-            meta[k.trim_start_matches("metadata.")]
-                .as_str()
-                .unwrap_or("")
-                .to_owned()
-        };
-        let fields_ok = self.fields.iter().all(|(k, eq, v)| (field(k) == *v) == *eq);
-        let label = |k: &str| {
-            meta["labels"]
-                .get(k)
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
-        let labels_ok = self.labels.iter().all(|r| match r {
-            LabelReq::Exists(k) => label(k).is_some(),
-            LabelReq::NotExists(k) => label(k).is_none(),
-            LabelReq::Eq(k, v) => label(k).as_deref() == Some(v.as_str()),
-            LabelReq::NotEq(k, v) => label(k).as_deref() != Some(v.as_str()),
-        });
-        fields_ok && labels_ok
-    }
-}
-
-fn split_term(term: &str) -> Option<(String, bool, String)> {
-    let (k, eq, v) = if let Some((k, v)) = term.split_once("!=") {
-        (k, false, v)
-    } else if let Some((k, v)) = term.split_once("==") {
-        (k, true, v)
-    } else {
-        let (k, v) = term.split_once('=')?;
-        (k, true, v)
-    };
-    Some((k.trim().to_owned(), eq, v.trim().to_owned()))
-}
-
-/// What a watch shows of one history event, given its filter: the real
-/// API server turns a change into or out of the selection into ADDED or
-/// DELETED.
-pub fn view_event(
-    ev: &Event,
-    kind: Kind,
-    namespace: Option<&str>,
-    sel: &Selectors,
-) -> Option<(&'static str, Value)> {
-    if ev.kind != kind || namespace.is_some_and(|ns| ns != ev.namespace) {
-        return None;
-    }
-    let now = sel.matches(&ev.object);
-    let before = ev.previous.as_ref().is_some_and(|p| sel.matches(p));
-    match ev.etype {
-        EventType::Added => now.then(|| ("ADDED", ev.object.clone())),
-        EventType::Deleted => now.then(|| ("DELETED", ev.object.clone())),
-        EventType::Modified => match (before, now) {
-            (true, true) => Some(("MODIFIED", ev.object.clone())),
-            (false, true) => Some(("ADDED", ev.object.clone())),
-            (true, false) => Some(("DELETED", ev.object.clone())),
-            (false, false) => None,
-        },
-    }
-}
-
 type Key = (Kind, String, String);
 
 #[derive(Debug)]
@@ -691,143 +497,6 @@ fn trim(inner: &mut Inner) {
     }
 }
 
-fn check_type(kind: Kind, obj: &Value) -> Result<(), Status> {
-    if let Some(v) = obj.get("apiVersion").and_then(Value::as_str)
-        && v != kind.api_version()
-    {
-        return Err(Status::bad_request(format!(
-            "the API version in the data ({v}) does not match the expected API version ({})",
-            kind.api_version()
-        )));
-    }
-    if let Some(k) = obj.get("kind").and_then(Value::as_str)
-        && k != kind.kind()
-    {
-        return Err(Status::bad_request(format!(
-            "the kind in the data ({k}) does not match the expected kind ({})",
-            kind.kind()
-        )));
-    }
-    Ok(())
-}
-
-/// Decodes and re-encodes the object through its typed form, as the real
-/// API server does: unknown fields are dropped, MicroTimes are written with
-/// six fractional digits; then validates it.
-fn normalise(kind: Kind, name: &str, obj: Value) -> Result<Value, Status> {
-    let decode_err = |e: serde_json::Error| {
-        Status::bad_request(format!("unable to decode {}: {e}", kind.kind()))
-    };
-    let out = match kind {
-        Kind::Lease => {
-            let lease: Lease = serde_json::from_value(obj).map_err(decode_err)?;
-            if let Some(spec) = &lease.spec {
-                if let Some(d) = spec.lease_duration_seconds
-                    && d <= 0
-                {
-                    return Err(Status::invalid(
-                        kind,
-                        name,
-                        "spec.leaseDurationSeconds",
-                        &d.to_string(),
-                        "must be greater than 0",
-                    ));
-                }
-                if let Some(t) = spec.lease_transitions
-                    && t < 0
-                {
-                    return Err(Status::invalid(
-                        kind,
-                        name,
-                        "spec.leaseTransitions",
-                        &t.to_string(),
-                        "must be greater than or equal to 0",
-                    ));
-                }
-            }
-            serde_json::to_value(&lease)
-        }
-        Kind::Node => {
-            let node: Node = serde_json::from_value(obj).map_err(decode_err)?;
-            serde_json::to_value(&node)
-        }
-    };
-    out.map_err(|e| Status::bad_request(format!("cannot encode {}: {e}", kind.kind())))
-}
-
-/// List fields merged by key in a strategic merge patch.
-fn merge_key(path: &str) -> Option<&'static str> {
-    match path {
-        ".status.conditions" | ".status.addresses" => Some("type"),
-        ".spec.taints" => Some("key"),
-        ".metadata.ownerReferences" => Some("uid"),
-        _ => None,
-    }
-}
-
-/// JSON merge patch (RFC 7386), or with `strategic` the subset of the
-/// strategic merge patch that kubectl sends for these kinds: `$patch`
-/// (replace, delete) on maps and list items, list merge keys, and ignored
-/// `$setElementOrder`/`$retainKeys` directives.
-fn merge(target: &mut Value, patch: &Value, strategic: bool, path: &str) {
-    let Some(p) = patch.as_object() else {
-        *target = patch.clone();
-        return;
-    };
-    if strategic && p.get("$patch").and_then(Value::as_str) == Some("replace") {
-        let mut replaced = p.clone();
-        replaced.remove("$patch");
-        *target = Value::Object(replaced);
-        return;
-    }
-    if !target.is_object() {
-        *target = json!({});
-    }
-    let Some(t) = target.as_object_mut() else {
-        return;
-    };
-    for (k, v) in p {
-        if strategic && k.starts_with('$') {
-            continue;
-        }
-        let sub = format!("{path}.{k}");
-        if v.is_null() || (strategic && v.get("$patch").and_then(Value::as_str) == Some("delete")) {
-            t.remove(k);
-        } else if let (true, Some(key), Some(items)) = (strategic, merge_key(&sub), v.as_array()) {
-            let list = t.entry(k.clone()).or_insert_with(|| json!([]));
-            if !list.is_array() {
-                *list = json!([]);
-            }
-            if let Some(list) = list.as_array_mut() {
-                for item in items {
-                    let id = item.get(key);
-                    let pos = list.iter().position(|e| e.get(key) == id && id.is_some());
-                    let delete = item.get("$patch").and_then(Value::as_str) == Some("delete");
-                    match (pos, delete) {
-                        (Some(i), true) => {
-                            list.remove(i);
-                        }
-                        (Some(i), false) => merge(&mut list[i], item, true, &sub),
-                        (None, true) => {}
-                        (None, false) => {
-                            let mut fresh = Value::Null;
-                            merge(&mut fresh, item, true, &sub);
-                            list.push(fresh);
-                        }
-                    }
-                }
-            }
-        } else {
-            merge(
-                t.entry(k.clone()).or_insert(Value::Null),
-                v,
-                strategic,
-                &sub,
-            );
-        }
-    }
-}
-
 /// Now as an RFC 3339 time with whole seconds (metav1.Time).
 pub fn now_rfc3339() -> String {
     jiff::Timestamp::now()
@@ -922,10 +591,90 @@ mod tests {
         assert_eq!(n["spec"]["unschedulable"], true);
         assert_eq!(n["status"]["conditions"][0]["reason"], "KubeletReady");
         assert_eq!(n["status"]["conditions"][0]["status"], "False");
-        let sel = Selectors::parse(None, Some("node-role.kubernetes.io/control-plane")).unwrap();
+        let sel = Selectors::parse(
+            Kind::Node,
+            None,
+            Some("node-role.kubernetes.io/control-plane"),
+        )
+        .unwrap();
         assert_eq!(s.list(Kind::Node, None, &sel).0.len(), 1);
-        let sel = Selectors::parse(Some("metadata.name=n2"), None).unwrap();
+        let sel = Selectors::parse(Kind::Node, Some("metadata.name=n2"), None).unwrap();
         assert_eq!(s.list(Kind::Node, None, &sel).0.len(), 0);
-        assert!(Selectors::parse(Some("spec.x=1"), None).is_err());
+        assert!(Selectors::parse(Kind::Node, Some("spec.x=1"), None).is_err());
+    }
+
+    fn event(ns: &str, name: &str, kind: &str, object: &str, object_ns: Option<&str>) -> Value {
+        json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": name, "namespace": ns},
+               "involvedObject": {"kind": kind, "name": object, "namespace": object_ns},
+               "reason": "LeaderElection", "message": "m", "count": 1, "type": "Normal",
+               "source": {"component": "vip"}, "reportingComponent": "vip", "reportingInstance": "cp-1"})
+    }
+
+    #[test]
+    fn events_select_by_involved_object_and_follow_the_namespace_rule() {
+        let s = Store::new(10);
+        let e = s
+            .create(
+                Kind::Event,
+                "kube-system",
+                event("kube-system", "l.1", "Lease", "l", Some("kube-system")),
+            )
+            .unwrap();
+        assert!(e["metadata"]["uid"].is_string());
+        assert!(e["metadata"]["creationTimestamp"].is_string());
+        assert_eq!(e["reportingInstance"], "cp-1");
+        s.create(
+            Kind::Event,
+            "default",
+            event("default", "cp-1.1", "Node", "cp-1", None),
+        )
+        .unwrap();
+        // A Node event outside `default` is refused as the real server does.
+        let err = s
+            .create(
+                Kind::Event,
+                "kube-system",
+                event("kube-system", "cp-1.2", "Node", "cp-1", None),
+            )
+            .unwrap_err();
+        assert_eq!(
+            (err.code, err.message.as_str()),
+            (
+                422,
+                "Event \"cp-1.2\" is invalid: involvedObject.namespace: Invalid value: \"\": does not match event.namespace"
+            )
+        );
+        let sel = |f: &str| Selectors::parse(Kind::Event, Some(f), None).unwrap();
+        let count = |f: &str| s.list(Kind::Event, None, &sel(f)).0.len();
+        assert_eq!(count("involvedObject.name=l"), 1);
+        assert_eq!(
+            count("involvedObject.kind=Node,involvedObject.name=cp-1"),
+            1
+        );
+        assert_eq!(
+            count("involvedObject.namespace=kube-system,reason=LeaderElection"),
+            1
+        );
+        assert_eq!(count("source=vip,type=Normal"), 2);
+        assert_eq!(count("reason!=LeaderElection"), 0);
+        let err = Selectors::parse(Kind::Event, Some("message=m"), None).unwrap_err();
+        assert_eq!(
+            (err.code, err.message.as_str()),
+            (400, "field label not supported: message")
+        );
+        let p = s
+            .patch(
+                Kind::Event,
+                "kube-system",
+                "l.1",
+                &json!({"count": 2, "lastTimestamp": "2026-01-01T00:00:00Z"}),
+                true,
+            )
+            .unwrap();
+        assert_eq!(p["count"], 2);
+        assert_ne!(
+            p["metadata"]["resourceVersion"],
+            e["metadata"]["resourceVersion"]
+        );
     }
 }
