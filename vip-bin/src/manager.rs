@@ -1,7 +1,14 @@
-//! `vip manager`: the static-pod daemon. It composes the Lease backend, the
-//! netlink address manager, the packet-socket announcer, the local
-//! `/readyz` probe and the cordon watch into the vip-core controller, serves
-//! metrics and health, and runs the graceful order on SIGTERM/SIGINT.
+//! `vip manager`: the static-pod daemon. It composes the election backend
+//! (the Lease, or etcd with `--leaderElectionType=etcd`), the netlink
+//! address manager, the packet-socket announcer, the local `/readyz` probe
+//! and the cordon watch into the vip-core controller, serves metrics and
+//! health, and runs the graceful order on SIGTERM/SIGINT.
+//!
+//! With etcd the election does not go through the API server. The health
+//! probe still follows the local API server's `/readyz` (turn it off with
+//! `vip_healthcheck=false`), and the cordon watch still needs the API: it
+//! runs when a kubeconfig is found and is left out (a warning says so)
+//! when none is; while the API is down it keeps the last state it saw.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -9,13 +16,14 @@ use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
 use vip_arp::{NetlinkAddressManager, PacketAnnouncer};
-use vip_core::{Controller, ControllerConfig, Status};
+use vip_core::{Controller, ControllerConfig, LockBackend, Status};
+use vip_etcd::{EtcdBackend, EtcdConfig, election_key};
 use vip_lease::{
     ClusterAccess, CordonConfig, DiscoveryOptions, HealthConfig, LeaseBackend, LeaseConfig,
     LeaseName, ReadyzProbe, spawn_cordon_watch,
 };
 
-use crate::config::Settings;
+use crate::config::{LeaderElection, Settings};
 use crate::metrics::{self, Metrics};
 
 /// How long SIGTERM may take: stop announcing, remove, release.
@@ -82,6 +90,7 @@ async fn run_inner(settings: Settings) -> Result<(), String> {
         vips = %settings.vips,
         interface = %settings.interface,
         lease = format!("{}/{}", settings.lease_namespace, settings.lease_name),
+        election = settings.leader_election.name(),
         "starting vip manager"
     );
     let lease = LeaseName::new(&settings.lease_namespace, &settings.lease_name)
@@ -89,33 +98,71 @@ async fn run_inner(settings: Settings) -> Result<(), String> {
     let mut discovery = DiscoveryOptions::from_env(settings.kubeconfig.clone());
     discovery.auth_probe = lease.clone();
     let discovery = discovery.control_plane(settings.local_api.map_or(settings.port, |a| a.port()));
-    let access = ClusterAccess::discover(&discovery)
-        .await
-        .map_err(|e| e.to_string())?;
-    tracing::info!(kubeconfig = %access.source(), server = %access.server(), "cluster access");
-
     let retry = settings.timings.retry_period();
-    let backend = LeaseBackend::new(&access, LeaseConfig::for_retry_period(lease, retry))
-        .map_err(|e| e.to_string())?;
+    let etcd = settings.leader_election == LeaderElection::Etcd;
+    let access = match ClusterAccess::discover(&discovery).await {
+        Ok(a) => {
+            tracing::info!(kubeconfig = %a.source(), server = %a.server(), "cluster access");
+            Some(a)
+        }
+        // With etcd only the health probe and the cordon watch need the API.
+        Err(e) if etcd && !settings.health_check => {
+            tracing::warn!(error = %e, "no cluster access: electing through etcd without the cordon hand-over");
+            None
+        }
+        Err(e) if etcd => {
+            return Err(format!(
+                "{e} (the /readyz health probe needs it; vip_healthcheck=false runs without the API)"
+            ));
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+
+    let backend: Arc<dyn LockBackend> = match (settings.leader_election, &access) {
+        (LeaderElection::Etcd, _) => {
+            let config = EtcdConfig::for_retry_period(
+                settings.etcd.endpoints.clone(),
+                settings.etcd.tls(),
+                election_key(&settings.lease_namespace, &settings.lease_name),
+                retry,
+            );
+            Arc::new(
+                EtcdBackend::connect(config)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            )
+        }
+        (LeaderElection::Kubernetes, Some(access)) => Arc::new(
+            LeaseBackend::new(access, LeaseConfig::for_retry_period(lease, retry))
+                .map_err(|e| e.to_string())?,
+        ),
+        (LeaderElection::Kubernetes, None) => {
+            return Err("no cluster access for the Lease election".into());
+        }
+    };
+    tracing::info!(backend = %backend.describe(), "election");
     let addresses = NetlinkAddressManager::new().map_err(|e| e.to_string())?;
     let announcer = PacketAnnouncer::new();
     let health_config = HealthConfig::default();
-    let (cordon, _cordon_task) =
-        spawn_cordon_watch(&access, CordonConfig::new(settings.node_name.as_str()))
-            .map_err(|e| e.to_string())?;
+    let cordon = match &access {
+        Some(access) => Some(
+            spawn_cordon_watch(access, CordonConfig::new(settings.node_name.as_str()))
+                .map_err(|e| e.to_string())?,
+        ),
+        None => None,
+    };
     let metrics = Arc::new(Metrics::new());
 
     let config = controller_config(&settings, &health_config);
-    let mut controller = Controller::new(
-        config,
-        Arc::new(backend),
-        Arc::new(addresses),
-        Arc::new(announcer),
-    )
-    .with_cordon(cordon)
-    .with_observer(metrics.clone());
-    if settings.health_check {
-        let probe = ReadyzProbe::new(&access, health_config).map_err(|e| e.to_string())?;
+    let mut controller = Controller::new(config, backend, Arc::new(addresses), Arc::new(announcer))
+        .with_observer(metrics.clone());
+    if let Some((watch, _task)) = cordon {
+        controller = controller.with_cordon(watch);
+    }
+    if settings.health_check
+        && let Some(access) = &access
+    {
+        let probe = ReadyzProbe::new(access, health_config).map_err(|e| e.to_string())?;
         controller = controller.with_health(Arc::new(probe));
     }
 
