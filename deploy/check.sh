@@ -90,6 +90,8 @@ brief=(--vip-address 192.168.20.140 --vip-interface end0 --vip-leasename kube-vi
 "$vip" manifest pod "${brief[@]}" --distribution kubeadm >"$tmp/pod-kubeadm.yaml"
 "$vip" manifest pod "${brief[@]}" --distribution kubeadm --kubeadm-super-admin >"$tmp/pod-kubeadm-super-admin.yaml"
 "$vip" manifest pod "${brief[@]}" --distribution rke2 >"$tmp/pod-rke2.yaml"
+"$vip" manifest pod "${brief[@]}" --distribution kubeadm --leader-election etcd >"$tmp/pod-kubeadm-etcd.yaml"
+"$vip" manifest pod "${brief[@]}" --distribution k3s --leader-election etcd >"$tmp/pod-k3s-etcd.yaml"
 "$vip" manifest rbac "${brief[@]}" >"$tmp/rbac.yaml"
 # The validator must catch a broken pod, or the checks below prove nothing.
 sed 's/^  hostNetwork: true/  hostNetwork: "yes"\n  hostNetwrk: true/' "$tmp/pod-k3s.yaml" >"$tmp/broken.yaml"

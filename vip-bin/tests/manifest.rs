@@ -113,6 +113,26 @@ fn golden_pod_kubeadm_first_node_dual_stack() {
     );
 }
 
+/// Election through etcd on kubeadm and k3s: kube-vip's etcd flags and
+/// the distribution's etcd client files, mounted read-only.
+#[test]
+fn golden_pods_electing_through_etcd() {
+    for d in ["kubeadm", "k3s"] {
+        golden(
+            &format!("pod-{d}-etcd.yaml"),
+            BRIEF_ENV,
+            &[
+                "manifest",
+                "pod",
+                "--distribution",
+                d,
+                "--leader-election",
+                "etcd",
+            ],
+        );
+    }
+}
+
 /// RKE2 with the upstream kube-vip image: no /healthz probe (kube-vip does
 /// not serve it), the version label from the image tag.
 #[test]

@@ -31,7 +31,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::config::{LogFormat, LogLevel, Settings, secs};
+use crate::config::{LeaderElection, LogFormat, LogLevel, Settings, secs};
 
 mod rbac;
 pub use rbac::rbac_yaml;
@@ -84,6 +84,30 @@ impl Distribution {
         }
     }
 
+    /// The etcd client files on a control-plane node of this
+    /// distribution, `(CA, certificate, key)`, for
+    /// `--leader-election etcd`: the API server's own etcd client
+    /// certificate.
+    pub fn etcd_files(self) -> [&'static str; 3] {
+        match self {
+            Self::K3s => [
+                "/var/lib/rancher/k3s/server/tls/etcd/server-ca.crt",
+                "/var/lib/rancher/k3s/server/tls/etcd/client.crt",
+                "/var/lib/rancher/k3s/server/tls/etcd/client.key",
+            ],
+            Self::Kubeadm => [
+                "/etc/kubernetes/pki/etcd/ca.crt",
+                "/etc/kubernetes/pki/apiserver-etcd-client.crt",
+                "/etc/kubernetes/pki/apiserver-etcd-client.key",
+            ],
+            Self::Rke2 => [
+                "/var/lib/rancher/rke2/server/tls/etcd/server-ca.crt",
+                "/var/lib/rancher/rke2/server/tls/etcd/client.crt",
+                "/var/lib/rancher/rke2/server/tls/etcd/client.key",
+            ],
+        }
+    }
+
     /// The kubeconfig on the host.
     pub fn kubeconfig(self) -> &'static str {
         match self {
@@ -93,6 +117,9 @@ impl Distribution {
         }
     }
 }
+
+/// The local etcd member's client URL on every distribution.
+pub const DEFAULT_ETCD_ENDPOINT: &str = "https://127.0.0.1:2379";
 
 /// What `vip manifest pod` needs besides the settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +136,9 @@ pub struct PodOptions {
     /// Add the liveness probe on `/healthz` (kube-vip's image does not
     /// serve it).
     pub liveness_probe: bool,
+    /// The election backend (`--leader-election`); with etcd the pod
+    /// passes kube-vip's etcd flags and mounts the three files.
+    pub leader_election: LeaderElection,
 }
 
 /// A manifest option that cannot be rendered: exit code 2.
@@ -165,6 +195,13 @@ pub fn command() -> Command {
                 )
                 .arg(name_arg())
                 .arg(
+                    Arg::new("leader-election")
+                        .long("leader-election")
+                        .value_name("TYPE")
+                        .value_parser(PossibleValuesParser::new(["kubernetes", "etcd"]))
+                        .help("kubernetes (the Lease) or etcd: pass kube-vip's etcd flags (the distribution's etcd client files and https://127.0.0.1:2379 unless the etcd settings say otherwise) and mount the files read-only [default: vip_leaderelectiontype]"),
+                )
+                .arg(
                     Arg::new("no-liveness-probe")
                         .long("no-liveness-probe")
                         .action(ArgAction::SetTrue)
@@ -190,7 +227,7 @@ fn name_arg() -> Arg {
 /// exit 0, or print one line and exit 2.
 pub fn run(matches: &ArgMatches, settings: Settings) -> ExitCode {
     let out = match matches.subcommand() {
-        Some(("pod", m)) => pod_options(m).and_then(|o| {
+        Some(("pod", m)) => pod_options(m, &settings).and_then(|o| {
             if m.value_source("vip_nodename") == Some(clap::parser::ValueSource::CommandLine) {
                 return Err(OptionError {
                     option: "--vip-nodename",
@@ -234,7 +271,7 @@ fn checked_name(m: &ArgMatches) -> Result<String, OptionError> {
     }
 }
 
-fn pod_options(m: &ArgMatches) -> Result<PodOptions, OptionError> {
+fn pod_options(m: &ArgMatches, settings: &Settings) -> Result<PodOptions, OptionError> {
     let distribution = m
         .get_one::<String>("distribution")
         .and_then(|d| Distribution::from_name(d))
@@ -262,6 +299,18 @@ fn pod_options(m: &ArgMatches) -> Result<PodOptions, OptionError> {
         image,
         name: checked_name(m)?,
         liveness_probe: !m.get_flag("no-liveness-probe"),
+        leader_election: match m.get_one::<String>("leader-election").map(String::as_str) {
+            Some("etcd") => LeaderElection::Etcd,
+            Some(_) if settings.leader_election == LeaderElection::Etcd => {
+                return Err(OptionError {
+                    option: "--leader-election",
+                    value: "kubernetes".into(),
+                    expected: "etcd, as vip_leaderelectiontype says (or leave one of them out)",
+                });
+            }
+            Some(_) => LeaderElection::Kubernetes,
+            None => settings.leader_election,
+        },
     })
 }
 
@@ -421,6 +470,44 @@ fn env_block(s: &Settings, o: &PodOptions) -> Vec<EnvVar> {
     v
 }
 
+/// The etcd client files and endpoints of the pod: the settings' values,
+/// else the distribution's defaults.
+fn etcd_files(s: &Settings, o: &PodOptions) -> ([String; 3], String) {
+    let [ca, cert, key] = o.distribution.etcd_files();
+    let pick = |set: &Option<std::path::PathBuf>, default: &str| {
+        set.as_ref()
+            .map_or_else(|| default.to_string(), |p| p.display().to_string())
+    };
+    let endpoints = if s.etcd.endpoints.is_empty() {
+        DEFAULT_ETCD_ENDPOINT.to_string()
+    } else {
+        s.etcd.endpoint_list()
+    };
+    (
+        [
+            pick(&s.etcd.ca, ca),
+            pick(&s.etcd.cert, cert),
+            pick(&s.etcd.key, key),
+        ],
+        endpoints,
+    )
+}
+
+/// The container's arguments: `manager`, and with etcd kube-vip's etcd
+/// flags (kube-vip reads them only as flags).
+fn args(s: &Settings, o: &PodOptions) -> Vec<String> {
+    let mut a = vec!["manager".to_string()];
+    if o.leader_election == LeaderElection::Etcd {
+        let ([ca, cert, key], endpoints) = etcd_files(s, o);
+        a.push("--leaderElectionType=etcd".into());
+        a.push(format!("--etcdCACert={ca}"));
+        a.push(format!("--etcdCert={cert}"));
+        a.push(format!("--etcdKey={key}"));
+        a.push(format!("--etcdEndpoints={endpoints}"));
+    }
+    a
+}
+
 /// The liveness probe on `/healthz` of the metrics listener, from the host
 /// (hostNetwork: the kubelet's probe reaches the pod's loopback).
 fn liveness(s: &Settings) -> Option<Probe> {
@@ -478,11 +565,30 @@ pub fn pod(s: &Settings, o: &PodOptions) -> Pod {
             ..Default::default()
         });
     }
+    if o.leader_election == LeaderElection::Etcd {
+        let (files, _) = etcd_files(s, o);
+        for (name, path) in ["etcd-ca", "etcd-cert", "etcd-key"].into_iter().zip(files) {
+            volumes.push(Volume {
+                name: name.into(),
+                host_path: Some(HostPathVolumeSource {
+                    path: path.clone(),
+                    type_: Some("File".into()),
+                }),
+                ..Default::default()
+            });
+            mounts.push(VolumeMount {
+                name: name.into(),
+                mount_path: path,
+                read_only: Some(true),
+                ..Default::default()
+            });
+        }
+    }
     let container = Container {
         name: o.name.clone(),
         image: Some(o.image.clone()),
         image_pull_policy: Some("IfNotPresent".into()),
-        args: Some(vec!["manager".into()]),
+        args: Some(args(s, o)),
         env: Some(env_block(s, o)),
         security_context: Some(SecurityContext {
             capabilities: Some(Capabilities {
