@@ -171,6 +171,8 @@ same no-probe '{"kube_vip_liveness_probe": false, "kube_vip_image": "ghcr.io/kub
   --distribution k3s "${brief[@]}" --no-liveness-probe --image ghcr.io/kube-vip/kube-vip:v1.0.3
 same no-metrics '{"kube_vip_prometheus_server": ""}' \
   --distribution k3s "${brief[@]}" --prometheus-server ''
+same etcd '{"kube_vip_leader_election": "etcd"}' \
+  --distribution k3s "${brief[@]}" --leader-election etcd
 # ...and a different pod is told apart (the comparison can fail).
 if python tests/same_pod.py "$tmp/same-defaults/kube-vip.yaml" "$tmp/vip-overrides.yaml" 2>/dev/null; then
   fail "same_pod.py found two different pods equal"
