@@ -7,14 +7,21 @@
 #    virtualenv (VIP_DEPLOY_VENV, default /tmp/vip-deploy-venv; reused while
 #    requirements.txt is unchanged).
 # 2. Builds `vip` and renders `vip manifest pod` for k3s, kubeadm (also the
-#    super-admin variant) and rke2, and `vip manifest rbac`; validates them
-#    strictly with kubernetes-validate against Kubernetes 1.29, 1.33 and
-#    1.37, after proving the validator rejects a broken pod.
+#    super-admin variant), rke2 and with etcd election (k3s, kubeadm),
+#    `vip manifest rbac` and `vip manifest daemonset` (three variants,
+#    one with etcd election); validates them strictly with
+#    kubernetes-validate against Kubernetes 1.29, 1.33 and 1.37, after
+#    proving the validator rejects a broken pod.
 # 3. Runs the Ansible role with a local connection into a temporary
 #    directory: the first run changes, the second reports changed=0, check
 #    mode reports changed=0; the rendered manifest is validated and is the
-#    same pod as `vip manifest pod` for the same settings (five sets of
-#    settings); the TLS-SAN precondition fails early with its message.
+#    same pod as `vip manifest pod` for the same settings (seven sets of
+#    settings, one with etcd election); the same in DaemonSet mode
+#    (kube_vip_deploy: daemonset: idempotence, check mode, validation, the
+#    same objects as `vip manifest rbac` + `vip manifest daemonset`, also
+#    with etcd election), switching modes removes the other
+#    mode's manifest, a bad mode is refused; the TLS-SAN precondition fails
+#    early with its message.
 # 4. ansible-lint (production profile) and yamllint, clean.
 #
 # Builds into CARGO_TARGET_DIR (default target/). Needs network access to
@@ -93,6 +100,11 @@ brief=(--vip-address 192.168.20.140 --vip-interface end0 --vip-leasename kube-vi
 "$vip" manifest pod "${brief[@]}" --distribution kubeadm --leader-election etcd >"$tmp/pod-kubeadm-etcd.yaml"
 "$vip" manifest pod "${brief[@]}" --distribution k3s --leader-election etcd >"$tmp/pod-k3s-etcd.yaml"
 "$vip" manifest rbac "${brief[@]}" >"$tmp/rbac.yaml"
+"$vip" manifest daemonset "${brief[@]}" >"$tmp/ds-brief.yaml"
+"$vip" manifest daemonset --interface eth0 --address 198.18.0.10,2001:db8::10 --inCluster --taint \
+  --controlplane --arp --leaderElection --image ghcr.io/kube-vip/kube-vip:v1.0.3 --no-liveness-probe \
+  --vip-leaseannotations '{"example.com/owner":"platform"}' >"$tmp/ds-kube-vip.yaml"
+"$vip" manifest daemonset "${brief[@]}" --distribution k3s --leader-election etcd >"$tmp/ds-k3s-etcd.yaml"
 # The validator must catch a broken pod, or the checks below prove nothing.
 sed 's/^  hostNetwork: true/  hostNetwork: "yes"\n  hostNetwrk: true/' "$tmp/pod-k3s.yaml" >"$tmp/broken.yaml"
 if validate "$tmp/broken.yaml" 2>/dev/null; then
@@ -100,34 +112,46 @@ if validate "$tmp/broken.yaml" 2>/dev/null; then
 fi
 validate "$tmp"/pod-*.yaml
 validate "$tmp/rbac.yaml"
+validate "$tmp"/ds-*.yaml
+# ...and a broken DaemonSet too.
+sed 's/^      hostNetwork: true/      hostNetwork: "yes"/' "$tmp/ds-brief.yaml" >"$tmp/broken-ds.yaml"
+if validate "$tmp/broken-ds.yaml" 2>/dev/null; then
+  fail "kubernetes-validate accepted a broken DaemonSet"
+fi
 
 step "ansible role: run, idempotence, check mode"
 cd deploy/ansible
 # recap PLAYBOOK-OUTPUT: "ok=N changed=N ... failed=N" of the one host.
 recap() { grep -E '^localhost +: ' <<<"$1" | sed 's/^localhost *: *//'; }
 play() { ansible-playbook tests/test.yml -e "kube_vip_manifest_dir=$1" "${@:2}" 2>&1; }
+# idempotent MODE PLAY DIR: PLAY DIR changes 2 things (directory,
+# manifest) the first time, nothing the second time nor in check mode.
+idempotent() {
+  local mode=$1 run=$2 dir=$3
+  out=$("$run" "$dir") || {
+    echo "$out"
+    fail "the first $mode run failed"
+  }
+  echo "first run:  $(recap "$out")"
+  grep -Eq 'changed=2 .*failed=0' <<<"$(recap "$out")" || {
+    echo "$out"
+    fail "the first $mode run must change 2 things (directory, manifest)"
+  }
+  out=$("$run" "$dir") || fail "the second $mode run failed: $out"
+  echo "second run: $(recap "$out")"
+  grep -Eq 'changed=0 .*failed=0' <<<"$(recap "$out")" || {
+    echo "$out"
+    fail "the second $mode run must report changed=0"
+  }
+  out=$("$run" "$dir" --check --diff) || fail "$mode check mode failed: $out"
+  echo "check mode: $(recap "$out")"
+  grep -Eq 'changed=0 .*failed=0' <<<"$(recap "$out")" || {
+    echo "$out"
+    fail "$mode check mode must report nothing to change"
+  }
+}
 manifests="$tmp/role/pod-manifests"
-out=$(play "$manifests") || {
-  echo "$out"
-  fail "the first run failed"
-}
-echo "first run:  $(recap "$out")"
-grep -Eq 'changed=2 .*failed=0' <<<"$(recap "$out")" || {
-  echo "$out"
-  fail "the first run must change 2 things (directory, manifest)"
-}
-out=$(play "$manifests") || fail "the second run failed: $out"
-echo "second run: $(recap "$out")"
-grep -Eq 'changed=0 .*failed=0' <<<"$(recap "$out")" || {
-  echo "$out"
-  fail "the second run must report changed=0"
-}
-out=$(play "$manifests" --check --diff) || fail "check mode failed: $out"
-echo "check mode: $(recap "$out")"
-grep -Eq 'changed=0 .*failed=0' <<<"$(recap "$out")" || {
-  echo "$out"
-  fail "check mode must report nothing to change"
-}
+idempotent static play "$manifests"
 [ "$(stat -c %a "$manifests")" = 755 ] && [ "$(stat -c %a "$manifests/kube-vip.yaml")" = 600 ] ||
   fail "unexpected modes on $manifests"
 # A change of content is a change, and check mode says so without writing.
@@ -141,7 +165,7 @@ grep -Eq 'changed=1 .*failed=0' <<<"$(recap "$out")" || {
 
 step "ansible role: the rendered manifest"
 validate "$manifests/kube-vip.yaml"
-# The same pod as vip manifest pod, for the defaults and four other sets of
+# The same pod as vip manifest pod, for the defaults and six other sets of
 # settings: (role variables as JSON) | (vip flags).
 same() {
   local name=$1 vars=$2 dir="$tmp/same-$1"
@@ -171,12 +195,80 @@ same no-probe '{"kube_vip_liveness_probe": false, "kube_vip_image": "ghcr.io/kub
   --distribution k3s "${brief[@]}" --no-liveness-probe --image ghcr.io/kube-vip/kube-vip:v1.0.3
 same no-metrics '{"kube_vip_prometheus_server": ""}' \
   --distribution k3s "${brief[@]}" --prometheus-server ''
+same annotations '{"kube_vip_lease_annotations": {"team": "infra", "example.com/owner": "ops"}}' \
+  --distribution k3s "${brief[@]}" --vip-leaseannotations '{"team":"infra","example.com/owner":"ops"}'
 same etcd '{"kube_vip_leader_election": "etcd"}' \
   --distribution k3s "${brief[@]}" --leader-election etcd
 # ...and a different pod is told apart (the comparison can fail).
 if python tests/same_pod.py "$tmp/same-defaults/kube-vip.yaml" "$tmp/vip-overrides.yaml" 2>/dev/null; then
   fail "same_pod.py found two different pods equal"
 fi
+
+step "ansible role: DaemonSet mode"
+# play_ds DIR ARGS...: the role in DaemonSet mode, its auto-deploy directory
+# DIR/server-manifests, its static pod directory DIR/pod-manifests.
+play_ds() {
+  play "$1/pod-manifests" -e kube_vip_deploy=daemonset -e "kube_vip_daemonset_manifest_dir=$1/server-manifests" "${@:2}"
+}
+ds="$tmp/role-ds"
+idempotent DaemonSet play_ds "$ds"
+[ "$(stat -c %a "$ds/server-manifests/kube-vip.yaml")" = 600 ] || fail "unexpected mode on the DaemonSet manifest"
+[ ! -e "$ds/pod-manifests" ] || fail "DaemonSet mode must not create the static pod directory"
+validate "$ds/server-manifests/kube-vip.yaml"
+# The same objects as vip manifest rbac + vip manifest daemonset: the
+# defaults, and other settings. same_ds NAME VARS SA DS-FLAGS SETTINGS...
+# (DS-FLAGS: one word list for daemonset only).
+same_ds() {
+  local name=$1 vars=$2 sa=$3 dir="$tmp/same-ds-$1"
+  local -a ds_flags
+  read -r -a ds_flags <<<"$4"
+  shift 4
+  out=$(play_ds "$dir" -e "$vars") || {
+    echo "$out"
+    fail "DaemonSet role run '$name' failed"
+  }
+  {
+    "$vip" manifest rbac "$@" --name "$sa"
+    echo ---
+    "$vip" manifest daemonset "$@" --service-account "$sa" "${ds_flags[@]}"
+  } >"$tmp/vip-ds-$name.yaml"
+  python "$root/deploy/ansible/tests/same_pod.py" "$dir/server-manifests/kube-vip.yaml" "$tmp/vip-ds-$name.yaml"
+}
+same_ds defaults '{}' kube-vip "--name kube-vip" "${brief[@]}"
+same_ds overrides '{"kube_vip_address": "198.18.0.10,2001:db8::10", "kube_vip_subnet": "24,64",
+  "kube_vip_interface": "", "kube_vip_lease_namespace": "vip-system", "kube_vip_lease_name": "vip-lock",
+  "kube_vip_lease_duration": 15, "kube_vip_renew_deadline": 10, "kube_vip_retry_period": 2,
+  "kube_vip_name": "vip-ds", "kube_vip_service_account": "vip-sa", "kube_vip_liveness_probe": false,
+  "kube_vip_lease_annotations": {"team": "infra"},
+  "kube_vip_version": "v1.0.3", "kube_vip_image": "ghcr.io/kube-vip/kube-vip:v1.0.3"}' \
+  vip-sa "--name vip-ds --no-liveness-probe --image ghcr.io/kube-vip/kube-vip:v1.0.3" \
+  --address 198.18.0.10,2001:db8::10 --vip-subnet 24,64 --cp-namespace vip-system --vip-leasename vip-lock \
+  --vip-leaseduration 15 --vip-renewdeadline 10 --vip-retryperiod 2 --vip-leaseannotations '{"team":"infra"}'
+same_ds etcd '{"kube_vip_leader_election": "etcd"}' kube-vip \
+  "--name kube-vip --distribution k3s --leader-election etcd" "${brief[@]}"
+if python tests/same_pod.py "$tmp/same-ds-defaults/server-manifests/kube-vip.yaml" "$tmp/vip-ds-overrides.yaml" 2>/dev/null; then
+  fail "same_pod.py found two different DaemonSets equal"
+fi
+# Switching modes removes the other mode's manifest first.
+sw="$tmp/role-switch"
+play "$sw/pod-manifests" -e "kube_vip_daemonset_manifest_dir=$sw/server-manifests" >/dev/null ||
+  fail "the static run before the switch failed"
+[ -f "$sw/pod-manifests/kube-vip.yaml" ] || fail "no static pod before the switch"
+out=$(play_ds "$sw") || fail "the switch to DaemonSet mode failed: $out"
+[ ! -e "$sw/pod-manifests/kube-vip.yaml" ] && [ -f "$sw/server-manifests/kube-vip.yaml" ] ||
+  fail "switching to DaemonSet mode must remove the static pod manifest"
+out=$(play "$sw/pod-manifests" -e "kube_vip_daemonset_manifest_dir=$sw/server-manifests") ||
+  fail "the switch back to static failed: $out"
+[ -f "$sw/pod-manifests/kube-vip.yaml" ] && [ ! -e "$sw/server-manifests/kube-vip.yaml" ] ||
+  fail "switching to static mode must remove the DaemonSet manifest"
+echo "switching modes removes the other mode's manifest"
+out=$(play "$tmp/bad-mode" -e kube_vip_deploy=helm) && fail "the role must refuse kube_vip_deploy=helm"
+grep -q 'kube_vip_deploy must be static or daemonset, not helm' <<<"$out" || {
+  echo "$out"
+  fail "the mode failure must name the value"
+}
+[ ! -e "$tmp/bad-mode" ] || fail "a bad mode must fail before anything is written"
+echo "refuses kube_vip_deploy=helm, nothing written"
 
 step "ansible role: TLS SAN precondition"
 out=$(play "$tmp/san-missing" -e '{"k8s_cluster_sans": ["k8s-cluster.fzymgc.house", "10.255.254.6"]}') &&

@@ -5,12 +5,14 @@
 
 use std::hint::black_box;
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use vip_arp::wire::Claim;
 use vip_arp::wire::arp::ArpRepr;
+use vip_arp::wire::heartbeat::{HeartbeatRepr, MAX_FRAME_LEN};
 use vip_arp::wire::ndp::{NdpRepr, NeighborAdvertRepr, NeighborSolicitRepr};
-use vip_core::MacAddr;
+use vip_core::{ElectionId, Heartbeat, MacAddr};
 
 const MAC: MacAddr = MacAddr([0x02, 0x00, 0x5e, 0x10, 0x00, 0x01]);
 
@@ -54,6 +56,32 @@ fn frames(c: &mut Criterion) {
     });
     c.bench_function("classify/claim_of_na", |b| {
         b.iter(|| Claim::from_frame(black_box(&na_bytes)))
+    });
+    let beat = Heartbeat {
+        election: ElectionId::of("kube-system/plndr-cp-lock"),
+        holder: "control-plane-1".into(),
+        term: 3,
+        sequence: 12_345,
+        version: 0x1f2e_3d4c_5b6a_7988,
+        interval: Duration::from_millis(10),
+    };
+    let mut hb_buf = [0u8; MAX_FRAME_LEN];
+    c.bench_function("build/heartbeat", |b| {
+        b.iter(|| {
+            let repr = HeartbeatRepr::new(black_box(MAC), black_box(&beat)).unwrap();
+            repr.emit(&mut hb_buf).unwrap()
+        })
+    });
+    let hb_bytes = HeartbeatRepr::new(MAC, &beat).unwrap().to_vec().unwrap();
+    c.bench_function("parse/heartbeat", |b| {
+        b.iter(|| HeartbeatRepr::parse_bytes(black_box(&hb_bytes)).unwrap())
+    });
+    c.bench_function("parse/heartbeat_to_heard", |b| {
+        b.iter(|| {
+            HeartbeatRepr::parse_bytes(black_box(&hb_bytes))
+                .unwrap()
+                .to_heard()
+        })
     });
     let noise = [0x42u8; 60];
     c.bench_function("classify/not_arp_or_ndp", |b| {

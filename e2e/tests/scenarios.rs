@@ -367,13 +367,16 @@ async fn s06_api_down() {
 }
 
 // 7. Link down/up on the leader: re-announced. An external `ip addr del`
-// on the leader: restored.
+// on the leader: restored. (With fast failover a leader whose link goes
+// is replaced at once instead: `fast_failover.rs` f04/f05; this is the
+// lease-only path, with heartbeats off.)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s07_link_down_up() {
     let Some(mut s) = Scenario::new("s07_link_down_up", &[V4], secs(60)).await else {
         return;
     };
+    s.env.insert("vip_heartbeat_ms".into(), "0".into());
     s.start_all();
     let leader = s.settle(SETTLE).await;
     sleep(secs(4)).await; // past the takeover burst

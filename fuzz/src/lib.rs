@@ -9,6 +9,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use vip_arp::wire::Claim;
 use vip_arp::wire::arp::{ArpFrame, ArpOp, ArpRepr, FRAME_LEN};
+use vip_arp::wire::heartbeat::{
+    HEADER_LEN, HeartbeatFrame, HeartbeatRepr, MAX_FRAME_LEN, MIN_FRAME_LEN,
+};
 use vip_arp::wire::ndp::{NdpFrame, NdpRepr, NeighborAdvertRepr, NeighborSolicitRepr};
 use vip_core::MacAddr;
 
@@ -58,6 +61,39 @@ pub fn ndp_parser(data: &[u8]) {
         let bytes = repr.to_vec();
         assert_eq!(NdpRepr::parse_bytes(&bytes), Ok(repr), "round trip differs");
     }
+}
+
+/// The heartbeat parser: checked view, every accessor, the representation.
+/// What parses must re-emit to a frame of 60 to 298 bytes that parses to
+/// the same representation and keeps the input's meaningful bytes (all but
+/// the reserved flags and the padding).
+pub fn heartbeat_parser(data: &[u8]) {
+    let Ok(view) = HeartbeatFrame::new_checked(data) else {
+        return;
+    };
+    let _ = (
+        view.eth_destination(),
+        view.eth_source(),
+        view.flags(),
+        view.election(),
+        view.term(),
+        view.sequence(),
+        view.record_version(),
+        view.interval_ms(),
+        view.holder(),
+    );
+    let repr = HeartbeatRepr::parse(&view);
+    let bytes = repr.to_vec().expect("a parsed heartbeat re-emits");
+    assert!((MIN_FRAME_LEN..=MAX_FRAME_LEN).contains(&bytes.len()));
+    assert_eq!(
+        HeartbeatRepr::parse_bytes(&bytes),
+        Ok(repr),
+        "round trip differs"
+    );
+    let end = HEADER_LEN + repr.holder.len();
+    assert_eq!(&bytes[..19], &data[..19], "header differs");
+    assert_eq!(&bytes[20..end], &data[20..end], "fields differ");
+    let _ = repr.to_heard();
 }
 
 /// Reads fields out of fuzz input, zero-padding when it runs out.

@@ -30,3 +30,8 @@ fn ndp_parser_corpus() {
 fn builder_round_trip_corpus() {
     replay("builder_round_trip", vip_fuzz::builder_round_trip);
 }
+
+#[test]
+fn heartbeat_parser_corpus() {
+    replay("heartbeat_parser", vip_fuzz::heartbeat_parser);
+}

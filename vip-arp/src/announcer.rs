@@ -11,19 +11,16 @@
 //! into a [`Claim`] (who uses which address) and broadcasts it to the
 //! prober and the conflict listeners.
 
-use std::collections::HashMap;
-use std::io;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::{broadcast, mpsc};
-use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 use vip_core::{AnnounceError, Announcer, Conflict, Interface, MacAddr};
 
-use crate::packet::{PacketSocket, RECV_BUFFER};
+use crate::packet::{Link, Links, PacketSocket};
 use crate::wire::Claim;
 use crate::wire::arp::ArpRepr;
 use crate::wire::ndp::{NdpRepr, NeighborAdvertRepr, NeighborSolicitRepr};
@@ -37,20 +34,6 @@ pub const MIN_PROBE_INTERVAL: Duration = Duration::from_millis(100);
 /// consumer already knows of the conflict).
 pub const CONFLICT_CAPACITY: usize = 64;
 const CLAIM_CAPACITY: usize = 256;
-
-/// One interface's socket and reader.
-#[derive(Debug)]
-struct Link {
-    socket: Arc<PacketSocket>,
-    claims: broadcast::Sender<Claim>,
-    reader: JoinHandle<()>,
-}
-
-impl Drop for Link {
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
-}
 
 /// Announces VIPs with gratuitous ARP and unsolicited neighbour
 /// advertisements, probes addresses, and reports foreign claims.
@@ -67,46 +50,21 @@ impl Drop for Link {
 /// uses an interface, and must be used inside a tokio runtime.
 #[derive(Debug, Default)]
 pub struct PacketAnnouncer {
-    links: Mutex<HashMap<u32, Arc<Link>>>,
+    links: Links<Claims>,
 }
 
-fn open_error(interface: &Interface, source: io::Error) -> AnnounceError {
-    match source.kind() {
-        io::ErrorKind::PermissionDenied => AnnounceError::PermissionDenied {
-            interface: interface.name.clone(),
-        },
-        _ => AnnounceError::Io {
-            operation: "opening a packet socket",
-            interface: interface.name.clone(),
-            source,
-        },
-    }
-}
+/// What an interface's reader broadcasts to the prober and the listeners.
+type Claims = broadcast::Sender<Claim>;
 
-async fn read_claims(socket: Arc<PacketSocket>, claims: broadcast::Sender<Claim>, name: String) {
-    let mut buf = vec![0u8; RECV_BUFFER];
-    let mut failures = 0u32;
-    loop {
-        match socket.recv(&mut buf).await {
-            Ok(n) => {
-                failures = 0;
-                if let Some(claim) = Claim::from_frame(&buf[..n]) {
-                    // No receiver is fine: nobody is listening right now.
-                    let _ = claims.send(claim);
-                }
+async fn read_claims(socket: Arc<PacketSocket>, claims: Claims, name: String) {
+    socket
+        .read_frames(&name, |frame| {
+            if let Some(claim) = Claim::from_frame(frame) {
+                // No receiver is fine: nobody is listening right now.
+                let _ = claims.send(claim);
             }
-            // Reported once when the link goes down; the socket stays bound
-            // and receives again when it comes back.
-            Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => {}
-            Err(e) => {
-                failures += 1;
-                tracing::warn!(interface = %name, error = %e, "packet socket receive failed");
-                // Bounded back-off so a persistent error cannot spin.
-                let pause = Duration::from_millis(10 * u64::from(failures.min(100)));
-                tokio::time::sleep(pause).await;
-            }
-        }
-    }
+        })
+        .await;
 }
 
 impl PacketAnnouncer {
@@ -115,54 +73,13 @@ impl PacketAnnouncer {
         Self::default()
     }
 
-    fn link(&self, interface: &Interface) -> Result<Arc<Link>, AnnounceError> {
-        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(link) = links.get(&interface.index) {
-            return Ok(link.clone());
-        }
-        let socket =
-            Arc::new(PacketSocket::open(interface.index).map_err(|e| open_error(interface, e))?);
-        let (claims, _) = broadcast::channel(CLAIM_CAPACITY);
-        let reader = tokio::spawn(read_claims(
-            socket.clone(),
-            claims.clone(),
-            interface.name.clone(),
-        ));
-        let link = Arc::new(Link {
-            socket,
-            claims,
-            reader,
-        });
-        links.insert(interface.index, link.clone());
-        Ok(link)
-    }
-
-    fn forget(&self, interface: &Interface) {
-        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
-        links.remove(&interface.index);
-    }
-
-    async fn send(
-        &self,
-        interface: &Interface,
-        link: &Link,
-        frame: &[u8],
-        operation: &'static str,
-    ) -> Result<(), AnnounceError> {
-        match link.socket.send(frame).await {
-            Ok(()) => Ok(()),
-            Err(source) => {
-                // The interface is gone (or was replaced): reopen next time.
-                if matches!(source.raw_os_error(), Some(libc::ENXIO | libc::ENODEV)) {
-                    self.forget(interface);
-                }
-                Err(AnnounceError::Io {
-                    operation,
-                    interface: interface.name.clone(),
-                    source,
-                })
-            }
-        }
+    fn link(&self, interface: &Interface) -> Result<Arc<Link<Claims>>, AnnounceError> {
+        self.links.get_or_open(
+            interface,
+            PacketSocket::open,
+            || broadcast::channel(CLAIM_CAPACITY).0,
+            |socket, claims| read_claims(socket, claims, interface.name.clone()),
+        )
     }
 
     /// Send one whole Ethernet frame (e.g. built with [`crate::wire`]) out
@@ -173,7 +90,9 @@ impl PacketAnnouncer {
         frame: &[u8],
     ) -> Result<(), AnnounceError> {
         let link = self.link(interface)?;
-        self.send(interface, &link, frame, "sending a frame").await
+        self.links
+            .send(interface, &link, frame, "sending a frame")
+            .await
     }
 
     fn probe_frame(mac: MacAddr, address: IpAddr) -> Vec<u8> {
@@ -193,21 +112,24 @@ impl Announcer for PacketAnnouncer {
         match vip {
             IpAddr::V4(a) => {
                 let request = ArpRepr::announce_request(interface.mac, a).to_bytes();
-                self.send(interface, &link, &request, "sending an ARP announcement")
+                self.links
+                    .send(interface, &link, &request, "sending an ARP announcement")
                     .await?;
                 let reply = ArpRepr::announce_reply(interface.mac, a).to_bytes();
-                self.send(interface, &link, &reply, "sending an ARP announcement")
+                self.links
+                    .send(interface, &link, &reply, "sending an ARP announcement")
                     .await?;
             }
             IpAddr::V6(a) => {
                 let na = NdpRepr::Advert(NeighborAdvertRepr::unsolicited(interface.mac, a));
-                self.send(
-                    interface,
-                    &link,
-                    &na.to_vec(),
-                    "sending a neighbour advertisement",
-                )
-                .await?;
+                self.links
+                    .send(
+                        interface,
+                        &link,
+                        &na.to_vec(),
+                        "sending a neighbour advertisement",
+                    )
+                    .await?;
             }
         }
         tracing::debug!(interface = %interface.name, %vip, "announced");
@@ -226,19 +148,23 @@ impl Announcer for PacketAnnouncer {
     ) -> Result<Option<MacAddr>, AnnounceError> {
         let link = self.link(interface)?;
         // Subscribe before sending so no answer can be missed.
-        let mut claims = link.claims.subscribe();
+        let mut claims = link.shared.subscribe();
         let frame = Self::probe_frame(interface.mac, address);
+        self.links
+            .send(interface, &link, &frame, "sending a probe")
+            .await?;
+        // The window opens when the probe is out, not before.
         let start = Instant::now();
         let deadline = start + timeout;
         let interval = (timeout / PROBE_COUNT).max(MIN_PROBE_INTERVAL);
-        self.send(interface, &link, &frame, "sending a probe")
-            .await?;
         let mut sent = 1;
         let mut next_probe = start + interval;
+        let answers = |c: &Claim| c.address == address && c.mac != interface.mac;
         loop {
             tokio::select! {
+                biased;
                 claim = claims.recv() => match claim {
-                    Ok(c) if c.address == address && c.mac != interface.mac => {
+                    Ok(c) if answers(&c) => {
                         tracing::debug!(interface = %interface.name, %address, mac = %c.mac, "probe answered");
                         return Ok(Some(c.mac));
                     }
@@ -246,11 +172,30 @@ impl Announcer for PacketAnnouncer {
                     Err(broadcast::error::RecvError::Closed) => return Ok(None),
                 },
                 () = sleep_until(next_probe), if sent < PROBE_COUNT && next_probe < deadline => {
-                    self.send(interface, &link, &frame, "sending a probe").await?;
+                    self.links.send(interface, &link, &frame, "sending a probe").await?;
                     sent += 1;
                     next_probe += interval;
                 }
-                () = sleep_until(deadline) => return Ok(None),
+                () = sleep_until(deadline) => break,
+            }
+        }
+        // "Nobody answered" must not mean "this task was not scheduled":
+        // read what the kernel queued for the socket (an answer within the
+        // window is there, whether or not the reader task ran), and every
+        // claim already handed on.
+        link.socket.drain(|f| {
+            if let Some(c) = Claim::from_frame(f) {
+                let _ = link.shared.send(c);
+            }
+        });
+        loop {
+            match claims.try_recv() {
+                Ok(c) if answers(&c) => {
+                    tracing::debug!(interface = %interface.name, %address, mac = %c.mac, "probe answered (read late)");
+                    return Ok(Some(c.mac));
+                }
+                Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                Err(_) => return Ok(None),
             }
         }
     }
@@ -261,7 +206,7 @@ impl Announcer for PacketAnnouncer {
         vips: &[IpAddr],
     ) -> Result<mpsc::Receiver<Conflict>, AnnounceError> {
         let link = self.link(interface)?;
-        let mut claims = link.claims.subscribe();
+        let mut claims = link.shared.subscribe();
         let (tx, rx) = mpsc::channel(CONFLICT_CAPACITY);
         let vips = vips.to_vec();
         let own = interface.mac;

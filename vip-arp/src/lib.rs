@@ -2,11 +2,15 @@
 //!
 //! Layer 2 of `vip` against the real kernel.
 //!
-//! - [`wire`]: ARP and IPv6 neighbour discovery frames (checked views and
-//!   parsed representations, never panicking on any input);
+//! - [`wire`]: ARP, IPv6 neighbour discovery and heartbeat frames (checked
+//!   views and parsed representations, never panicking on any input);
 //! - [`announcer`]: [`PacketAnnouncer`], the `vip_core::Announcer` over
 //!   `AF_PACKET` sockets (announcements, RFC 5227 probes, conflict
 //!   listener);
+//! - [`heartbeat`]: [`PacketHeartbeats`], the `vip_core::HeartbeatChannel`
+//!   over `AF_PACKET` sockets: the leader's layer-2 heartbeat of fenced fast
+//!   failover, sent to a multicast MAC with EtherType 0x88B5 and heard
+//!   through a BPF filter;
 //! - [`netlink`]: [`NetlinkAddressManager`], the `vip_core::AddressManager`
 //!   over rtnetlink (addresses with lifetimes, interface auto-detection,
 //!   link and address events);
@@ -16,6 +20,7 @@
 
 pub mod announcer;
 mod detect;
+pub mod heartbeat;
 pub mod netlink;
 #[cfg(feature = "lab")]
 pub mod netns;
@@ -24,4 +29,5 @@ mod sys;
 pub mod wire;
 
 pub use announcer::PacketAnnouncer;
+pub use heartbeat::PacketHeartbeats;
 pub use netlink::NetlinkAddressManager;

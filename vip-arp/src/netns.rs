@@ -14,6 +14,8 @@
 //!   `/proc/thread-self/net/...`, since `/proc/self` is the main thread's
 //!   namespace). Dropping it deletes the
 //!   namespace, and with it every link inside.
+//! - [`NsShell::drop_heartbeats`]: a `tc` filter that drops vip's
+//!   layer-2 heartbeats on a link while ARP and IP pass.
 //! - [`Segment`]: a bridge namespace plus N hosts, each with an `eth0`
 //!   attached to the bridge: one flat layer-2 segment.
 //! - [`wait_until`]: the bounded poll every wait uses.
@@ -45,6 +47,7 @@ use std::time::{Duration, Instant};
 use vip_core::{Interface, MacAddr};
 
 use crate::sys;
+use crate::wire::heartbeat::ETHERTYPE_HEARTBEAT;
 
 /// Where `ip netns` keeps its namespace handles.
 pub const NETNS_DIR: &str = "/run/netns";
@@ -52,6 +55,9 @@ pub const NETNS_DIR: &str = "/run/netns";
 pub const MAX_PREFIX_LEN: usize = 8;
 /// How often [`wait_until`] polls.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// The priority of the heartbeat filters, so that they are removed alone.
+const HEARTBEAT_FILTER_PREF: &str = "34997";
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -303,6 +309,50 @@ impl NsShell {
         .map(drop)
     }
 
+    /// `tc -n <ns> <args>`; its standard output.
+    pub fn tc(&self, args: &[&str]) -> Result<String, LabError> {
+        let mut full = vec!["-n", self.name.as_str()];
+        full.extend_from_slice(args);
+        run_command("tc", &full)
+    }
+
+    /// Drop every vip heartbeat (EtherType 0x88B5) on `link`, in both
+    /// directions, and nothing else: ARP and IP pass untouched. Idempotent;
+    /// undone by [`pass_heartbeats`](Self::pass_heartbeats). On a host's
+    /// own interface the host's sends fail (`ENOBUFS`, the egress drop);
+    /// on a bridge port, as [`Segment::drop_heartbeats`] does it, they
+    /// succeed and are dropped in the "switch".
+    ///
+    /// A `clsact` qdisc with one filter per direction, selecting on the
+    /// frame's protocol 0x88B5: a one-instruction classic-BPF program in
+    /// direct-action mode that returns `TC_ACT_SHOT` (2). (Not `matchall
+    /// action drop`: kernels without the `cls_matchall`/`act_gact` modules,
+    /// like this lab's, refuse it.)
+    pub fn drop_heartbeats(&self, link: &str) -> Result<(), LabError> {
+        self.tc(&["qdisc", "replace", "dev", link, "clsact"])?;
+        let program = ["handle", "1", "bpf", "da", "bytecode", "1,6 0 0 2"];
+        self.heartbeat_filters("replace", link, &program)
+    }
+
+    /// Remove the filters of [`drop_heartbeats`](Self::drop_heartbeats)
+    /// from `link` (an error if they are not there).
+    pub fn pass_heartbeats(&self, link: &str) -> Result<(), LabError> {
+        self.heartbeat_filters("del", link, &[])
+    }
+
+    /// `tc filter <verb>` of the heartbeat filter on `link`, both
+    /// directions, with `rest` appended.
+    fn heartbeat_filters(&self, verb: &str, link: &str, rest: &[&str]) -> Result<(), LabError> {
+        let protocol = format!("{ETHERTYPE_HEARTBEAT:#06x}");
+        for direction in ["ingress", "egress"] {
+            let mut args = vec!["filter", verb, "dev", link, direction];
+            args.extend(["protocol", &protocol, "pref", HEARTBEAT_FILTER_PREF]);
+            args.extend_from_slice(rest);
+            self.tc(&args)?;
+        }
+        Ok(())
+    }
+
     /// The addresses on `link` as `ip -o addr show` prints them, one line
     /// per address (with `valid_lft`, `preferred_lft` and flags).
     pub fn address_lines(&self, link: &str) -> Result<Vec<String>, LabError> {
@@ -543,7 +593,7 @@ impl Segment {
         };
         for i in 0..hosts {
             let ns = Netns::new(&format!("{prefix}h"))?;
-            let port = format!("p{i}");
+            let port = Self::port(i);
             ns.add_veth("eth0", &segment.bridge, &port)?;
             segment.bridge.set_master(&port, "br0")?;
             segment.bridge.set_up(&port)?;
@@ -554,5 +604,22 @@ impl Segment {
             });
         }
         Ok(segment)
+    }
+
+    /// The bridge port host `i` is cabled to.
+    fn port(i: usize) -> String {
+        format!("p{i}")
+    }
+
+    /// Make the bridge drop vip heartbeats to and from host `i` while ARP
+    /// and IP pass: a switch that filters them. The host's own sends still
+    /// succeed. Undone by [`pass_heartbeats`](Self::pass_heartbeats).
+    pub fn drop_heartbeats(&self, i: usize) -> Result<(), LabError> {
+        self.bridge.drop_heartbeats(&Self::port(i))
+    }
+
+    /// Let host `i`'s heartbeats through the bridge again.
+    pub fn pass_heartbeats(&self, i: usize) -> Result<(), LabError> {
+        self.bridge.pass_heartbeats(&Self::port(i))
     }
 }

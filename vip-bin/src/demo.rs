@@ -1,8 +1,10 @@
 //! `vip demo`: the README's "run it" command. A throwaway lab (3 nodes, a
 //! client, a bridge; 198.18.0.0/24), the API-server stand-in, three real
-//! `vip manager` processes; then a crash failover and a graceful hand-over,
-//! as the client saw them. Exits 0 only if it saw one leader, a failover
-//! and a hand-over. Everything is removed at the end, on Ctrl-C or on
+//! `vip manager` processes; then a daemon crash (the VIP moves when the
+//! dead daemon's kernel drops it), a node crash (fast failover: heartbeats,
+//! probe, Lease compare-and-swap) and a graceful hand-over, as the client
+//! saw them. Exits 0 only if it saw one leader, both failovers and a
+//! hand-over. Everything is removed at the end, on Ctrl-C or on
 //! failure.
 
 use std::process::ExitCode;
@@ -58,7 +60,7 @@ pub async fn run(exe: std::path::PathBuf) -> ExitCode {
     tokio::select! {
         r = work => match r {
             Ok(()) => {
-                println!("demo passed: one leader, a crash failover and a graceful hand-over, everything removed");
+                println!("demo passed: one leader, a daemon-crash and a node-crash failover and a graceful hand-over, everything removed");
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -191,7 +193,47 @@ async fn steps(clock: &Clock, lab: &mut Lab) -> Result<(), String> {
         lab.nodes[first].name
     ));
 
-    // 3. Graceful hand-over: SIGTERM the leader.
+    // 3. Node crash: the leader's port goes down and its daemon dies. Its
+    //    heartbeats stop, nobody answers the followers' probe, and one of
+    //    them takes the Lease by compare-and-swap: fast failover.
+    let node_crash = Instant::now();
+    lab.set_link(second, false).map_err(|e| e.to_string())?;
+    lab.kill(second).await.map_err(|e| e.to_string())?;
+    clock.say(format!(
+        "node crash of {} (its port down, vip killed)",
+        lab.nodes[second].name
+    ));
+    let crashed = second;
+    let second = until(Duration::from_secs(15), || {
+        settled(lab).filter(|&i| i != crashed)
+    })
+    .await
+    .ok_or("no failover within 15 s of the node crash")?;
+    let fast = lab
+        .metric(second, "vip_fast_takeovers_total")
+        .map_err(|e| e.to_string())?
+        .unwrap_or(0.0);
+    clock.say(format!(
+        "fast failover: {} leads, {:.0} ms after the node crash{}",
+        describe(lab, second),
+        node_crash.elapsed().as_secs_f64() * 1000.0,
+        if fast >= 1.0 {
+            " (heartbeats stopped, nobody answered the probe, Lease taken by compare-and-swap)"
+        } else {
+            ""
+        }
+    ));
+    lab.set_link(crashed, true).map_err(|e| e.to_string())?;
+    lab.start(crashed).map_err(|e| e.to_string())?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    if settled(lab) != Some(second) {
+        return Err(format!(
+            "bringing {} back disturbed the leader",
+            lab.nodes[crashed].name
+        ));
+    }
+
+    // 4. Graceful hand-over: SIGTERM the leader.
     let handover = Instant::now();
     lab.signal(second, libc::SIGTERM)
         .map_err(|e| e.to_string())?;
@@ -232,12 +274,19 @@ async fn steps(clock: &Clock, lab: &mut Lab) -> Result<(), String> {
                 / pings.len().max(1) as f64),
         answered
     ));
-    match outage(&pings, crash, handover) {
+    match outage(&pings, crash, node_crash) {
         Some(o) => clock.say(format!(
-            "client-visible outage after the crash: {} ms",
+            "client-visible outage after the daemon crash: {} ms (the dead daemon's VIP answered until its kernel dropped it)",
             o.as_millis()
         )),
         None => return Err("the client never got an answer after the crash".into()),
+    }
+    match outage(&pings, node_crash, handover) {
+        Some(o) => clock.say(format!(
+            "client-visible outage after the node crash: {} ms",
+            o.as_millis()
+        )),
+        None => return Err("the client never got an answer after the node crash".into()),
     }
     match outage(&pings, handover, Instant::now()) {
         Some(o) => clock.say(format!(

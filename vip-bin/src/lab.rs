@@ -113,6 +113,8 @@ pub struct LabNode {
     pub keepalived: Option<Child>,
     /// Its log file (the manager's and keepalived's output).
     pub log: PathBuf,
+    /// Extra environment for this node's manager (after the lab's).
+    pub env: BTreeMap<String, String>,
 }
 
 /// One write of the Lease, as the stand-in's store saw it.
@@ -239,6 +241,7 @@ impl Lab {
                 process: None,
                 keepalived: None,
                 log: dir.join(format!("{name}.log")),
+                env: BTreeMap::new(),
             });
         }
         Ok(Self {
@@ -320,6 +323,7 @@ impl Lab {
             .env("RUST_LOG", "vip_core=debug,vip_lease=debug,vip=debug")
             .env("NO_COLOR", "1")
             .envs(&self.env)
+            .envs(&node.env)
             .stdin(Stdio::null())
             .kill_on_drop(true);
         cmd

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use clap::{Arg, ArgAction, ArgMatches, Command};
+use clap::{Arg, ArgMatches, Command};
 
 mod config;
 #[cfg(feature = "demo")]
@@ -15,11 +15,16 @@ mod metrics;
 mod preflight;
 mod status;
 
-use config::{KEYS, LogFormat, Settings, Sources};
+use config::{BOOLEANS, KEYS, LogFormat, REFUSED_FLAGS, Settings, Sources};
 
-/// The settings flags, one per key, each with kube-vip's alias.
+/// The settings flags, one per key, each with kube-vip's alias; the
+/// booleans as kube-vip's cobra bool flags (bare is true, else
+/// `--flag=value`); kube-vip's flags of modes `vip` lacks, hidden, so they
+/// are refused by name rather than as unknown; and a hidden catch of stray
+/// arguments (`--arp false`), refused in one line.
 fn settings_args() -> Vec<Arg> {
-    KEYS.iter()
+    let mut args: Vec<Arg> = KEYS
+        .iter()
         .map(|k| {
             let mut help = k.help.to_string();
             help.push_str(&format!(" [env: {}]", k.env));
@@ -32,6 +37,13 @@ fn settings_args() -> Vec<Arg> {
                 .num_args(1)
                 .allow_hyphen_values(true)
                 .help(help);
+            if BOOLEANS.contains(&k.env) {
+                a = boolean(a);
+            }
+            if k.env == "cp_namespace" {
+                // kube-vip's `-n`.
+                a = a.short('n');
+            }
             if let Some(alias) = k.kube_vip_flag
                 && alias != k.flag
             {
@@ -39,7 +51,67 @@ fn settings_args() -> Vec<Arg> {
             }
             a
         })
-        .collect()
+        .collect();
+    args.extend(REFUSED_FLAGS.iter().map(|r| {
+        let long = r.flag.trim_start_matches('-');
+        let a = Arg::new(long)
+            .long(long)
+            .value_name("VALUE")
+            .num_args(1)
+            .allow_hyphen_values(true)
+            .hide(true);
+        if r.boolean { boolean(a) } else { a }
+    }));
+    args.push(
+        Arg::new(STRAY)
+            .num_args(1..)
+            .allow_hyphen_values(true)
+            .hide(true),
+    );
+    args
+}
+
+/// The id of the hidden positional (not global: `vip manifest` adds it to
+/// each subcommand) catching stray arguments.
+pub(crate) const STRAY: &str = "stray-arguments";
+
+/// A cobra bool flag: `--flag` is true, `--flag=false` false.
+pub(crate) fn boolean(a: Arg) -> Arg {
+    a.value_name("BOOL")
+        .num_args(0..=1)
+        .require_equals(true)
+        .default_missing_value("true")
+}
+
+/// Refuse stray arguments and kube-vip's flags of modes `vip` does not
+/// implement, each in one line.
+fn refused_flags(m: &ArgMatches) -> Result<(), config::ConfigError> {
+    if let Ok(Some(mut stray)) = m.try_get_many::<String>(STRAY) {
+        let first = stray.next().cloned().unwrap_or_default();
+        return Err(config::ConfigError::Invalid {
+            key: "argument",
+            value: first,
+            expected: "flags only; a boolean flag takes its value after '=' (--arp=false), as in kube-vip, and alone means true".into(),
+        });
+    }
+    for r in REFUSED_FLAGS {
+        let Some(v) = m.get_one::<String>(r.flag.trim_start_matches('-')) else {
+            continue;
+        };
+        let on = if r.boolean {
+            config::parse_bool(r.flag, v)?
+        } else {
+            !v.trim().is_empty()
+        };
+        if on {
+            return Err(config::ConfigError::Unsupported {
+                key: r.flag,
+                value: v.clone(),
+                what: r.what,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn cli() -> Command {
@@ -104,10 +176,12 @@ fn hostname() -> String {
 
 /// Load and validate the settings, or print the one-line error and exit 2.
 fn settings(m: &ArgMatches) -> Result<Settings, ExitCode> {
-    Settings::from_sources(&Sources::from_process(flag_values(m)), &hostname()).map_err(|e| {
-        eprintln!("vip: {e}");
-        ExitCode::from(2)
-    })
+    refused_flags(m)
+        .and_then(|()| Settings::from_sources(&Sources::from_process(flag_values(m)), &hostname()))
+        .map_err(|e| {
+            eprintln!("vip: {e}");
+            ExitCode::from(2)
+        })
 }
 
 /// [`settings`], and the host files they name must be readable (the
@@ -145,7 +219,6 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn main() -> ExitCode {
     let matches = cli().get_matches();
-    let _ = ArgAction::Set;
     match matches.subcommand() {
         Some(("check-config", m)) => match host_settings(m) {
             Ok(s) => {
@@ -156,7 +229,9 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Some(("manifest", m)) => match settings(m) {
+        // The settings are global to `manifest`, so its subcommand's
+        // matches carry them, and its stray arguments.
+        Some(("manifest", m)) => match settings(m.subcommand().map_or(m, |(_, sub)| sub)) {
             Ok(s) => manifest::run(m, s),
             Err(code) => code,
         },

@@ -15,12 +15,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
-use vip_arp::{NetlinkAddressManager, PacketAnnouncer};
+use vip_arp::{NetlinkAddressManager, PacketAnnouncer, PacketHeartbeats};
 use vip_core::{Controller, ControllerConfig, LockBackend, Status};
 use vip_etcd::{EtcdBackend, EtcdConfig, election_key};
 use vip_lease::{
-    ClusterAccess, CordonConfig, DiscoveryOptions, HealthConfig, LeaseBackend, LeaseConfig,
-    LeaseName, ReadyzProbe, spawn_cordon_watch,
+    ClusterAccess, CordonConfig, DiscoveryOptions, HealthConfig, KubeconfigSource, LeaseBackend,
+    LeaseConfig, LeaseName, ReadyzProbe, spawn_cordon_watch,
 };
 
 use crate::config::{LeaderElection, Settings};
@@ -38,8 +38,34 @@ pub fn controller_config(s: &Settings, health: &HealthConfig) -> ControllerConfi
         s.timings,
     );
     c.announce.refresh = s.arp_rate;
+    c.fast_failover = s.fast_failover;
+    c.election = vip_core::ElectionId::of(&format!("{}/{}", s.lease_namespace, s.lease_name));
     c.health = health.policy;
     c
+}
+
+/// The Lease backend's configuration: request bound from the retry
+/// period, `vip_leaseannotations` kept on the Lease.
+pub fn lease_config(s: &Settings, lease: LeaseName) -> LeaseConfig {
+    let mut c = LeaseConfig::for_retry_period(lease, s.timings.retry_period());
+    c.annotations.clone_from(&s.lease_annotations);
+    c
+}
+
+/// The Lease's namespace when it is not the configured one: in-cluster
+/// (a DaemonSet) with no namespace set, the ServiceAccount's, as kube-vip
+/// v1.1+ does, so both elect on the same Lease. `vip manifest daemonset`
+/// sets `cp_namespace`, so its pods use the namespace `vip manifest rbac`
+/// grants.
+pub fn lease_namespace(
+    s: &Settings,
+    in_cluster: bool,
+    service_account_namespace: impl FnOnce() -> Option<String>,
+) -> Option<String> {
+    if s.lease_namespace_explicit || !in_cluster {
+        return None;
+    }
+    service_account_namespace().filter(|ns| *ns != s.lease_namespace)
 }
 
 /// Print the configuration and state, as kube-vip does on SIGUSR1.
@@ -132,10 +158,25 @@ async fn run_inner(settings: Settings) -> Result<(), String> {
                     .map_err(|e| e.to_string())?,
             )
         }
-        (LeaderElection::Kubernetes, Some(access)) => Arc::new(
-            LeaseBackend::new(access, LeaseConfig::for_retry_period(lease, retry))
-                .map_err(|e| e.to_string())?,
-        ),
+        (LeaderElection::Kubernetes, Some(access)) => {
+            let lease = match lease_namespace(
+                &settings,
+                matches!(access.source(), KubeconfigSource::InCluster),
+                || discovery.service_account_namespace(),
+            ) {
+                Some(ns) => {
+                    let lease = LeaseName::new(&ns, &settings.lease_name)
+                        .map_err(|e| format!("the ServiceAccount's namespace: {e}"))?;
+                    tracing::info!(lease = %lease, "in-cluster: the Lease is in the ServiceAccount's namespace (cp_namespace not set)");
+                    lease
+                }
+                None => lease,
+            };
+            Arc::new(
+                LeaseBackend::new(access, lease_config(&settings, lease))
+                    .map_err(|e| e.to_string())?,
+            )
+        }
         (LeaderElection::Kubernetes, None) => {
             return Err("no cluster access for the Lease election".into());
         }
@@ -164,6 +205,18 @@ async fn run_inner(settings: Settings) -> Result<(), String> {
     {
         let probe = ReadyzProbe::new(access, health_config).map_err(|e| e.to_string())?;
         controller = controller.with_health(Arc::new(probe));
+    }
+    let fast = settings.fast_failover;
+    if fast.enabled() {
+        tracing::info!(
+            heartbeat = ?fast.heartbeat,
+            misses = fast.misses,
+            probe = ?fast.probe_timeout,
+            "fast failover on: layer-2 heartbeats, probe, lease compare-and-swap"
+        );
+        controller = controller.with_heartbeats(Arc::new(PacketHeartbeats::new()));
+    } else {
+        tracing::info!("fast failover off (vip_heartbeat_ms=0): failover at lease expiry");
     }
 
     // Bind the metrics port before anything changes on the host, so a
@@ -224,4 +277,63 @@ async fn run_inner(settings: Settings) -> Result<(), String> {
         "stopped"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Sources;
+
+    fn settings(pairs: &[(&str, &str)]) -> Settings {
+        Settings::from_sources(&Sources::env_only(pairs), "node").unwrap()
+    }
+
+    #[test]
+    fn in_cluster_without_a_namespace_uses_the_service_accounts() {
+        let sa = || Some("vip-system".to_string());
+        let bare = settings(&[("address", "198.18.0.1")]);
+        assert_eq!(lease_namespace(&bare, true, sa), Some("vip-system".into()));
+        // Not in-cluster (a static pod has no ServiceAccount): configured.
+        assert_eq!(lease_namespace(&bare, false, sa), None);
+        // No namespace file: configured.
+        assert_eq!(lease_namespace(&bare, true, || None), None);
+        // The same namespace: nothing to change.
+        assert_eq!(
+            lease_namespace(&bare, true, || Some("kube-system".into())),
+            None
+        );
+        // Set explicitly (vip manifest daemonset does): it wins.
+        for pairs in [
+            &[("address", "198.18.0.1"), ("cp_namespace", "kube-system")][..],
+            &[
+                ("address", "198.18.0.1"),
+                ("vip_leasename", "kube-system/lock"),
+            ],
+        ] {
+            assert_eq!(
+                lease_namespace(&settings(pairs), true, sa),
+                None,
+                "{pairs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_lease_annotations_reach_the_backend_config() {
+        let s = settings(&[
+            ("address", "198.18.0.1"),
+            ("vip_leaseannotations", r#"{"team":"infra"}"#),
+        ]);
+        let c = lease_config(&s, LeaseName::default());
+        assert_eq!(c.annotations.get("team").map(String::as_str), Some("infra"));
+        assert_eq!(c.annotations.len(), 1);
+        assert!(
+            lease_config(
+                &settings(&[("address", "198.18.0.1")]),
+                LeaseName::default()
+            )
+            .annotations
+            .is_empty()
+        );
+    }
 }

@@ -47,6 +47,11 @@ pub struct Metrics {
     healthy: Gauge<f64, AtomicU64>,
     step_downs: Family<ReasonLabels, Counter>,
     restores: Counter,
+    heartbeats_sent: Counter,
+    heartbeats_received: Counter,
+    fast_takeovers: Counter,
+    fast_takeovers_declined: Counter,
+    yields: Counter,
 }
 
 impl Default for Metrics {
@@ -121,6 +126,36 @@ impl Metrics {
             "VIPs put back after someone else removed them",
             restores.clone(),
         );
+        let heartbeats_sent = Counter::default();
+        registry.register(
+            "heartbeats_sent",
+            "Layer-2 heartbeats sent while leading (fast failover)",
+            heartbeats_sent.clone(),
+        );
+        let heartbeats_received = Counter::default();
+        registry.register(
+            "heartbeats_received",
+            "Heartbeats of this election heard from other nodes",
+            heartbeats_received.clone(),
+        );
+        let fast_takeovers = Counter::default();
+        registry.register(
+            "fast_takeovers",
+            "Leaderships taken from a silent holder whose VIP no longer answered, by lease compare-and-swap",
+            fast_takeovers.clone(),
+        );
+        let fast_takeovers_declined = Counter::default();
+        registry.register(
+            "fast_takeovers_declined",
+            "Probes of a silent holder's VIP that were still answered (no early takeover)",
+            fast_takeovers_declined.clone(),
+        );
+        let yields = Counter::default();
+        registry.register(
+            "yields",
+            "Leaderships given up on hearing a higher term from another holder",
+            yields.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -140,6 +175,11 @@ impl Metrics {
             healthy,
             step_downs,
             restores,
+            heartbeats_sent,
+            heartbeats_received,
+            fast_takeovers,
+            fast_takeovers_declined,
+            yields,
         }
     }
 
@@ -189,6 +229,21 @@ impl Observer for Metrics {
             }
             ControllerEvent::AddressRestored { .. } => {
                 self.restores.inc();
+            }
+            ControllerEvent::HeartbeatSent => {
+                self.heartbeats_sent.inc();
+            }
+            ControllerEvent::HeartbeatHeard { .. } => {
+                self.heartbeats_received.inc();
+            }
+            ControllerEvent::FastTakeover { .. } => {
+                self.fast_takeovers.inc();
+            }
+            ControllerEvent::FastTakeoverDeclined { .. } => {
+                self.fast_takeovers_declined.inc();
+            }
+            ControllerEvent::Yielded { .. } => {
+                self.yields.inc();
             }
             _ => {}
         }
@@ -342,9 +397,33 @@ mod tests {
             reason: vip_core::StepDownReason::Unhealthy,
             released: true,
         });
+        m.on_event(&ControllerEvent::HeartbeatSent);
+        m.on_event(&ControllerEvent::HeartbeatSent);
+        m.on_event(&ControllerEvent::HeartbeatHeard {
+            holder: "b".into(),
+            term: 1,
+        });
+        m.on_event(&ControllerEvent::FastTakeoverDeclined {
+            holder: "b".into(),
+            answered_by: vip_core::MacAddr([2, 0, 0, 0, 0, 9]),
+        });
+        m.on_event(&ControllerEvent::FastTakeover {
+            from: "b".into(),
+            term: 2,
+            silent: Duration::from_millis(33),
+        });
+        m.on_event(&ControllerEvent::Yielded {
+            to: "c".into(),
+            term: 3,
+        });
         m.observe_status(&status(Role::Leader, Instant::now()));
         let text = m.encode();
         for line in [
+            "vip_heartbeats_sent_total 2",
+            "vip_heartbeats_received_total 1",
+            "vip_fast_takeovers_total 1",
+            "vip_fast_takeovers_declined_total 1",
+            "vip_yields_total 1",
             "vip_leader 1",
             "vip_leader_transitions_total 1",
             "vip_renewal_duration_seconds_count 1",

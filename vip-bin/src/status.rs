@@ -1,14 +1,15 @@
 //! `vip status`: who holds the lease and for how long, whether this node
-//! holds the VIP, which MAC answers for it on the segment, and the local API
-//! server's health. A table for people, `-o json` for scripts. Read-only.
+//! holds the VIP, which MAC answers for it on the segment, the heartbeats
+//! heard on the segment (fast failover), and the local API server's
+//! health. A table for people, `-o json` for scripts. Read-only.
 
 use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
-use vip_arp::{NetlinkAddressManager, PacketAnnouncer};
-use vip_core::{AddressManager, Announcer, HealthProbe, LockBackend};
+use vip_arp::{NetlinkAddressManager, PacketAnnouncer, PacketHeartbeats};
+use vip_core::{AddressManager, Announcer, ElectionId, HealthProbe, HeartbeatChannel, LockBackend};
 use vip_lease::{
     ClusterAccess, DiscoveryOptions, HealthConfig, LeaseBackend, LeaseConfig, LeaseName,
     ReadyzProbe,
@@ -33,10 +34,86 @@ pub struct Report {
     pub interface: Option<String>,
     /// Per VIP.
     pub vips: Vec<VipReport>,
+    /// Heartbeats heard on the interface during the listening window, one
+    /// entry per sender.
+    pub heartbeats: Vec<PeerBeats>,
+    /// How long `vip status` listened for heartbeats.
+    pub heartbeat_window_ms: u64,
     /// The local API server's `/readyz`: `ok` or the failure.
     pub local_api: String,
     /// What could not be found out.
     pub errors: Vec<String>,
+}
+
+/// One sender of heartbeats, as heard by `vip status`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PeerBeats {
+    /// The holder the heartbeats name.
+    pub holder: String,
+    /// The sender's MAC.
+    pub mac: String,
+    /// The term of the last one.
+    pub term: u32,
+    /// Its sequence number.
+    pub sequence: u64,
+    /// The sender's interval, milliseconds.
+    pub interval_ms: u64,
+    /// How many were heard in the window.
+    pub heard: u64,
+    /// Milliseconds since the last one, at the end of the window.
+    pub last_ms_ago: u64,
+}
+
+/// How long `vip status` listens for heartbeats.
+const HEARTBEAT_WINDOW: Duration = Duration::from_millis(300);
+
+/// Listen for heartbeats of `election` on `iface` for the window.
+async fn listen_heartbeats(
+    iface: &vip_core::Interface,
+    election: ElectionId,
+) -> Result<Vec<PeerBeats>, String> {
+    let channel = PacketHeartbeats::new();
+    let mut rx = channel
+        .subscribe(iface, election)
+        .await
+        .map_err(|e| e.to_string())?;
+    let end = tokio::time::Instant::now() + HEARTBEAT_WINDOW;
+    let mut peers: Vec<(PeerBeats, tokio::time::Instant)> = vec![];
+    while let Ok(Some(h)) = tokio::time::timeout_at(end, rx.recv()).await {
+        let mac = h.from.to_string();
+        let now = tokio::time::Instant::now();
+        let beat = PeerBeats {
+            holder: h.beat.holder.clone(),
+            mac: mac.clone(),
+            term: h.beat.term,
+            sequence: h.beat.sequence,
+            interval_ms: h.beat.interval.as_millis() as u64,
+            heard: 1,
+            last_ms_ago: 0,
+        };
+        match peers
+            .iter_mut()
+            .find(|(p, _)| p.mac == mac && p.holder == beat.holder)
+        {
+            Some((p, at)) => {
+                let heard = p.heard + 1;
+                *p = PeerBeats { heard, ..beat };
+                *at = now;
+            }
+            None => peers.push((beat, now)),
+        }
+        if peers.len() > 64 {
+            break;
+        }
+    }
+    let now = tokio::time::Instant::now();
+    Ok(peers
+        .into_iter()
+        .map(|(mut p, at)| {
+            p.last_ms_ago = now.saturating_duration_since(at).as_millis() as u64;
+            p
+        })
+        .collect())
 }
 
 /// One VIP in the report.
@@ -59,6 +136,8 @@ async fn gather(s: &Settings) -> Report {
         transitions: None,
         interface: None,
         vips: vec![],
+        heartbeats: vec![],
+        heartbeat_window_ms: 0,
         local_api: "unknown".into(),
         errors: vec![],
     };
@@ -89,6 +168,15 @@ async fn gather(s: &Settings) -> Report {
                         held_here,
                         answered_by,
                     });
+                }
+                if s.fast_failover.enabled() {
+                    let election =
+                        ElectionId::of(&format!("{}/{}", s.lease_namespace, s.lease_name));
+                    r.heartbeat_window_ms = HEARTBEAT_WINDOW.as_millis() as u64;
+                    match listen_heartbeats(&iface, election).await {
+                        Ok(p) => r.heartbeats = p,
+                        Err(e) => r.errors.push(format!("listening for heartbeats: {e}")),
+                    }
                 }
             }
             Err(e) => r.errors.push(format!("interface: {e}")),
@@ -185,6 +273,25 @@ pub fn table(r: &Report) -> String {
             v.answered_by.as_deref().unwrap_or("nobody")
         ));
     }
+    if r.heartbeat_window_ms > 0 && r.heartbeats.is_empty() {
+        out.push_str(&format!(
+            "{:<18} none heard in {} ms (fast failover falls back to lease expiry)\n",
+            "heartbeats", r.heartbeat_window_ms
+        ));
+    }
+    for p in &r.heartbeats {
+        out.push_str(&format!(
+            "{:<18} {} from {}: term {}, seq {}, every {} ms, {} heard, last {} ms ago\n",
+            "heartbeats",
+            p.holder,
+            p.mac,
+            p.term,
+            p.sequence,
+            p.interval_ms,
+            p.heard,
+            p.last_ms_ago
+        ));
+    }
     for e in &r.errors {
         out.push_str(&format!("{:<18} {e}\n", "error"));
     }
@@ -231,10 +338,24 @@ mod tests {
                 held_here: true,
                 answered_by: Some("02:00:00:00:00:01 (this node)".into()),
             }],
+            heartbeats: vec![PeerBeats {
+                holder: "alpha-1".into(),
+                mac: "02:00:00:00:00:01".into(),
+                term: 3,
+                sequence: 1200,
+                interval_ms: 10,
+                heard: 30,
+                last_ms_ago: 4,
+            }],
+            heartbeat_window_ms: 300,
             local_api: "ok".into(),
             errors: vec![],
         };
         let t = table(&r);
+        assert!(
+            t.contains("heartbeats         alpha-1 from 02:00:00:00:00:01: term 3, seq 1200, every 10 ms, 30 heard, last 4 ms ago"),
+            "{t}"
+        );
         assert!(t.contains("holder             alpha-1 (this node)"), "{t}");
         assert!(
             t.contains("192.168.20.140 here: yes; answered by: 02:00:00:00:00:01 (this node)"),
@@ -242,6 +363,9 @@ mod tests {
         );
         r.holder = Some(String::new());
         assert!(table(&r).contains("nobody (released)"));
+        let mut quiet = r.clone();
+        quiet.heartbeats.clear();
+        assert!(table(&quiet).contains("heartbeats         none heard in 300 ms"));
         let j = serde_json::to_value(&r).unwrap();
         assert_eq!(j["vips"][0]["held_here"], true);
         assert_eq!(j["transitions"], 3);

@@ -1,6 +1,8 @@
 //! The `vip` command line: exit codes and messages of `manager`,
 //! `check-config`, `preflight` and `status` on bad input, before anything
-//! touches the host.
+//! touches the host; kube-vip's documented command lines run verbatim, its
+//! bool flags behave as cobra's, and its modes `vip` lacks are refused by
+//! name.
 
 mod common;
 
@@ -166,4 +168,236 @@ fn usage_errors() {
     let o = vip(&[], &["--version"]);
     assert_eq!(o.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("vip "));
+}
+
+/// A fresh empty directory standing in for the host's root, so
+/// `vip manifest pod` detects nothing of this machine; removed on drop.
+struct FakeRoot(std::path::PathBuf);
+
+impl FakeRoot {
+    fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("vip-cli-root-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for FakeRoot {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Exit 2, nothing on stdout, one stderr line containing `text`.
+fn refused_in_one_line(o: &Output, what: &str, text: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "{what}: {err}");
+    assert!(
+        o.stdout.is_empty(),
+        "{what}: printed {:?}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "{what}: one line: {err:?}"
+    );
+    assert!(err.contains(text), "{what}: {err:?} lacks {text:?}");
+}
+
+fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
+/// kube-vip's documented command lines (its static-pod and k3s install
+/// pages, with $INTERFACE=eth0 and $VIP=192.168.0.40), verbatim after the
+/// program name: the control-plane ones work, the ones with `--services`
+/// are refused by name, before anything happens.
+#[test]
+fn kube_vips_documented_command_lines_run_verbatim() {
+    let root = FakeRoot::new("docs");
+    let env = [("VIP_HOST_ROOT", root.path())];
+    let pod = "manifest pod --interface eth0 --address 192.168.0.40 --controlplane --arp --leaderElection";
+    let o = vip(&env, &words(pod));
+    assert_eq!(o.status.code(), Some(0), "{pod}: {}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.starts_with("# distribution: kubeadm"), "{out}");
+    let doc: serde_json::Value = serde_saphyr::from_str(&out).expect("one YAML pod");
+    assert_eq!(doc["kind"], "Pod");
+    let env_of = |name: &str| {
+        doc["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["value"].clone())
+    };
+    assert_eq!(env_of("vip_interface"), Some("eth0".into()));
+    assert_eq!(env_of("address"), Some("192.168.0.40".into()));
+    assert_eq!(env_of("vip_arp"), Some("true".into()));
+    assert_eq!(
+        doc["spec"]["volumes"][0]["hostPath"]["path"],
+        "/etc/kubernetes/admin.conf"
+    );
+
+    // kubeadm >= 1.29's first node, as kube-vip's page has it: the
+    // kubeconfig named by --k8sConfigPath is the one mounted.
+    let first = "manifest pod --interface eth0 --address 192.168.0.40 --controlplane --arp --leaderElection --k8sConfigPath /etc/kubernetes/super-admin.conf";
+    let o = vip(&env, &words(first));
+    assert_eq!(o.status.code(), Some(0), "{first}: {}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.starts_with("# kubeconfig: /etc/kubernetes/super-admin.conf (k8s_config_file)"),
+        "{out}"
+    );
+    let first: serde_json::Value = serde_saphyr::from_str(&out).unwrap();
+    assert_eq!(
+        first["spec"]["volumes"][0]["hostPath"]["path"],
+        "/etc/kubernetes/super-admin.conf"
+    );
+    assert_eq!(
+        first["spec"]["containers"][0]["volumeMounts"][0]["mountPath"],
+        "/etc/kubernetes/admin.conf"
+    );
+
+    let ds = "manifest daemonset --interface eth0 --address 192.168.0.40 --inCluster --taint --controlplane --arp --leaderElection";
+    let o = vip(&env, &words(ds));
+    assert_eq!(o.status.code(), Some(0), "{ds}: {}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("kind: DaemonSet"));
+
+    for line in [
+        "manifest pod --interface eth0 --address 192.168.0.40 --controlplane --services --arp --leaderElection",
+        "manifest daemonset --interface eth0 --address 192.168.0.40 --inCluster --taint --controlplane --services --arp --leaderElection",
+        "manager --interface eth0 --address 192.168.0.40 --controlplane --services --arp --leaderElection",
+        "check-config --interface eth0 --address 192.168.0.40 --controlplane --services --arp --leaderElection",
+    ] {
+        refused_in_one_line(
+            &vip(&env, &words(line)),
+            line,
+            "vip: unsupported --services=\"true\": the Service load-balancer mode is not implemented by vip",
+        );
+    }
+
+    let check = "check-config --interface eth0 --address 192.168.0.40 --controlplane --arp --leaderElection --nodeName n1";
+    let o = vip(&[], &words(check));
+    assert_eq!(o.status.code(), Some(0), "{check}: {}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.lines().any(|l| l == "vip_interface=eth0"), "{out}");
+    assert!(out.lines().any(|l| l == "address=192.168.0.40/32"), "{out}");
+}
+
+/// `manager` takes the same flags: it gets past the configuration and
+/// stops at the missing kubeconfig (exit 1, naming it), before any
+/// network change.
+#[test]
+fn manager_takes_kube_vips_flags_and_stops_at_the_kubeconfig() {
+    let o = vip(
+        &[],
+        &words(
+            "manager --interface eth0 --address 192.168.0.40 --controlplane --arp --leaderElection --nodeName n1 --k8sConfigPath /nonexistent/vip-kubeconfig --prometheusHTTPServer=",
+        ),
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("/nonexistent/vip-kubeconfig"), "{err}");
+}
+
+/// Booleans behave like cobra's: bare is true, `=value` parses with Go's
+/// ParseBool, and `--flag false` leaves a stray `false`, refused in one
+/// line; kube-vip's mode flags are refused by name when on, accepted off.
+#[test]
+fn booleans_and_refused_flags_behave_like_kube_vips() {
+    let base = [
+        "check-config",
+        "--address",
+        "198.18.0.9",
+        "--nodeName",
+        "n1",
+    ];
+    let run = |extra: &[&str]| {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        vip(&[], &args)
+    };
+    for ok in [
+        &["--arp"][..],
+        &["--arp=true"],
+        &["--arp=1"],
+        &["--leaderElection=false"],
+        &["--vip-leaderelection"],
+        &["--controlplane=T"],
+        &["--vip-healthcheck=false"],
+        &[
+            "--services=false",
+            "--bgp=false",
+            "--enableLoadBalancer=false",
+        ],
+        &["-n", "vip-system"],
+        &["--serviceInterface="],
+    ] {
+        let o = run(ok);
+        assert_eq!(o.status.code(), Some(0), "{ok:?}: {}", stderr(&o));
+    }
+    let o = run(&["-n", "vip-system"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("cp_namespace=vip-system"));
+    let o = run(&["--vip-healthcheck=false"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("vip_healthcheck=false"));
+
+    let cases: &[(&[&str], &str)] = &[
+        (&["--arp=false"], "vip: unsupported vip_arp=\"false\""),
+        (
+            &["--controlplane=false"],
+            "vip: unsupported cp_enable=\"false\"",
+        ),
+        (
+            &["--leaderElection=maybe"],
+            "vip: invalid vip_leaderelection=\"maybe\": expected true or false",
+        ),
+        (
+            &["--arp", "false"],
+            "vip: invalid argument=\"false\": expected flags only; a boolean flag takes its value after '='",
+        ),
+        (&["--bgp"], "vip: unsupported --bgp=\"true\": the BGP mode"),
+        (
+            &["--wireguard=true"],
+            "unsupported --wireguard=\"true\": the WireGuard mode",
+        ),
+        (
+            &["--table"],
+            "unsupported --table=\"true\": the routing-table mode",
+        ),
+        (
+            &["--enableLoadBalancer"],
+            "unsupported --enableLoadBalancer=\"true\": IPVS",
+        ),
+        (&["--ddns"], "unsupported --ddns=\"true\": DHCP/DDNS"),
+        (&["--servicesElection"], "unsupported --servicesElection"),
+        (
+            &["--enableNodeLabeling"],
+            "unsupported --enableNodeLabeling",
+        ),
+        (
+            &["--preserveVipOnLeadershipLoss"],
+            "unsupported --preserveVipOnLeadershipLoss",
+        ),
+        (
+            &["--bgpRouterID", "198.18.0.1"],
+            "unsupported --bgpRouterID=\"198.18.0.1\": the BGP mode",
+        ),
+        (&["--localAS=65000"], "unsupported --localAS=\"65000\""),
+        (
+            &["--serviceInterface", "eth1"],
+            "unsupported --serviceInterface=\"eth1\"",
+        ),
+        (
+            &["--bgp=yes"],
+            "vip: invalid --bgp=\"yes\": expected true or false",
+        ),
+    ];
+    for (extra, text) in cases {
+        refused_in_one_line(&run(extra), &format!("{extra:?}"), text);
+    }
 }

@@ -227,7 +227,7 @@ fn bad_settings_are_refused_in_one_line_with_exit_2() {
 }
 
 #[test]
-fn a_bad_or_missing_distribution_is_a_usage_error() {
+fn a_bad_distribution_is_a_usage_error() {
     let out = vip(
         BRIEF_ENV,
         &["manifest", "pod", "--distribution", "microk8s"],
@@ -240,11 +240,245 @@ fn a_bad_or_missing_distribution_is_a_usage_error() {
             && stderr.contains("[possible values: k3s, kubeadm, rke2]"),
         "{stderr}"
     );
+}
 
-    let out = vip(BRIEF_ENV, &["manifest", "pod"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("--distribution <NAME>"), "{stderr}");
+/// A directory standing in for a host's root file system, with these
+/// paths created (a trailing `/` makes a directory); removed on drop.
+struct FakeRoot(PathBuf);
+
+impl FakeRoot {
+    fn with(tag: &str, paths: &[&str]) -> Self {
+        let root =
+            std::env::temp_dir().join(format!("vip-manifest-root-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        for p in paths {
+            let full = root.join(p.trim_start_matches('/'));
+            if p.ends_with('/') {
+                std::fs::create_dir_all(&full).unwrap();
+            } else {
+                std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+                std::fs::write(&full, "").unwrap();
+            }
+        }
+        Self(root)
+    }
+}
+
+impl Drop for FakeRoot {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Without `--distribution` the pod is for the host's distribution, and
+/// a comment says which and why; `--distribution` still wins.
+#[test]
+fn the_distribution_is_detected_from_the_host_and_said_in_a_comment() {
+    let cases: &[(&str, &[&str], &str, &str)] = &[
+        (
+            "empty",
+            &[],
+            "/etc/kubernetes/admin.conf",
+            "# distribution: kubeadm (detected on this host: no k3s or rke2 files found",
+        ),
+        (
+            "kubeadm",
+            &["/etc/kubernetes/admin.conf"],
+            "/etc/kubernetes/admin.conf",
+            "# distribution: kubeadm (detected on this host: /etc/kubernetes/admin.conf exists)",
+        ),
+        (
+            "k3s-etc",
+            &["/etc/rancher/k3s/"],
+            "/etc/rancher/k3s/k3s.yaml",
+            "# distribution: k3s (detected on this host: /etc/rancher/k3s exists)",
+        ),
+        (
+            "k3s-bin",
+            &["/usr/local/bin/k3s", "/etc/kubernetes/admin.conf"],
+            "/etc/rancher/k3s/k3s.yaml",
+            "# distribution: k3s (detected on this host: /usr/local/bin/k3s exists)",
+        ),
+        (
+            "rke2",
+            &["/etc/rancher/rke2/"],
+            "/etc/rancher/rke2/rke2.yaml",
+            "# distribution: rke2 (detected on this host: /etc/rancher/rke2 exists)",
+        ),
+    ];
+    for (tag, paths, kubeconfig, comment) in cases {
+        let root = FakeRoot::with(tag, paths);
+        let mut env = BRIEF_ENV.to_vec();
+        env.push(("VIP_HOST_ROOT", root.0.to_str().unwrap()));
+        let out = vip(&env, &["manifest", "pod"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{tag}: {stderr}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with(comment), "{tag}: {text}");
+        let pod: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+        assert_eq!(
+            pod["spec"]["volumes"][0]["hostPath"]["path"], *kubeconfig,
+            "{tag}"
+        );
+        // Chosen by hand: no comment, that distribution.
+        let out = vip(&env, &["manifest", "pod", "--distribution", "rke2"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with("apiVersion: v1"), "{tag}: {text}");
+        assert!(text.contains("path: /etc/rancher/rke2/rke2.yaml"), "{tag}");
+    }
+    // Both k3s and rke2: vip does not guess.
+    let root = FakeRoot::with("both", &["/etc/rancher/k3s/", "/var/lib/rancher/rke2/"]);
+    let mut env = BRIEF_ENV.to_vec();
+    env.push(("VIP_HOST_ROOT", root.0.to_str().unwrap()));
+    refused(
+        &env,
+        &["manifest", "pod"],
+        "vip: invalid --distribution=\"/etc/rancher/k3s and /var/lib/rancher/rke2 both exist\": expected k3s, kubeadm or rke2, chosen by hand",
+    );
+}
+
+/// The brief's settings as a DaemonSet (kube-vip's name `kube-vip-ds`).
+#[test]
+fn golden_daemonset_for_the_briefs_settings() {
+    golden(
+        "daemonset-brief.yaml",
+        BRIEF_ENV,
+        &["manifest", "daemonset", "--vip-leasename", "kube-vip-cp"],
+    );
+}
+
+/// kube-vip's image, its k3s page's flags, annotations on the Lease, a
+/// named ServiceAccount, dual stack.
+#[test]
+fn golden_daemonset_kube_vip_image_with_annotations() {
+    golden(
+        "daemonset-kube-vip-image.yaml",
+        &[(
+            "vip_leaseannotations",
+            r#"{"example.com/owner":"platform"}"#,
+        )],
+        &[
+            "manifest",
+            "daemonset",
+            "--interface",
+            "eth0",
+            "--address",
+            "198.18.0.10,2001:db8::10",
+            "--inCluster",
+            "--taint",
+            "--controlplane",
+            "--arp",
+            "--leaderElection",
+            "--image",
+            "ghcr.io/kube-vip/kube-vip:v1.0.3",
+            "--no-liveness-probe",
+            "--name",
+            "vip",
+            "--service-account",
+            "vip",
+        ],
+    );
+}
+
+/// The DaemonSet's container is the static pod's, without the kubeconfig
+/// (mount, `k8s_config_file`, hostAliases): same image, env, capabilities,
+/// probe and resources.
+#[test]
+fn the_daemonset_runs_the_static_pods_container_in_cluster() {
+    let yaml = |args: &[&str]| -> serde_json::Value {
+        let out = vip(BRIEF_ENV, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_saphyr::from_str(&String::from_utf8_lossy(&out.stdout)).unwrap()
+    };
+    let pod = yaml(&["manifest", "pod", "--distribution", "k3s"]);
+    let ds = yaml(&["manifest", "daemonset", "--name", "kube-vip"]);
+    let mut want = pod["spec"]["containers"][0].clone();
+    want.as_object_mut().unwrap().remove("volumeMounts");
+    let env = want["env"].as_array_mut().unwrap();
+    env.retain(|e| e["name"] != "k8s_config_file");
+    let spec = &ds["spec"]["template"]["spec"];
+    assert_eq!(spec["containers"][0], want);
+    assert_eq!(spec["serviceAccountName"], "kube-vip");
+    assert_eq!(spec["hostNetwork"], true);
+    assert!(spec.get("hostAliases").is_none() && spec.get("volumes").is_none());
+    assert_eq!(
+        ds["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"],
+        "kube-vip"
+    );
+}
+
+/// With etcd the DaemonSet passes the static pod's kube-vip etcd flags and
+/// mounts the same etcd client files (the pod's only other mount is the
+/// kubeconfig).
+#[test]
+fn the_daemonset_elects_through_etcd_like_the_static_pod() {
+    let yaml = |args: &[&str]| -> serde_json::Value {
+        let out = vip(BRIEF_ENV, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_saphyr::from_str(&String::from_utf8_lossy(&out.stdout)).unwrap()
+    };
+    let etcd = ["--distribution", "kubeadm", "--leader-election", "etcd"];
+    let pod = yaml(&[&["manifest", "pod"][..], &etcd].concat());
+    let ds = yaml(&[&["manifest", "daemonset"][..], &etcd].concat());
+    let (pod, ds) = (&pod["spec"], &ds["spec"]["template"]["spec"]);
+    assert_eq!(ds["containers"][0]["args"], pod["containers"][0]["args"]);
+    assert_eq!(ds["containers"][0]["args"][1], "--leaderElectionType=etcd");
+    let without_kubeconfig = |v: &serde_json::Value| -> Vec<serde_json::Value> {
+        let v = v.as_array().unwrap().iter();
+        v.filter(|x| x["name"] != "kubeconfig").cloned().collect()
+    };
+    assert_eq!(
+        without_kubeconfig(&ds["volumes"]),
+        without_kubeconfig(&pod["volumes"])
+    );
+    assert_eq!(
+        without_kubeconfig(&ds["containers"][0]["volumeMounts"]),
+        without_kubeconfig(&pod["containers"][0]["volumeMounts"])
+    );
+    assert_eq!(ds["volumes"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn daemonset_and_pod_refuse_what_they_cannot_be() {
+    refused(
+        BRIEF_ENV,
+        &["manifest", "daemonset", "--inCluster=false"],
+        "vip: invalid --inCluster=\"false\": expected true: the DaemonSet always uses in-cluster config",
+    );
+    refused(
+        BRIEF_ENV,
+        &["manifest", "daemonset", "--taint=false"],
+        "vip: invalid --taint=\"false\": expected true",
+    );
+    refused(
+        BRIEF_ENV,
+        &["manifest", "daemonset", "--vip-nodename", "alpha-1"],
+        "vip: invalid --vip-nodename=\"alpha-1\"",
+    );
+    refused(
+        BRIEF_ENV,
+        &["manifest", "daemonset", "--service-account", "Kube_VIP"],
+        "vip: invalid --service-account=\"Kube_VIP\": expected a DNS label",
+    );
+    refused(
+        BRIEF_ENV,
+        &["manifest", "daemonset", "--taint", "false"],
+        "vip: invalid argument=\"false\"",
+    );
+    refused(
+        BRIEF_ENV,
+        &["manifest", "pod", "--distribution", "k3s", "--inCluster"],
+        "vip: invalid --inCluster=\"true\": expected false: a static pod gets no ServiceAccount token",
+    );
 }
 
 #[test]
@@ -253,7 +487,7 @@ fn manifest_without_a_subcommand_prints_help_and_exits_2() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("pod") && stderr.contains("rbac"),
+        stderr.contains("pod") && stderr.contains("daemonset") && stderr.contains("rbac"),
         "{stderr}"
     );
 }

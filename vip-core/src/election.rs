@@ -301,6 +301,47 @@ impl<B: LockBackend + ?Sized> Elector<B> {
         Ok(self.won(written, sent, !ours))
     }
 
+    /// Fenced takeover (fast failover): replace the record last observed,
+    /// held by someone else, by a compare-and-swap on its version, with
+    /// this node as holder, `leaseTransitions` + 1 and a new
+    /// `acquireTime`, whatever its expiry by local observation. Only the
+    /// write that succeeds makes a leader: on a conflict the record is read
+    /// again and [`Attempt::Held`] names whoever holds it now.
+    ///
+    /// The caller is responsible for the fence: it has heard the holder's
+    /// heartbeats stop and nobody answers for the VIP.
+    pub async fn try_take_over(&mut self) -> Result<Attempt, ElectionError> {
+        let sent = Instant::now();
+        let Some(current) = self.observed_record().cloned() else {
+            return self.try_acquire_or_renew().await;
+        };
+        if current.record.holder_identity == self.identity.as_str() {
+            return self.try_acquire_or_renew().await;
+        }
+        let next = self.next_record(Some(&current.record));
+        match self
+            .bounded("update", self.backend.update(&current, &next))
+            .await
+        {
+            Ok(written) => Ok(self.won(written, sent, true)),
+            Err(ElectionError::Backend {
+                source: BackendError::Conflict | BackendError::NotFound,
+                ..
+            }) => {
+                let now = Instant::now();
+                let current = self.bounded("get", self.backend.get()).await?;
+                self.observe(current.clone(), now);
+                self.leading = None;
+                let holder = current
+                    .map(|c| c.record.holder_identity)
+                    .unwrap_or_default();
+                let expires = self.observed_expiry().unwrap_or(now);
+                Ok(Attempt::Held { holder, expires })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// The record this node writes over `old` (`None`: a first create).
     fn next_record(&self, old: Option<&LeaderRecord>) -> LeaderRecord {
         let now = micro_now();
@@ -572,6 +613,37 @@ mod tests {
         let err = a.try_acquire_or_renew().await.unwrap_err();
         assert!(matches!(err.backend_error(), BackendError::Timeout(_)));
         assert_eq!(Instant::now() - t0, Duration::from_millis(500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fenced_takeover_replaces_a_valid_lease_by_compare_and_swap() {
+        let store = MemoryStore::new();
+        let mut a = elector(&store, "a");
+        let mut b = elector(&store, "b");
+        let mut c = elector(&store, "c");
+        a.try_acquire_or_renew().await.unwrap();
+        b.refresh().await.unwrap();
+        c.refresh().await.unwrap();
+        // Well within a's lease: b takes it over by CAS on what it saw.
+        assert_eq!(
+            b.try_take_over().await.unwrap(),
+            Attempt::Leading { acquired: true }
+        );
+        let r = store.current().unwrap().record;
+        assert_eq!((r.holder_identity.as_str(), r.lease_transitions), ("b", 1));
+        assert!(r.acquire_time.is_some());
+        // c saw a's record: its swap conflicts, it reads b and follows.
+        let Attempt::Held { holder, .. } = c.try_take_over().await.unwrap() else {
+            panic!("only one write may win");
+        };
+        assert_eq!(holder, "b");
+        assert_eq!(store.current().unwrap().record.holder_identity, "b");
+        assert_eq!(store.log().len(), 2, "the losing swap wrote nothing");
+        // a's renewal now conflicts and shows b.
+        assert!(matches!(
+            a.try_acquire_or_renew().await.unwrap(),
+            Attempt::Held { .. }
+        ));
     }
 
     #[tokio::test(start_paused = true)]

@@ -32,13 +32,24 @@ pub struct ElectionId(pub u64);
 impl ElectionId {
     /// The id of the lock named `name` (e.g. `kube-system/plndr-cp-lock`).
     pub fn of(name: &str) -> Self {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in name.as_bytes() {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        Self(h)
+        Self(fnv1a64(name))
     }
+}
+
+/// FNV-1a, 64 bits.
+pub fn fnv1a64(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The heartbeat's name for a record version (the Lease's
+/// `resourceVersion`): its FNV-1a hash.
+pub fn version_tag(version: &str) -> u64 {
+    fnv1a64(version)
 }
 
 impl std::fmt::Display for ElectionId {
@@ -58,6 +69,11 @@ pub struct Heartbeat {
     pub term: u32,
     /// Counts up from 0 within one term.
     pub sequence: u64,
+    /// [`version_tag`] of the record version the sender last wrote (its
+    /// latest renewal). A follower heeds a heartbeat only for the version
+    /// it observed: a holder that wrote a new version after its VIP went
+    /// away must be heard again before it may be replaced early.
+    pub version: u64,
     /// The sender's heartbeat interval, so that followers count misses at
     /// the sender's own rate.
     pub interval: Duration,

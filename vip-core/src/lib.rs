@@ -74,13 +74,13 @@ pub use backend::{
 };
 pub use controller::{
     AnnouncePolicy, Controller, ControllerConfig, ControllerError, ControllerEvent,
-    ControllerHandle, Counters, HealthPolicy, Observer, Role, ShutdownReport, Status,
-    StepDownReason,
+    ControllerHandle, Counters, FastFailoverPolicy, HealthPolicy, Observer, Role, ShutdownReport,
+    Status, StepDownReason,
 };
 pub use cordon::{CordonState, CordonWatch};
 pub use election::{Attempt, ElectionError, Elector};
 pub use health::{HealthError, HealthProbe};
-pub use heartbeat::{ElectionId, HeardBeat, Heartbeat, HeartbeatChannel};
+pub use heartbeat::{ElectionId, HeardBeat, Heartbeat, HeartbeatChannel, version_tag};
 pub use model::{
     Interface, InterfaceSelector, MacAddr, ModelError, NodeIdentity, Timings, VipAddress, VipSpec,
 };

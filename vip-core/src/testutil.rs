@@ -2,11 +2,13 @@
 //! `test-util`): an election store shared by many electors with fault
 //! injection, and an in-memory network whose address managers honour
 //! address lifetimes the way the kernel does and record every action with
-//! its time.
+//! its time. The network also carries heartbeats and models the faults of
+//! fast failover: links cut, hosts powered off, daemons frozen (as by
+//! SIGSTOP), heartbeats filtered while ARP passes.
 //!
 //! Everything uses [`tokio::time::Instant`], so it works with paused time.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,6 +23,7 @@ use crate::announce::{AnnounceError, Announcer, Conflict};
 use crate::backend::{BackendError, LeaderRecord, LockBackend, RecordWatch, VersionedRecord};
 use crate::controller::{ControllerEvent, Observer};
 use crate::health::{HealthError, HealthProbe};
+use crate::heartbeat::{ElectionId, HeardBeat, Heartbeat, HeartbeatChannel};
 use crate::model::{Interface, InterfaceSelector, MacAddr, VipAddress, VipSpec};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -140,6 +143,9 @@ pub struct Faults {
     pub partitioned: bool,
     /// The next this many requests fail with a transport error.
     pub fail_next: u32,
+    /// Requests wait until this is cleared, then go on (a stopped
+    /// process: nothing is lost, everything is late).
+    pub frozen: bool,
 }
 
 /// A handle to change a client's faults after the client was moved into
@@ -156,6 +162,11 @@ impl FaultHandle {
     /// Partition the client from the store, or heal it.
     pub fn set_partitioned(&self, partitioned: bool) {
         self.0.send_modify(|f| f.partitioned = partitioned);
+    }
+
+    /// Freeze the client (requests wait) or thaw it.
+    pub fn set_frozen(&self, frozen: bool) {
+        self.0.send_modify(|f| f.frozen = frozen);
     }
 
     /// Fail the next `n` requests.
@@ -201,6 +212,8 @@ impl MemoryBackend {
     }
 
     async fn stall_if_partitioned(&self) {
+        let mut faults = self.faults.subscribe();
+        let _ = faults.wait_for(|f| !f.frozen).await;
         if self.faults.borrow().partitioned {
             std::future::pending::<()>().await;
         }
@@ -412,6 +425,53 @@ struct NetState {
     link_subs: Vec<(String, Vec<IpAddr>, mpsc::Sender<LinkEvent>)>,
     conflict_subs: Vec<(String, Vec<IpAddr>, mpsc::Sender<Conflict>)>,
     foreign: HashMap<IpAddr, MacAddr>,
+    /// Nodes whose link is down (cut, or the host powered off).
+    link_down: HashSet<String>,
+    /// Every link change: when, which node, up.
+    link_log: Vec<(Instant, String, bool)>,
+    /// Per node: frozen (its parts' calls wait).
+    frozen: HashMap<String, watch::Sender<bool>>,
+    /// Nodes whose heartbeats are dropped in both directions.
+    beat_filter: HashSet<String>,
+    beat_subs: Vec<(String, ElectionId, mpsc::Sender<HeardBeat>)>,
+    beats_sent: HashMap<String, u64>,
+}
+
+impl NetState {
+    fn link_up(&self, node: &str) -> bool {
+        !self.link_down.contains(node)
+    }
+
+    fn frozen_rx(&mut self, node: &str) -> watch::Receiver<bool> {
+        self.frozen
+            .entry(node.to_string())
+            .or_insert_with(|| watch::channel(false).0)
+            .subscribe()
+    }
+
+    /// The node whose kernel answers for `address` now (holds it with its
+    /// link up), other than `except`.
+    fn answering(&self, address: IpAddr, except: &str) -> Option<String> {
+        self.held
+            .keys()
+            .find(|(n, a)| *a == address && n != except && self.link_up(n))
+            .map(|(n, _)| n.clone())
+    }
+
+    fn close(&mut self, node: &str, address: IpAddr, at: Instant) -> bool {
+        match self.held.remove(&(node.to_string(), address)) {
+            Some(h) => {
+                self.closed.push(HeldInterval {
+                    node: node.to_string(),
+                    address,
+                    start: h.start,
+                    end: Some(at),
+                });
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 impl NetState {
@@ -558,9 +618,21 @@ impl MemoryNetwork {
         );
     }
 
-    /// Carrier down or up on a node's interface.
+    /// Carrier down or up on a node's interface: the link is cut (no
+    /// heartbeats, probes or answers cross it) or restored, and the node's
+    /// manager reports the carrier change.
     pub fn set_carrier(&self, node: &str, up: bool) {
-        let st = lock(&self.state);
+        let mut st = lock(&self.state);
+        let now = Instant::now();
+        st.expire(now);
+        let changed = if up {
+            st.link_down.remove(node)
+        } else {
+            st.link_down.insert(node.to_string())
+        };
+        if changed {
+            st.link_log.push((now, node.to_string(), up));
+        }
         let ev = if up {
             LinkEvent::CarrierUp
         } else {
@@ -571,6 +643,134 @@ impl MemoryNetwork {
                 let _ = tx.try_send(ev.clone());
             }
         }
+    }
+
+    /// The host loses power: its addresses are gone at once and its link
+    /// is down (the daemon is killed separately, e.g. by aborting its
+    /// controller). [`power_on`](Self::power_on) brings the link back.
+    pub fn power_off(&self, node: &str) {
+        {
+            let mut st = lock(&self.state);
+            let now = Instant::now();
+            st.expire(now);
+            let mine: Vec<IpAddr> = st
+                .held
+                .keys()
+                .filter(|(n, _)| n == node)
+                .map(|(_, a)| *a)
+                .collect();
+            for a in mine {
+                st.close(node, a, now);
+            }
+            // A dead host reports nothing.
+            st.link_subs.retain(|(n, _, _)| n != node);
+            st.conflict_subs.retain(|(n, _, _)| n != node);
+            st.beat_subs.retain(|(n, _, _)| n != node);
+        }
+        self.set_carrier(node, false);
+    }
+
+    /// The host is back (its link up, its tables empty).
+    pub fn power_on(&self, node: &str) {
+        self.set_carrier(node, true);
+    }
+
+    /// Freeze a node's daemon as SIGSTOP would (every call of its address
+    /// manager, announcer and heartbeat channel waits), or thaw it. Its
+    /// kernel goes on: held addresses answer and expire.
+    pub fn set_frozen(&self, node: &str, frozen: bool) {
+        let mut st = lock(&self.state);
+        st.frozen_rx(node);
+        if let Some(tx) = st.frozen.get(node) {
+            tx.send_replace(frozen);
+        }
+    }
+
+    /// Drop a node's heartbeats in both directions (a switch filter),
+    /// while ARP and everything else pass.
+    pub fn filter_heartbeats(&self, node: &str, on: bool) {
+        let mut st = lock(&self.state);
+        if on {
+            st.beat_filter.insert(node.to_string());
+        } else {
+            st.beat_filter.remove(node);
+        }
+    }
+
+    /// How many heartbeats a node sent (including dropped ones).
+    pub fn beats_sent(&self, node: &str) -> u64 {
+        lock(&self.state).beats_sent.get(node).copied().unwrap_or(0)
+    }
+
+    /// Every interval during which a node's kernel *answered* for an
+    /// address: it held it and its link was up. Two nodes answering at
+    /// once is the overlap fast failover must never cause.
+    pub fn answering(&self) -> Vec<HeldInterval> {
+        let held = self.intervals();
+        let log = lock(&self.state).link_log.clone();
+        let far = Instant::now() + Duration::from_secs(24 * 3600);
+        let mut out = vec![];
+        for iv in held {
+            // The node's link-down periods, as [from, to).
+            let mut downs: Vec<(Instant, Instant)> = vec![];
+            let mut down_since: Option<Instant> = None;
+            for (t, n, up) in &log {
+                if *n != iv.node {
+                    continue;
+                }
+                match (up, down_since) {
+                    (false, None) => down_since = Some(*t),
+                    (true, Some(d)) => {
+                        downs.push((d, *t));
+                        down_since = None;
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(d) = down_since {
+                downs.push((d, far));
+            }
+            let end = iv.end.unwrap_or(far);
+            let mut start = iv.start;
+            for (d0, d1) in downs {
+                if d1 <= start || d0 >= end {
+                    continue;
+                }
+                if d0 > start {
+                    out.push(HeldInterval {
+                        end: Some(d0),
+                        start,
+                        ..iv.clone()
+                    });
+                }
+                start = start.max(d1);
+            }
+            if start < end {
+                out.push(HeldInterval {
+                    start,
+                    end: iv.end.map(|_| end),
+                    ..iv.clone()
+                });
+            }
+        }
+        out.sort_by_key(|i| i.start);
+        out
+    }
+
+    /// The heartbeat channel of node `name` (hardware address `mac`).
+    pub fn heartbeats(&self, name: &str, mac: MacAddr) -> MemoryHeartbeats {
+        lock(&self.state).macs.insert(name.to_string(), mac);
+        MemoryHeartbeats {
+            net: self.clone(),
+            node: name.to_string(),
+            mac,
+        }
+    }
+
+    /// Wait while `node` is frozen.
+    async fn thawed(&self, node: &str) {
+        let mut rx = lock(&self.state).frozen_rx(node);
+        let _ = rx.wait_for(|f| !*f).await;
     }
 
     /// A foreign host with `mac` claims `address` (and answers probes for
@@ -641,6 +841,7 @@ impl AddressManager for MemoryAddressManager {
         vip: &VipAddress,
         valid_lifetime: Option<Duration>,
     ) -> Result<Presence, AddressError> {
+        self.net.thawed(&self.node).await;
         let now = Instant::now();
         let mut st = lock(&self.net.state);
         st.expire(now);
@@ -681,6 +882,7 @@ impl AddressManager for MemoryAddressManager {
         _interface: &Interface,
         vip: &VipAddress,
     ) -> Result<bool, AddressError> {
+        self.net.thawed(&self.node).await;
         let now = Instant::now();
         let mut st = lock(&self.net.state);
         st.expire(now);
@@ -704,6 +906,7 @@ impl AddressManager for MemoryAddressManager {
         _interface: &Interface,
         vip: &VipAddress,
     ) -> Result<bool, AddressError> {
+        self.net.thawed(&self.node).await;
         let mut st = lock(&self.net.state);
         st.expire(Instant::now());
         Ok(st.held.contains_key(&(self.node.clone(), vip.addr())))
@@ -734,6 +937,7 @@ pub struct MemoryAnnouncer {
 #[async_trait]
 impl Announcer for MemoryAnnouncer {
     async fn announce(&self, _interface: &Interface, vip: IpAddr) -> Result<(), AnnounceError> {
+        self.net.thawed(&self.node).await;
         lock(&self.net.state)
             .announcements
             .push(AnnouncementRecord {
@@ -748,19 +952,39 @@ impl Announcer for MemoryAnnouncer {
         &self,
         _interface: &Interface,
         address: IpAddr,
-        _timeout: Duration,
+        timeout: Duration,
     ) -> Result<Option<MacAddr>, AnnounceError> {
-        let mut st = lock(&self.net.state);
-        st.expire(Instant::now());
-        if let Some(m) = st.foreign.get(&address) {
-            return Ok(Some(*m));
+        // Like an RFC 5227 probe: a host whose kernel holds the address
+        // when the request goes out answers at once; otherwise any
+        // announcement of it by another host within the wait counts.
+        self.net.thawed(&self.node).await;
+        let started = Instant::now();
+        let cut_off = {
+            let mut st = lock(&self.net.state);
+            st.expire(started);
+            if let Some(m) = st.foreign.get(&address) {
+                return Ok(Some(*m));
+            }
+            if st.link_up(&self.node)
+                && let Some(n) = st.answering(address, &self.node)
+            {
+                return Ok(st.macs.get(&n).copied());
+            }
+            !st.link_up(&self.node)
+        };
+        tokio::time::sleep(timeout).await;
+        if cut_off {
+            return Ok(None);
         }
-        let holder = st
-            .held
-            .keys()
-            .find(|(n, a)| *a == address && *n != self.node)
-            .map(|(n, _)| n.clone());
-        Ok(holder.and_then(|n| st.macs.get(&n).copied()))
+        let st = lock(&self.net.state);
+        let announcer = st
+            .announcements
+            .iter()
+            .rev()
+            .take_while(|a| a.at >= started)
+            .find(|a| a.address == address && a.node != self.node && st.link_up(&a.node))
+            .map(|a| a.node.clone());
+        Ok(announcer.and_then(|n| st.macs.get(&n).copied()))
     }
 
     async fn subscribe_conflicts(
@@ -772,6 +996,54 @@ impl Announcer for MemoryAnnouncer {
         lock(&self.net.state)
             .conflict_subs
             .push((self.node.clone(), vips.to_vec(), tx));
+        Ok(rx)
+    }
+}
+
+/// A node's in-memory heartbeat channel: a heartbeat reaches every other
+/// node whose link is up, unless the sender's or the receiver's heartbeats
+/// are filtered ([`MemoryNetwork::filter_heartbeats`]).
+#[derive(Debug, Clone)]
+pub struct MemoryHeartbeats {
+    net: MemoryNetwork,
+    node: String,
+    mac: MacAddr,
+}
+
+#[async_trait]
+impl HeartbeatChannel for MemoryHeartbeats {
+    async fn send(&self, _interface: &Interface, beat: &Heartbeat) -> Result<(), AnnounceError> {
+        self.net.thawed(&self.node).await;
+        let mut st = lock(&self.net.state);
+        *st.beats_sent.entry(self.node.clone()).or_default() += 1;
+        if !st.link_up(&self.node) || st.beat_filter.contains(&self.node) {
+            return Ok(());
+        }
+        st.beat_subs.retain(|(_, _, tx)| !tx.is_closed());
+        for (n, election, tx) in &st.beat_subs {
+            if *n != self.node
+                && *election == beat.election
+                && st.link_up(n)
+                && !st.beat_filter.contains(n)
+            {
+                let _ = tx.try_send(HeardBeat {
+                    beat: beat.clone(),
+                    from: self.mac,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn subscribe(
+        &self,
+        _interface: &Interface,
+        election: ElectionId,
+    ) -> Result<mpsc::Receiver<HeardBeat>, AnnounceError> {
+        let (tx, rx) = mpsc::channel(256);
+        lock(&self.net.state)
+            .beat_subs
+            .push((self.node.clone(), election, tx));
         Ok(rx)
     }
 }

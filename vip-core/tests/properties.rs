@@ -21,7 +21,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Lab, assert_no_overlap, name, vip};
+use common::{Lab, assert_no_overlap, check_transitions, name, vip};
 use proptest::prelude::*;
 use tokio::time::Instant;
 use vip_core::Role;
@@ -231,25 +231,6 @@ fn check_lifetimes(lab: &Lab) {
             end <= last + Duration::from_secs(5),
             "{iv:?} outlived its last renewal at {last:?}"
         );
-    }
-}
-
-/// `leaseTransitions` increments exactly when the holder changes to a
-/// different non-empty identity.
-fn check_transitions(lab: &Lab) {
-    let log = lab.store.log();
-    let mut expected = 0;
-    let mut prev = String::new();
-    for (k, w) in log.iter().enumerate() {
-        let h = &w.record.holder_identity;
-        if k > 0 && !h.is_empty() && *h != prev {
-            expected += 1;
-        }
-        assert_eq!(
-            w.record.lease_transitions, expected,
-            "write {k} of {log:#?}"
-        );
-        prev = h.clone();
     }
 }
 

@@ -48,6 +48,9 @@ pub const K3S_YAML: &str = "etc/rancher/k3s/k3s.yaml";
 pub const RKE2_YAML: &str = "etc/rancher/rke2/rke2.yaml";
 /// The service-account token of a pod.
 pub const SERVICE_ACCOUNT_TOKEN: &str = "var/run/secrets/kubernetes.io/serviceaccount/token";
+/// The in-cluster ServiceAccount's namespace file, under the root.
+pub const SERVICE_ACCOUNT_NAMESPACE: &str =
+    "var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]
@@ -228,6 +231,16 @@ impl DiscoveryOptions {
 
     fn path(&self, rel: &str) -> PathBuf {
         self.root.join(rel)
+    }
+
+    /// The namespace of this pod's ServiceAccount
+    /// ([`SERVICE_ACCOUNT_NAMESPACE`] under the root), when the file is
+    /// there and holds a name; kube-vip v1.1+ puts its Lease there when
+    /// it runs in-cluster.
+    pub fn service_account_namespace(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.path(SERVICE_ACCOUNT_NAMESPACE)).ok()?;
+        let ns = text.trim();
+        (!ns.is_empty()).then(|| ns.to_owned())
     }
 }
 

@@ -168,8 +168,9 @@ pub struct LeaseConfig {
     pub watch_timeout: Duration,
     /// Labels put on the Lease when this backend creates it.
     pub labels: BTreeMap<String, String>,
-    /// Annotations put on the Lease when this backend creates it
-    /// (kube-vip's `vip_leaseannotations`).
+    /// Annotations put on the Lease when this backend creates it and
+    /// re-applied on every update (kube-vip's `vip_leaseannotations`):
+    /// ours are set to these values, everyone else's are kept.
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -306,6 +307,17 @@ pub fn map_kube_error(err: kube::Error) -> BackendError {
             message: other.to_string(),
             source: Some(Box::new(other)),
         },
+    }
+}
+
+/// Sets `ours` on `meta`'s annotations, keeping every other annotation.
+pub fn apply_annotations(meta: &mut ObjectMeta, ours: &BTreeMap<String, String>) {
+    if ours.is_empty() {
+        return;
+    }
+    let all = meta.annotations.get_or_insert_with(BTreeMap::new);
+    for (k, v) in ours {
+        all.insert(k.clone(), v.clone());
     }
 }
 
@@ -489,6 +501,7 @@ impl LockBackend for LeaseBackend {
         });
         lease.metadata.resource_version = Some(current.version.clone());
         lease.metadata.managed_fields = None;
+        apply_annotations(&mut lease.metadata, &config.annotations);
         lease.spec = Some(record_to_spec(record, lease.spec.as_ref()));
         let updated = self
             .inner
@@ -740,6 +753,27 @@ mod tests {
         assert_eq!(json["holderIdentity"], "");
         assert!(json.get("acquireTime").is_none());
         assert_eq!(spec_to_record(None), LeaderRecord::default());
+    }
+
+    #[test]
+    fn our_annotations_are_set_and_others_kept() {
+        let mut meta = ObjectMeta {
+            annotations: Some(BTreeMap::from([
+                ("theirs".to_string(), "1".to_string()),
+                ("ours".to_string(), "stale".to_string()),
+            ])),
+            ..ObjectMeta::default()
+        };
+        let ours = BTreeMap::from([("ours".to_string(), "fresh".to_string())]);
+        apply_annotations(&mut meta, &ours);
+        let got = meta.annotations.unwrap();
+        assert_eq!(got["theirs"], "1");
+        assert_eq!(got["ours"], "fresh");
+        let mut bare = ObjectMeta::default();
+        apply_annotations(&mut bare, &BTreeMap::new());
+        assert!(bare.annotations.is_none(), "none of ours: nothing written");
+        apply_annotations(&mut bare, &ours);
+        assert_eq!(bare.annotations.unwrap()["ours"], "fresh");
     }
 
     #[test]

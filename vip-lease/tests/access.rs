@@ -248,3 +248,23 @@ async fn readyz_probe_follows_the_local_api_server() {
     }
     assert!(ok, "healthy again");
 }
+
+/// The ServiceAccount's namespace file (in-cluster pods have one), read
+/// under the root; absent or blank means none.
+#[test]
+fn the_service_account_namespace_is_read_under_the_root() {
+    let root = tempfile::tempdir().unwrap();
+    let options = DiscoveryOptions::under_root(root.path());
+    assert_eq!(options.service_account_namespace(), None);
+    let file = root
+        .path()
+        .join(vip_lease::access::SERVICE_ACCOUNT_NAMESPACE);
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, "  \n").unwrap();
+    assert_eq!(options.service_account_namespace(), None);
+    std::fs::write(&file, "vip-system\n").unwrap();
+    assert_eq!(
+        options.service_account_namespace().as_deref(),
+        Some("vip-system")
+    );
+}

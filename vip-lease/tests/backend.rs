@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::{backend, eventually, held, lab};
 use serde_json::json;
-use vip_core::{BackendError, LeaderRecord, LockBackend};
+use vip_core::{BackendError, LockBackend};
 use vip_lease::testapi::{Fault, Kind};
 
 const T: Duration = Duration::from_millis(500);
@@ -141,14 +141,7 @@ async fn expiry_and_release_at_the_record_level() {
     let b = backend(&api, 0, "node-b", T).await;
     let v = a.create(&held("node-a", 0)).await.unwrap();
     // Release as client-go does: empty holder, duration 1 s, same transitions.
-    let now = vip_core::micro_now();
-    let release = LeaderRecord {
-        holder_identity: String::new(),
-        lease_duration_seconds: 1,
-        acquire_time: Some(now),
-        renew_time: Some(now),
-        lease_transitions: 0,
-    };
+    let release = common::released(0);
     let released = a.update(&v, &release).await.unwrap();
     let seen = b.get().await.unwrap().unwrap();
     assert!(seen.record.is_released());

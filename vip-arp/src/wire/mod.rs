@@ -1,14 +1,15 @@
-//! Wire formats: whole Ethernet frames for ARP ([`arp`]) and IPv6 neighbour
-//! discovery ([`ndp`]).
+//! Wire formats: whole Ethernet frames for ARP ([`arp`]), IPv6 neighbour
+//! discovery ([`ndp`]) and vip's layer-2 heartbeat ([`heartbeat`]).
 //!
 //! Every format follows smoltcp's split:
 //!
 //! - a *checked view* over received bytes (`ArpFrame::new_checked`,
-//!   `NdpFrame::new_checked`) that validates lengths and fixed fields once, so
-//!   no accessor can panic afterwards;
-//! - a *representation* (`ArpRepr`, `NdpRepr`) with `parse` (from a checked
-//!   view) and `emit` (into a buffer of at least `buffer_len()` bytes), such
-//!   that `parse(emit(x)) == x` for every representation.
+//!   `NdpFrame::new_checked`, `HeartbeatFrame::new_checked`) that validates
+//!   lengths and fixed fields once, so no accessor can panic afterwards;
+//! - a *representation* (`ArpRepr`, `NdpRepr`, `HeartbeatRepr`) with
+//!   `parse` (from a checked view) and `emit` (into a buffer of at least
+//!   `buffer_len()` bytes), such that `parse(emit(x)) == x` for every
+//!   representation.
 //!
 //! Frames are complete Ethernet II frames, because the announcer sends on an
 //! `AF_PACKET`/`SOCK_RAW` socket: that lets it set the multicast destination
@@ -17,6 +18,7 @@
 //! any input; the fuzz targets in `fuzz/` hold that.
 
 pub mod arp;
+pub mod heartbeat;
 pub mod ndp;
 
 use std::net::IpAddr;

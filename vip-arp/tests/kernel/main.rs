@@ -4,6 +4,7 @@
 
 mod address;
 mod announce;
+mod heartbeat;
 mod lab;
 
 use std::net::IpAddr;

@@ -92,6 +92,13 @@ pub const KEYS: &[Key] = &[
         help: "accepted for kube-vip compatibility; control-plane ARP mode always elects",
     },
     Key {
+        env: "vip_leaseannotations",
+        flag: "vip-leaseannotations",
+        kube_vip_flag: None,
+        default: "{}",
+        help: "annotations put on the Lease on create and on every renewal (others' are kept): a JSON object of strings, e.g. {\"team\":\"infra\"}",
+    },
+    Key {
         env: "vip_leasename",
         flag: "vip-leasename",
         kube_vip_flag: Some("leaseName"),
@@ -125,6 +132,27 @@ pub const KEYS: &[Key] = &[
         kube_vip_flag: None,
         default: "3000",
         help: "announcement refresh period while leading, milliseconds (at least 500)",
+    },
+    Key {
+        env: "vip_heartbeat_ms",
+        flag: "vip-heartbeat-ms",
+        kube_vip_flag: None,
+        default: "10",
+        help: "fast failover: the leader's layer-2 heartbeat interval, milliseconds (1 to 1000); 0 turns fast failover off (failover at lease expiry, as kube-vip)",
+    },
+    Key {
+        env: "vip_heartbeat_misses",
+        flag: "vip-heartbeat-misses",
+        kube_vip_flag: None,
+        default: "3",
+        help: "fast failover: heartbeats a follower may miss before it probes the VIP (1 to 100)",
+    },
+    Key {
+        env: "vip_probe_ms",
+        flag: "vip-probe-ms",
+        kube_vip_flag: None,
+        default: "10",
+        help: "fast failover: how long the probe of the VIP waits for an answer before the lease is taken, milliseconds (1 to 1000)",
     },
     Key {
         env: "k8s_config_file",
@@ -230,7 +258,106 @@ pub const UNSUPPORTED: &[(&str, &str)] = &[
         "vip_preserve_on_leadership_loss",
         "keeping the VIP after losing leadership (it would be on two nodes)",
     ),
-    ("vip_leaseannotations", "Lease annotations"),
     ("vip_cidr", "the removed vip_cidr setting (use vip_subnet)"),
     ("vip_servicesinterface", "the Service load-balancer mode"),
+];
+
+/// The settings that are booleans. On the command line they behave like
+/// kube-vip's cobra bool flags: `--arp` alone is true, `--arp=false` is
+/// false, and in `--arp false` the `false` is a stray argument (refused).
+pub const BOOLEANS: &[&str] = &[
+    "vip_arp",
+    "cp_enable",
+    "vip_leaderelection",
+    "vip_healthcheck",
+];
+
+/// A kube-vip flag of a mode or feature `vip` does not implement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefusedFlag {
+    /// The flag, with its dashes (`--services`).
+    pub flag: &'static str,
+    /// A cobra bool flag: refused when true (bare or `=true`), accepted
+    /// when `=false`. Otherwise refused when given a non-empty value.
+    pub boolean: bool,
+    /// What it would enable.
+    pub what: &'static str,
+}
+
+const fn refused(flag: &'static str, boolean: bool, what: &'static str) -> RefusedFlag {
+    RefusedFlag {
+        flag,
+        boolean,
+        what,
+    }
+}
+
+const SVC: &str = "the Service load-balancer mode";
+const BGP: &str = "the BGP mode";
+const TABLE: &str = "the routing-table mode";
+const IPVS: &str = "IPVS load balancing";
+
+/// kube-vip's flags (`kube-vip --help`) that select modes or features
+/// `vip` does not have; refused by name, as the settings in
+/// [`UNSUPPORTED`] are.
+pub const REFUSED_FLAGS: &[RefusedFlag] = &[
+    refused("--services", true, SVC),
+    refused("--servicesElection", true, "per-Service election"),
+    refused("--serviceInterface", false, SVC),
+    refused("--servicesLeaseName", false, SVC),
+    refused("--lbClassOnly", true, SVC),
+    refused("--lbClassName", false, SVC),
+    refused("--lbClassNameLegacyHandling", true, SVC),
+    refused("--onlyAllowTrafficServicePorts", true, SVC),
+    refused("--disableServiceUpdates", true, SVC),
+    refused("--enableEndpoints", true, SVC),
+    refused("--mirrorDestInterface", false, SVC),
+    refused("--bgp", true, BGP),
+    refused("--bgpRouterID", false, BGP),
+    refused("--bgppeers", false, BGP),
+    refused("--peerAddress", false, BGP),
+    refused("--peerAS", false, BGP),
+    refused("--peerPass", false, BGP),
+    refused("--localAS", false, BGP),
+    refused("--multihop", true, BGP),
+    refused("--sourceIF", false, BGP),
+    refused("--sourceIP", false, BGP),
+    refused("--bgpHoldTimer", false, BGP),
+    refused("--bgpKeepAliveInterval", false, BGP),
+    refused("--annotations", false, BGP),
+    refused("--zebra", true, BGP),
+    refused("--table", true, TABLE),
+    refused("--tableID", false, TABLE),
+    refused("--tableType", false, TABLE),
+    refused("--routingProtocol", false, TABLE),
+    refused("--cleanRoutingTable", true, TABLE),
+    refused("--wireguard", true, "the WireGuard mode"),
+    refused("--ddns", true, "DHCP/DDNS VIPs"),
+    refused("--dnsMode", false, "VIPs given as DNS names"),
+    refused("--enableLoadBalancer", true, IPVS),
+    refused("--lbPort", false, IPVS),
+    refused("--lbForwardingMethod", false, IPVS),
+    refused(
+        "--autodetectcp",
+        true,
+        "API-server address detection from certificate SANs",
+    ),
+    refused("--enableNodeLabeling", true, "node labelling"),
+    refused(
+        "--preserveVipOnLeadershipLoss",
+        true,
+        "keeping the VIP after losing leadership (it would be on two nodes)",
+    ),
+    refused(
+        "--loseLeadership",
+        true,
+        "restarting when the interface is down (vip withdraws and hands over instead)",
+    ),
+    refused("--loInterfaceGlobalScope", true, "a global-scope VIP on lo"),
+    refused(
+        "--healthCheckPort",
+        false,
+        "a separate health port (vip serves /healthz on prometheus_server)",
+    ),
+    refused("--config-file", false, "configuration files"),
 ];

@@ -9,12 +9,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use vip_core::{InterfaceSelector, NodeIdentity, Timings, VipAddress, VipSpec};
+use vip_core::{FastFailoverPolicy, InterfaceSelector, NodeIdentity, Timings, VipAddress, VipSpec};
 
 mod election;
 mod keys;
 pub use election::{EtcdSettings, LeaderElection};
-pub use keys::{KEYS, UNSUPPORTED};
+pub use keys::{BOOLEANS, KEYS, REFUSED_FLAGS, UNSUPPORTED};
 
 /// A configuration error: exit code 2, nothing changed on the host.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -112,10 +112,18 @@ pub struct Settings {
     pub lease_namespace: String,
     /// The Lease's name.
     pub lease_name: String,
+    /// The namespace was set (`cp_namespace`, or `vip_leasename` as
+    /// `namespace/name`); when not, an in-cluster `vip` uses its
+    /// ServiceAccount's namespace, as kube-vip v1.1+ does.
+    pub lease_namespace_explicit: bool,
+    /// Annotations kept on the Lease (`vip_leaseannotations`).
+    pub lease_annotations: BTreeMap<String, String>,
     /// Election timings.
     pub timings: Timings,
     /// Announcement refresh period.
     pub arp_rate: Duration,
+    /// Fenced fast failover (heartbeat interval 0: off).
+    pub fast_failover: FastFailoverPolicy,
     /// Explicit kubeconfig.
     pub kubeconfig: Option<PathBuf>,
     /// Log level.
@@ -143,6 +151,18 @@ pub struct Sources {
 }
 
 impl Sources {
+    /// Sources of exactly these environment variables, no flags (tests).
+    #[cfg(test)]
+    pub(crate) fn env_only(pairs: &[(&str, &str)]) -> Self {
+        Self {
+            flags: BTreeMap::new(),
+            env: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
     /// Sources from these flags and the process environment.
     pub fn from_process(flags: BTreeMap<&'static str, String>) -> Self {
         Self {
@@ -296,6 +316,13 @@ impl Settings {
         };
         check_dns_label("vip_leasename", lease_namespace, 63)?;
         check_dns_subdomain("vip_leasename", lease_name)?;
+        let lease_namespace_explicit =
+            sources.get("cp_namespace").is_some() || lease_raw.contains('/');
+        let lease_annotations = sources
+            .get("vip_leaseannotations")
+            .map(parse_annotations)
+            .transpose()?
+            .unwrap_or_default();
 
         let ld = sources
             .get("vip_leaseduration")
@@ -338,6 +365,7 @@ impl Settings {
                 .map(Duration::from_millis)
                 .ok_or_else(|| invalid("vip_arpRate", v, "milliseconds, 500 to 3600000"))?,
         };
+        let fast_failover = fast_failover(sources, &timings)?;
         let kubeconfig = sources.get("k8s_config_file").map(PathBuf::from);
         let log_level = match sources.get("vip_loglevel") {
             None => LogLevel::Info,
@@ -385,8 +413,11 @@ impl Settings {
             node_name,
             lease_namespace: lease_namespace.to_string(),
             lease_name: lease_name.to_string(),
+            lease_namespace_explicit,
+            lease_annotations,
             timings,
             arp_rate,
+            fast_failover,
             kubeconfig,
             log_level,
             log_format,
@@ -478,10 +509,26 @@ impl Settings {
             ("vip_nodename", self.node_name.to_string()),
             ("cp_namespace", self.lease_namespace.clone()),
             ("vip_leasename", self.lease_name.clone()),
+            (
+                "vip_leaseannotations",
+                annotations_json(&self.lease_annotations),
+            ),
             ("vip_leaseduration", secs(self.timings.lease_duration())),
             ("vip_renewdeadline", secs(self.timings.renew_deadline())),
             ("vip_retryperiod", secs(self.timings.retry_period())),
             ("vip_arpRate", self.arp_rate.as_millis().to_string()),
+            (
+                "vip_heartbeat_ms",
+                self.fast_failover.heartbeat.as_millis().to_string(),
+            ),
+            (
+                "vip_heartbeat_misses",
+                self.fast_failover.misses.to_string(),
+            ),
+            (
+                "vip_probe_ms",
+                self.fast_failover.probe_timeout.as_millis().to_string(),
+            ),
             (
                 "k8s_config_file",
                 self.kubeconfig
@@ -533,6 +580,112 @@ impl Settings {
             ("vip_etcdendpoints", self.etcd.endpoint_list()),
         ]
     }
+}
+
+/// `vip_heartbeat_ms`, `vip_heartbeat_misses` and `vip_probe_ms`, checked
+/// together against the renew deadline (fast failover must beat the
+/// lease).
+fn fast_failover(sources: &Sources, timings: &Timings) -> Result<FastFailoverPolicy, ConfigError> {
+    let ms = |key: &'static str, default: u64, min: u64| -> Result<u64, ConfigError> {
+        match sources.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (*n == 0 && min == 0) || (1..=1000).contains(n))
+                .ok_or_else(|| {
+                    invalid(
+                        key,
+                        v,
+                        if min == 0 {
+                            "milliseconds, 1 to 1000, or 0 to turn fast failover off"
+                        } else {
+                            "milliseconds, 1 to 1000"
+                        },
+                    )
+                }),
+        }
+    };
+    let heartbeat = ms("vip_heartbeat_ms", 10, 0)?;
+    let probe = ms("vip_probe_ms", 10, 1)?;
+    let misses = match sources.get("vip_heartbeat_misses") {
+        None => 3,
+        Some(v) => v
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| invalid("vip_heartbeat_misses", v, "a whole number, 1 to 100"))?,
+    };
+    let policy = FastFailoverPolicy {
+        heartbeat: Duration::from_millis(heartbeat),
+        misses,
+        probe_timeout: Duration::from_millis(probe),
+        ..FastFailoverPolicy::default()
+    };
+    let detect = policy.heartbeat * misses + policy.probe_timeout + policy.stagger * 2;
+    if policy.enabled() && detect >= timings.renew_deadline() {
+        return Err(invalid(
+            "vip_heartbeat_misses",
+            &misses.to_string(),
+            format!(
+                "vip_heartbeat_ms x vip_heartbeat_misses + vip_probe_ms + 10 ms ({} ms) below the renew deadline ({} ms), or fast failover would be slower than the lease",
+                detect.as_millis(),
+                timings.renew_deadline().as_millis()
+            ),
+        ));
+    }
+    Ok(policy)
+}
+
+/// `vip_leaseannotations` as kube-vip parses it (`json.Unmarshal` into a
+/// `map[string]string`): a JSON object whose values are strings, with keys
+/// Kubernetes accepts as annotation names (`[prefix/]name`).
+pub fn parse_annotations(value: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    const KEY: &str = "vip_leaseannotations";
+    let map: BTreeMap<String, String> = serde_json::from_str(value).map_err(|e| {
+        invalid(
+            KEY,
+            value,
+            format!("a JSON object of string values, e.g. {{\"team\":\"infra\"}} ({e})"),
+        )
+    })?;
+    for k in map.keys() {
+        if !is_qualified_name(k) {
+            return Err(invalid(
+                KEY,
+                value,
+                format!(
+                    "annotation names as Kubernetes accepts them, [DNS-subdomain/]name of at most 63 of A-Z a-z 0-9 - _ . (alphanumeric at both ends); {k:?} is not"
+                ),
+            ));
+        }
+    }
+    Ok(map)
+}
+
+/// Annotations as the compact JSON object `vip_leaseannotations` takes
+/// (`{}` when none).
+pub fn annotations_json(map: &BTreeMap<String, String>) -> String {
+    serde_json::to_string(map).unwrap_or_else(|_| "{}".into())
+}
+
+/// A Kubernetes qualified name (annotation and label keys).
+fn is_qualified_name(key: &str) -> bool {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    let prefix_ok = prefix.is_none_or(|p| check_dns_subdomain("vip_leaseannotations", p).is_ok());
+    let name_ok = !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    prefix_ok && name_ok
 }
 
 /// Seconds as kube-vip writes them: `5`, or `1.5`.

@@ -1,13 +1,7 @@
 use super::*;
 
 fn env(pairs: &[(&str, &str)]) -> Sources {
-    Sources {
-        flags: BTreeMap::new(),
-        env: pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    }
+    Sources::env_only(pairs)
 }
 
 fn load(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
@@ -36,6 +30,7 @@ fn the_briefs_env_block_parses_with_kube_vip_defaults() {
     );
     assert_eq!(s.timings, Timings::default());
     assert_eq!(s.arp_rate, Duration::from_secs(3));
+    assert_eq!(s.fast_failover, vip_core::FastFailoverPolicy::default());
     assert_eq!(s.port, 6443);
     assert_eq!(s.metrics, Some("0.0.0.0:2112".parse().unwrap()));
     assert_eq!(s.log_level, LogLevel::Info);
@@ -62,6 +57,41 @@ fn every_key_good_and_bad() {
             "vip_arp",
             "yes",
             Err("invalid vip_arp=\"yes\": expected true or false"),
+        ),
+        (
+            "vip_leaseannotations",
+            r#"{"team":"infra","example.com/owner":"ops"}"#,
+            Ok(|s| {
+                s.lease_annotations.get("team").map(String::as_str) == Some("infra")
+                    && s.lease_annotations.len() == 2
+            }),
+        ),
+        (
+            "vip_leaseannotations",
+            "{}",
+            Ok(|s| s.lease_annotations.is_empty()),
+        ),
+        (
+            "vip_leaseannotations",
+            "team=infra",
+            Err(
+                "invalid vip_leaseannotations=\"team=infra\": expected a JSON object of string values",
+            ),
+        ),
+        (
+            "vip_leaseannotations",
+            r#"{"replicas":3}"#,
+            Err("expected a JSON object of string values"),
+        ),
+        (
+            "vip_leaseannotations",
+            r#"{"bad key":"x"}"#,
+            Err("\"bad key\" is not"),
+        ),
+        (
+            "vip_leaseannotations",
+            r#"{"Bad_Prefix/x":"y"}"#,
+            Err("annotation names as Kubernetes accepts them"),
         ),
         ("cp_enable", "1", Ok(|_| true)),
         ("cp_enable", "false", Err("unsupported cp_enable")),
@@ -195,6 +225,44 @@ fn every_key_good_and_bad() {
             Err("invalid vip_arpRate=\"100\": expected milliseconds, 500 to 3600000"),
         ),
         (
+            "vip_heartbeat_ms",
+            "5",
+            Ok(|s| s.fast_failover.heartbeat == Duration::from_millis(5)),
+        ),
+        ("vip_heartbeat_ms", "0", Ok(|s| !s.fast_failover.enabled())),
+        (
+            "vip_heartbeat_ms",
+            "1001",
+            Err(
+                "invalid vip_heartbeat_ms=\"1001\": expected milliseconds, 1 to 1000, or 0 to turn fast failover off",
+            ),
+        ),
+        (
+            "vip_heartbeat_ms",
+            "ten",
+            Err("invalid vip_heartbeat_ms=\"ten\""),
+        ),
+        (
+            "vip_heartbeat_misses",
+            "5",
+            Ok(|s| s.fast_failover.misses == 5),
+        ),
+        (
+            "vip_heartbeat_misses",
+            "0",
+            Err("invalid vip_heartbeat_misses=\"0\": expected a whole number, 1 to 100"),
+        ),
+        (
+            "vip_probe_ms",
+            "20",
+            Ok(|s| s.fast_failover.probe_timeout == Duration::from_millis(20)),
+        ),
+        (
+            "vip_probe_ms",
+            "0",
+            Err("invalid vip_probe_ms=\"0\": expected milliseconds, 1 to 1000"),
+        ),
+        (
             "k8s_config_file",
             "/etc/rancher/k3s/k3s.yaml",
             Ok(|s| {
@@ -281,6 +349,19 @@ fn unsupported_modes_are_refused_by_name() {
         pairs.push((key, "false"));
         assert!(load(&pairs).is_ok(), "{key}=false");
     }
+}
+
+/// The lease namespace counts as set when `cp_namespace` or a
+/// `namespace/name` lease gives it (an in-cluster vip otherwise takes its
+/// ServiceAccount's namespace).
+#[test]
+fn the_lease_namespace_is_explicit_only_when_given() {
+    let s = load(&[("address", "198.18.0.1")]).unwrap();
+    assert!(!s.lease_namespace_explicit);
+    let s = load(&[("address", "198.18.0.1"), ("cp_namespace", "kube-system")]).unwrap();
+    assert!(s.lease_namespace_explicit);
+    let s = load(&[("address", "198.18.0.1"), ("vip_leasename", "vip/lock")]).unwrap();
+    assert!(s.lease_namespace_explicit);
 }
 
 #[test]
@@ -373,4 +454,22 @@ fn readable_etcd_files_pass_the_host_check() {
     ])
     .unwrap();
     s.check_files().unwrap();
+}
+
+#[test]
+fn fast_failover_must_beat_the_renew_deadline() {
+    let err = Settings::from_sources(
+        &env(&[
+            ("address", "198.18.0.100"),
+            ("vip_heartbeat_ms", "1000"),
+            ("vip_heartbeat_misses", "3"),
+        ]),
+        "h",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("invalid vip_heartbeat_misses=\"3\": expected vip_heartbeat_ms x vip_heartbeat_misses + vip_probe_ms + 10 ms (3020 ms) below the renew deadline (3000 ms)"),
+        "{err}"
+    );
 }

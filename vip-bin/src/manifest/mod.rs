@@ -1,4 +1,5 @@
-//! `vip manifest`: the static pod and the RBAC objects for given settings.
+//! `vip manifest`: the static pod, the DaemonSet and the RBAC objects for
+//! given settings.
 //!
 //! `vip manifest pod` prints the control-plane static pod. Its environment
 //! block is kube-vip's (`vip_arp`, `address` + `vip_subnet`, `cp_enable`,
@@ -15,10 +16,16 @@
 //! ClusterRole and ClusterRoleBinding for nodes (get/list/watch), which the
 //! cordon hand-over reads.
 //!
-//! Both print YAML, built from the `k8s-openapi` types.
+//! `vip manifest daemonset` (in `daemonset.rs`) prints the same container
+//! as a DaemonSet on the control-plane nodes, with in-cluster config.
+//! Without `--distribution`, `vip manifest pod` detects the distribution
+//! on the host ([`Distribution::detect`]) and says so in a YAML comment.
+//!
+//! All print YAML, built from the `k8s-openapi` types.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Arg, ArgAction, ArgMatches, Command, builder::PossibleValuesParser};
@@ -33,6 +40,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::config::{LeaderElection, LogFormat, LogLevel, Settings, secs};
 
+mod daemonset;
 mod rbac;
 pub use rbac::rbac_yaml;
 
@@ -108,6 +116,47 @@ impl Distribution {
         }
     }
 
+    /// The name `--distribution` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::K3s => "k3s",
+            Self::Kubeadm => "kubeadm",
+            Self::Rke2 => "rke2",
+        }
+    }
+
+    /// The distribution of the host whose file system is at `root`, and
+    /// why: k3s when one of [`K3S_MARKERS`] exists, RKE2 for
+    /// [`RKE2_MARKERS`], else kubeadm (`/etc/kubernetes/admin.conf`, the
+    /// path kube-vip mounts by default). Both k3s and RKE2 found is
+    /// refused: the caller must choose.
+    pub fn detect(root: &Path) -> Result<(Self, String), OptionError> {
+        let found = |markers: &[&'static str]| {
+            markers
+                .iter()
+                .copied()
+                .find(|m| root.join(m.trim_start_matches('/')).exists())
+        };
+        match (found(K3S_MARKERS), found(RKE2_MARKERS)) {
+            (Some(k3s), Some(rke2)) => Err(OptionError {
+                option: "--distribution",
+                value: format!("{k3s} and {rke2} both exist"),
+                expected: "k3s, kubeadm or rke2, chosen by hand: this host has files of both k3s and rke2",
+            }),
+            (Some(marker), None) => Ok((Self::K3s, format!("{marker} exists"))),
+            (None, Some(marker)) => Ok((Self::Rke2, format!("{marker} exists"))),
+            (None, None) => {
+                let admin = Self::Kubeadm.kubeconfig();
+                let why = if root.join(admin.trim_start_matches('/')).is_file() {
+                    format!("{admin} exists")
+                } else {
+                    format!("no k3s or rke2 files found; kube-vip's default kubeconfig {admin}")
+                };
+                Ok((Self::Kubeadm, why))
+            }
+        }
+    }
+
     /// The kubeconfig on the host.
     pub fn kubeconfig(self) -> &'static str {
         match self {
@@ -121,11 +170,35 @@ impl Distribution {
 /// The local etcd member's client URL on every distribution.
 pub const DEFAULT_ETCD_ENDPOINT: &str = "https://127.0.0.1:2379";
 
+/// Paths whose presence on the host means k3s.
+pub const K3S_MARKERS: &[&str] = &[
+    "/etc/rancher/k3s",
+    "/var/lib/rancher/k3s",
+    "/usr/local/bin/k3s",
+    "/usr/bin/k3s",
+];
+
+/// Paths whose presence on the host means RKE2.
+pub const RKE2_MARKERS: &[&str] = &[
+    "/etc/rancher/rke2",
+    "/var/lib/rancher/rke2",
+    "/usr/local/bin/rke2",
+    "/usr/bin/rke2",
+];
+
+/// The environment variable naming the root directory `vip manifest pod`
+/// probes for the distribution (default `/`), so tests and image builds
+/// can point it at another tree.
+pub const HOST_ROOT_ENV: &str = "VIP_HOST_ROOT";
+
 /// What `vip manifest pod` needs besides the settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodOptions {
     /// Whose kubeconfig to mount.
     pub distribution: Distribution,
+    /// The host's kubeconfig to mount instead of the distribution's
+    /// (kube-vip's `--k8sConfigPath`, e.g. `super-admin.conf`).
+    pub kubeconfig: Option<String>,
     /// kubeadm ≥ 1.29, first node: also mount `super-admin.conf` and let
     /// vip fall back to it while `admin.conf` is still refused.
     pub kubeadm_super_admin: bool,
@@ -160,10 +233,11 @@ pub struct OptionError {
 pub fn command() -> Command {
     let settings: Vec<Arg> = crate::settings_args()
         .into_iter()
+        .filter(|a| a.get_id() != crate::STRAY)
         .map(|a| a.global(true))
         .collect();
     Command::new("manifest")
-        .about("Print the static pod (pod) or the in-cluster RBAC objects (rbac) for these settings, as YAML")
+        .about("Print the static pod (pod), the DaemonSet (daemonset) or the in-cluster RBAC objects (rbac) for these settings, as YAML")
         .subcommand_required(true)
         .arg_required_else_help(true)
         .args(settings)
@@ -174,9 +248,12 @@ pub fn command() -> Command {
                     Arg::new("distribution")
                         .long("distribution")
                         .value_name("NAME")
-                        .required(true)
                         .value_parser(PossibleValuesParser::new(Distribution::NAMES))
-                        .help("whose kubeconfig to mount: k3s (/etc/rancher/k3s/k3s.yaml), kubeadm (/etc/kubernetes/admin.conf) or rke2 (/etc/rancher/rke2/rke2.yaml)"),
+                        .help("whose kubeconfig to mount: k3s (/etc/rancher/k3s/k3s.yaml), kubeadm (/etc/kubernetes/admin.conf) or rke2 (/etc/rancher/rke2/rke2.yaml) [default: detected on this host: k3s or rke2 by their files, else kubeadm]"),
+                )
+                .arg(
+                    crate::boolean(Arg::new("inCluster").long("inCluster"))
+                        .help("kube-vip's flag; refused: a static pod gets no ServiceAccount token (use `vip manifest daemonset`)"),
                 )
                 .arg(
                     Arg::new("kubeadm-super-admin")
@@ -184,62 +261,141 @@ pub fn command() -> Command {
                         .action(ArgAction::SetTrue)
                         .help("kubeadm >= 1.29, the node running `kubeadm init`: also mount /etc/kubernetes/super-admin.conf; vip uses it while admin.conf is refused (401/403)"),
                 )
-                .arg(
-                    Arg::new("image")
-                        .long("image")
-                        .value_name("IMAGE")
-                        .help(format!(
-                            "container image; its tag is the app.kubernetes.io/version label [default: {DEFAULT_IMAGE_REPOSITORY}:{}]",
-                            env!("CARGO_PKG_VERSION")
-                        )),
-                )
-                .arg(name_arg())
-                .arg(
-                    Arg::new("leader-election")
-                        .long("leader-election")
-                        .value_name("TYPE")
-                        .value_parser(PossibleValuesParser::new(["kubernetes", "etcd"]))
-                        .help("kubernetes (the Lease) or etcd: pass kube-vip's etcd flags (the distribution's etcd client files and https://127.0.0.1:2379 unless the etcd settings say otherwise) and mount the files read-only [default: vip_leaderelectiontype]"),
-                )
-                .arg(
-                    Arg::new("no-liveness-probe")
-                        .long("no-liveness-probe")
-                        .action(ArgAction::SetTrue)
-                        .help("omit the /healthz liveness probe (for kube-vip's image, which does not serve /healthz)"),
-                ),
+                .arg(image_arg())
+                .arg(name_arg(DEFAULT_NAME))
+                .arg(leader_election_arg())
+                .arg(no_liveness_probe_arg())
+                .arg(stray_arg()),
         )
+        .subcommand(daemonset::command())
         .subcommand(
             Command::new("rbac")
                 .about("Print the least RBAC objects for the in-cluster variant (ServiceAccount, Role/RoleBinding for the Lease, ClusterRole/ClusterRoleBinding for nodes)")
-                .arg(name_arg()),
+                .arg(name_arg(DEFAULT_NAME))
+                .arg(stray_arg()),
         )
 }
 
-fn name_arg() -> Arg {
+fn name_arg(default: &'static str) -> Arg {
     Arg::new("name")
         .long("name")
         .value_name("NAME")
-        .default_value(DEFAULT_NAME)
-        .help("pod and ServiceAccount name, and the app.kubernetes.io/name label")
+        .default_value(default)
+        .help("pod (DaemonSet) and ServiceAccount name, and the app.kubernetes.io/name label")
+}
+
+fn leader_election_arg() -> Arg {
+    Arg::new("leader-election")
+        .long("leader-election")
+        .value_name("TYPE")
+        .value_parser(PossibleValuesParser::new(["kubernetes", "etcd"]))
+        .help("kubernetes (the Lease) or etcd: pass kube-vip's etcd flags (the distribution's etcd client files and https://127.0.0.1:2379 unless the etcd settings say otherwise) and mount the files read-only [default: vip_leaderelectiontype]")
+}
+
+/// The election of `--leader-election`, else of the settings; `kubernetes`
+/// against `vip_leaderelectiontype=etcd` is refused.
+fn leader_election(m: &ArgMatches, settings: &Settings) -> Result<LeaderElection, OptionError> {
+    match m.get_one::<String>("leader-election").map(String::as_str) {
+        Some("etcd") => Ok(LeaderElection::Etcd),
+        Some(_) if settings.leader_election == LeaderElection::Etcd => Err(OptionError {
+            option: "--leader-election",
+            value: "kubernetes".into(),
+            expected: "etcd, as vip_leaderelectiontype says (or leave one of them out)",
+        }),
+        Some(_) => Ok(LeaderElection::Kubernetes),
+        None => Ok(settings.leader_election),
+    }
+}
+
+fn image_arg() -> Arg {
+    Arg::new("image")
+        .long("image")
+        .value_name("IMAGE")
+        .help(format!(
+            "container image; its tag is the app.kubernetes.io/version label [default: {DEFAULT_IMAGE_REPOSITORY}:{}]",
+            env!("CARGO_PKG_VERSION")
+        ))
+}
+
+fn no_liveness_probe_arg() -> Arg {
+    Arg::new("no-liveness-probe")
+        .long("no-liveness-probe")
+        .action(ArgAction::SetTrue)
+        .help("omit the /healthz liveness probe (for kube-vip's image, which does not serve /healthz)")
+}
+
+/// The hidden catch of stray arguments, refused by the settings check.
+fn stray_arg() -> Arg {
+    Arg::new(crate::STRAY)
+        .num_args(1..)
+        .allow_hyphen_values(true)
+        .hide(true)
+}
+
+/// A kube-vip bool flag that must keep one value: `--flag` or
+/// `--flag=<must>` is accepted, the other value refused with `expected`.
+fn fixed_flag(
+    m: &ArgMatches,
+    id: &'static str,
+    option: &'static str,
+    must: bool,
+    expected: &'static str,
+) -> Result<(), OptionError> {
+    let Some(v) = m.get_one::<String>(id) else {
+        return Ok(());
+    };
+    match crate::config::parse_bool(id, v) {
+        Ok(b) if b == must => Ok(()),
+        _ => Err(OptionError {
+            option,
+            value: v.clone(),
+            expected,
+        }),
+    }
+}
+
+/// `--vip-nodename` is refused: every node's name comes from the downward
+/// API.
+fn no_node_name(m: &ArgMatches) -> Result<(), OptionError> {
+    if m.value_source("vip_nodename") == Some(clap::parser::ValueSource::CommandLine) {
+        return Err(OptionError {
+            option: "--vip-nodename",
+            value: m
+                .get_one::<String>("vip_nodename")
+                .cloned()
+                .unwrap_or_default(),
+            expected: "nothing: every node's name comes from spec.nodeName (the downward API)",
+        });
+    }
+    Ok(())
 }
 
 /// Run `vip manifest pod|rbac` with validated settings: print the YAML and
 /// exit 0, or print one line and exit 2.
 pub fn run(matches: &ArgMatches, settings: Settings) -> ExitCode {
     let out = match matches.subcommand() {
-        Some(("pod", m)) => pod_options(m, &settings).and_then(|o| {
-            if m.value_source("vip_nodename") == Some(clap::parser::ValueSource::CommandLine) {
-                return Err(OptionError {
-                    option: "--vip-nodename",
-                    value: m.get_one::<String>("vip_nodename").cloned().unwrap_or_default(),
-                    expected: "nothing: every node's name comes from spec.nodeName (the downward API)",
-                });
-            }
-            Ok(to_yaml(&[pod(&settings, &o)]))
-        }),
+        Some(("pod", m)) => no_node_name(m)
+            .and_then(|()| {
+                fixed_flag(
+                    m,
+                    "inCluster",
+                    "--inCluster",
+                    false,
+                    "false: a static pod gets no ServiceAccount token; for in-cluster config use `vip manifest daemonset`",
+                )
+            })
+            .and_then(|()| pod_options(m, &settings))
+            .map(|(o, comment)| {
+                let mut text = comment;
+                text.push_str(&to_yaml(&[pod(&settings, &o)]));
+                text
+            }),
+        Some(("daemonset", m)) => no_node_name(m)
+            .and_then(|()| daemonset::options(m, &settings))
+            .map(|o| to_yaml(&[daemonset::daemonset(&settings, &o)])),
         Some(("rbac", m)) => checked_name(m).map(|name| rbac_yaml(&settings, &name)),
         _ => {
-            eprintln!("vip manifest: expected pod or rbac");
+            eprintln!("vip manifest: expected pod, daemonset or rbac");
             return ExitCode::from(2);
         }
     };
@@ -271,15 +427,43 @@ fn checked_name(m: &ArgMatches) -> Result<String, OptionError> {
     }
 }
 
-fn pod_options(m: &ArgMatches, settings: &Settings) -> Result<PodOptions, OptionError> {
-    let distribution = m
-        .get_one::<String>("distribution")
-        .and_then(|d| Distribution::from_name(d))
-        .ok_or(OptionError {
-            option: "--distribution",
-            value: String::new(),
-            expected: "k3s, kubeadm or rke2",
-        })?;
+/// The pod's options, and the YAML comment saying how the distribution
+/// was chosen when it was detected (empty when `--distribution` gave it).
+fn pod_options(m: &ArgMatches, settings: &Settings) -> Result<(PodOptions, String), OptionError> {
+    let kubeconfig = settings
+        .kubeconfig
+        .as_ref()
+        .map(|p| p.display().to_string());
+    let (distribution, comment) = match m.get_one::<String>("distribution") {
+        Some(d) => (
+            Distribution::from_name(d).ok_or(OptionError {
+                option: "--distribution",
+                value: d.clone(),
+                expected: "k3s, kubeadm or rke2",
+            })?,
+            String::new(),
+        ),
+        // kube-vip's generator mounts --k8sConfigPath: no guessing.
+        None if kubeconfig.is_some() => (
+            Distribution::Kubeadm,
+            format!(
+                "# kubeconfig: {} (k8s_config_file) mounted at {KUBECONFIG_MOUNT}.\n",
+                kubeconfig.as_deref().unwrap_or_default()
+            ),
+        ),
+        None => {
+            let root = std::env::var_os(HOST_ROOT_ENV)
+                .filter(|r| !r.is_empty())
+                .map_or_else(|| PathBuf::from("/"), PathBuf::from);
+            let (d, why) = Distribution::detect(&root)?;
+            let comment = format!(
+                "# distribution: {} (detected on this host: {why}); kubeconfig {} mounted.\n# Pass --distribution k3s|kubeadm|rke2 to choose another.\n",
+                d.name(),
+                d.kubeconfig()
+            );
+            (d, comment)
+        }
+    };
     let kubeadm_super_admin = m.get_flag("kubeadm-super-admin");
     if kubeadm_super_admin && distribution != Distribution::Kubeadm {
         return Err(OptionError {
@@ -293,25 +477,16 @@ fn pod_options(m: &ArgMatches, settings: &Settings) -> Result<PodOptions, Option
         .cloned()
         .unwrap_or_else(default_image);
     image_version(&image)?;
-    Ok(PodOptions {
+    let o = PodOptions {
         distribution,
+        kubeconfig,
         kubeadm_super_admin,
         image,
         name: checked_name(m)?,
         liveness_probe: !m.get_flag("no-liveness-probe"),
-        leader_election: match m.get_one::<String>("leader-election").map(String::as_str) {
-            Some("etcd") => LeaderElection::Etcd,
-            Some(_) if settings.leader_election == LeaderElection::Etcd => {
-                return Err(OptionError {
-                    option: "--leader-election",
-                    value: "kubernetes".into(),
-                    expected: "etcd, as vip_leaderelectiontype says (or leave one of them out)",
-                });
-            }
-            Some(_) => LeaderElection::Kubernetes,
-            None => settings.leader_election,
-        },
-    })
+        leader_election: leader_election(m, settings)?,
+    };
+    Ok((o, comment))
 }
 
 /// `localhost/vip:<this version>`.
@@ -409,7 +584,7 @@ fn metrics_value(s: &Settings) -> String {
 
 /// The environment block: kube-vip's variables, in the order kube-vip's
 /// generator writes them, then vip's own (only when not at their default).
-fn env_block(s: &Settings, o: &PodOptions) -> Vec<EnvVar> {
+fn env_block(s: &Settings, k8s_config_file: bool) -> Vec<EnvVar> {
     let mut v = vec![
         env("vip_arp", "true"),
         env("port", s.port.to_string()),
@@ -441,6 +616,12 @@ fn env_block(s: &Settings, o: &PodOptions) -> Vec<EnvVar> {
     v.push(env("cp_namespace", s.lease_namespace.clone()));
     v.push(env("vip_leaderelection", "true"));
     v.push(env("vip_leasename", s.lease_name.clone()));
+    if !s.lease_annotations.is_empty() {
+        v.push(env(
+            "vip_leaseannotations",
+            crate::config::annotations_json(&s.lease_annotations),
+        ));
+    }
     v.push(env("vip_leaseduration", secs(s.timings.lease_duration())));
     v.push(env("vip_renewdeadline", secs(s.timings.renew_deadline())));
     v.push(env("vip_retryperiod", secs(s.timings.retry_period())));
@@ -454,7 +635,7 @@ fn env_block(s: &Settings, o: &PodOptions) -> Vec<EnvVar> {
             .join(","),
     ));
     v.push(env("prometheus_server", metrics_value(s)));
-    if !o.kubeadm_super_admin {
+    if k8s_config_file {
         v.push(env("k8s_config_file", KUBECONFIG_MOUNT));
     }
     if let Some(a) = s.local_api {
@@ -467,13 +648,26 @@ fn env_block(s: &Settings, o: &PodOptions) -> Vec<EnvVar> {
     if !s.health_check {
         v.push(env("vip_healthcheck", "false"));
     }
+    // vip's own fast-failover settings, when not the defaults (kube-vip
+    // ignores them).
+    let f = s.fast_failover;
+    let d = vip_core::FastFailoverPolicy::default();
+    if f.heartbeat != d.heartbeat {
+        v.push(env("vip_heartbeat_ms", f.heartbeat.as_millis().to_string()));
+    }
+    if f.misses != d.misses {
+        v.push(env("vip_heartbeat_misses", f.misses.to_string()));
+    }
+    if f.probe_timeout != d.probe_timeout {
+        v.push(env("vip_probe_ms", f.probe_timeout.as_millis().to_string()));
+    }
     v
 }
 
 /// The etcd client files and endpoints of the pod: the settings' values,
 /// else the distribution's defaults.
-fn etcd_files(s: &Settings, o: &PodOptions) -> ([String; 3], String) {
-    let [ca, cert, key] = o.distribution.etcd_files();
+fn etcd_files(s: &Settings, d: Distribution) -> ([String; 3], String) {
+    let [ca, cert, key] = d.etcd_files();
     let pick = |set: &Option<std::path::PathBuf>, default: &str| {
         set.as_ref()
             .map_or_else(|| default.to_string(), |p| p.display().to_string())
@@ -495,10 +689,10 @@ fn etcd_files(s: &Settings, o: &PodOptions) -> ([String; 3], String) {
 
 /// The container's arguments: `manager`, and with etcd kube-vip's etcd
 /// flags (kube-vip reads them only as flags).
-fn args(s: &Settings, o: &PodOptions) -> Vec<String> {
+fn args(s: &Settings, election: LeaderElection, d: Distribution) -> Vec<String> {
     let mut a = vec!["manager".to_string()];
-    if o.leader_election == LeaderElection::Etcd {
-        let ([ca, cert, key], endpoints) = etcd_files(s, o);
+    if election == LeaderElection::Etcd {
+        let ([ca, cert, key], endpoints) = etcd_files(s, d);
         a.push("--leaderElectionType=etcd".into());
         a.push(format!("--etcdCACert={ca}"));
         a.push(format!("--etcdCert={cert}"));
@@ -506,6 +700,34 @@ fn args(s: &Settings, o: &PodOptions) -> Vec<String> {
         a.push(format!("--etcdEndpoints={endpoints}"));
     }
     a
+}
+
+/// The etcd client files as read-only hostPath volumes and their mounts
+/// at the same paths (`--leader-election etcd`).
+fn etcd_volumes(s: &Settings, d: Distribution) -> (Vec<Volume>, Vec<VolumeMount>) {
+    let (files, _) = etcd_files(s, d);
+    ["etcd-ca", "etcd-cert", "etcd-key"]
+        .into_iter()
+        .zip(files)
+        .map(|(name, path)| {
+            (
+                Volume {
+                    name: name.into(),
+                    host_path: Some(HostPathVolumeSource {
+                        path: path.clone(),
+                        type_: Some("File".into()),
+                    }),
+                    ..Default::default()
+                },
+                VolumeMount {
+                    name: name.into(),
+                    mount_path: path,
+                    read_only: Some(true),
+                    ..Default::default()
+                },
+            )
+        })
+        .unzip()
 }
 
 /// The liveness probe on `/healthz` of the metrics listener, from the host
@@ -532,13 +754,73 @@ fn liveness(s: &Settings) -> Option<Probe> {
     })
 }
 
+/// What the static pod's and the DaemonSet's container differ in.
+pub(crate) struct ContainerOptions<'a> {
+    /// The container's name.
+    pub name: &'a str,
+    /// Its image.
+    pub image: &'a str,
+    /// Its arguments: `manager`, and kube-vip's etcd flags with etcd.
+    pub args: Vec<String>,
+    /// With the `/healthz` liveness probe.
+    pub liveness_probe: bool,
+    /// Pass `k8s_config_file` (the mounted kubeconfig).
+    pub k8s_config_file: bool,
+    /// Its volume mounts.
+    pub mounts: Option<Vec<VolumeMount>>,
+}
+
+/// The one `vip manager` container, shared by the static pod and the
+/// DaemonSet: kube-vip's environment block, NET_ADMIN and NET_RAW only,
+/// small requests, the `/healthz` probe.
+pub(crate) fn container(s: &Settings, o: &ContainerOptions<'_>) -> Container {
+    Container {
+        name: o.name.into(),
+        image: Some(o.image.into()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        args: Some(o.args.clone()),
+        env: Some(env_block(s, o.k8s_config_file)),
+        security_context: Some(SecurityContext {
+            capabilities: Some(Capabilities {
+                add: Some(vec!["NET_ADMIN".into(), "NET_RAW".into()]),
+                drop: Some(vec!["ALL".into()]),
+            }),
+            ..Default::default()
+        }),
+        resources: Some(ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_string(), Quantity("10m".into())),
+                ("memory".to_string(), Quantity("16Mi".into())),
+            ])),
+            ..Default::default()
+        }),
+        liveness_probe: if o.liveness_probe { liveness(s) } else { None },
+        volume_mounts: o.mounts.clone(),
+        ..Default::default()
+    }
+}
+
+/// The pod spec both share: host network, node-critical priority, the
+/// container.
+pub(crate) fn pod_spec(container: Container) -> PodSpec {
+    PodSpec {
+        host_network: Some(true),
+        priority_class_name: Some("system-node-critical".into()),
+        containers: vec![container],
+        ..Default::default()
+    }
+}
+
 /// The static pod for `settings`.
 pub fn pod(s: &Settings, o: &PodOptions) -> Pod {
     let version = image_version(&o.image).unwrap_or_else(|_| env!("CARGO_PKG_VERSION").into());
     let mut volumes = vec![Volume {
         name: "kubeconfig".into(),
         host_path: Some(HostPathVolumeSource {
-            path: o.distribution.kubeconfig().into(),
+            path: o
+                .kubeconfig
+                .clone()
+                .unwrap_or_else(|| o.distribution.kubeconfig().into()),
             type_: Some("File".into()),
         }),
         ..Default::default()
@@ -566,48 +848,21 @@ pub fn pod(s: &Settings, o: &PodOptions) -> Pod {
         });
     }
     if o.leader_election == LeaderElection::Etcd {
-        let (files, _) = etcd_files(s, o);
-        for (name, path) in ["etcd-ca", "etcd-cert", "etcd-key"].into_iter().zip(files) {
-            volumes.push(Volume {
-                name: name.into(),
-                host_path: Some(HostPathVolumeSource {
-                    path: path.clone(),
-                    type_: Some("File".into()),
-                }),
-                ..Default::default()
-            });
-            mounts.push(VolumeMount {
-                name: name.into(),
-                mount_path: path,
-                read_only: Some(true),
-                ..Default::default()
-            });
-        }
+        let (v, mo) = etcd_volumes(s, o.distribution);
+        volumes.extend(v);
+        mounts.extend(mo);
     }
-    let container = Container {
-        name: o.name.clone(),
-        image: Some(o.image.clone()),
-        image_pull_policy: Some("IfNotPresent".into()),
-        args: Some(args(s, o)),
-        env: Some(env_block(s, o)),
-        security_context: Some(SecurityContext {
-            capabilities: Some(Capabilities {
-                add: Some(vec!["NET_ADMIN".into(), "NET_RAW".into()]),
-                drop: Some(vec!["ALL".into()]),
-            }),
-            ..Default::default()
-        }),
-        resources: Some(ResourceRequirements {
-            requests: Some(BTreeMap::from([
-                ("cpu".to_string(), Quantity("10m".into())),
-                ("memory".to_string(), Quantity("16Mi".into())),
-            ])),
-            ..Default::default()
-        }),
-        liveness_probe: if o.liveness_probe { liveness(s) } else { None },
-        volume_mounts: Some(mounts),
-        ..Default::default()
-    };
+    let container = container(
+        s,
+        &ContainerOptions {
+            name: &o.name,
+            image: &o.image,
+            args: args(s, o.leader_election, o.distribution),
+            liveness_probe: o.liveness_probe,
+            k8s_config_file: !o.kubeadm_super_admin,
+            mounts: Some(mounts),
+        },
+    );
     Pod {
         metadata: ObjectMeta {
             name: Some(o.name.clone()),
@@ -616,15 +871,12 @@ pub fn pod(s: &Settings, o: &PodOptions) -> Pod {
             ..Default::default()
         },
         spec: Some(PodSpec {
-            host_network: Some(true),
-            priority_class_name: Some("system-node-critical".into()),
             host_aliases: Some(vec![HostAlias {
                 ip: "127.0.0.1".into(),
                 hostnames: Some(vec!["kubernetes".into()]),
             }]),
-            containers: vec![container],
             volumes: Some(volumes),
-            ..Default::default()
+            ..pod_spec(container)
         }),
         status: None,
     }

@@ -2,19 +2,13 @@ use super::*;
 use crate::config::Sources;
 
 fn settings(pairs: &[(&str, &str)]) -> Settings {
-    let src = Sources {
-        flags: BTreeMap::new(),
-        env: pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    };
-    Settings::from_sources(&src, "node").unwrap()
+    Settings::from_sources(&Sources::env_only(pairs), "node").unwrap()
 }
 
 fn opts(d: Distribution) -> PodOptions {
     PodOptions {
         distribution: d,
+        kubeconfig: None,
         kubeadm_super_admin: false,
         image: "registry.example/vip:1.2.3".into(),
         name: DEFAULT_NAME.into(),
@@ -52,6 +46,10 @@ fn the_env_block_round_trips_through_the_configuration() {
             ("vip_logformat", "json"),
             ("prometheus_server", "127.0.0.1:9100"),
             ("vip_healthcheck", "false"),
+            (
+                "vip_leaseannotations",
+                r#"{"team":"infra","example.com/owner":"ops"}"#,
+            ),
         ],
         &[("address", "198.18.0.9"), ("prometheus_server", "")],
     ];
@@ -70,6 +68,8 @@ fn the_env_block_round_trips_through_the_configuration() {
         let again = Settings::from_sources(&src, "unused").unwrap();
         let mut want = s.clone();
         want.kubeconfig = Some(KUBECONFIG_MOUNT.into());
+        // The env block always names the namespace.
+        want.lease_namespace_explicit = true;
         assert_eq!(again, want, "{pairs:?}");
     }
 }
@@ -219,6 +219,11 @@ fn configuration_tables() -> String {
     t.push_str("\nRefused kube-vip settings (any value but empty or false):\n\n| Setting | What it would enable |\n|---|---|\n");
     for (key, what) in crate::config::UNSUPPORTED {
         t.push_str(&format!("| `{key}` | {what} |\n"));
+    }
+    t.push_str("\nRefused kube-vip flags (booleans when true, bare or `=true`; the others with any non-empty value):\n\n| Flag | Boolean | What it would enable |\n|---|---|---|\n");
+    for r in crate::config::REFUSED_FLAGS {
+        let kind = if r.boolean { "yes" } else { "no" };
+        t.push_str(&format!("| `{}` | {kind} | {} |\n", r.flag, r.what));
     }
     t
 }

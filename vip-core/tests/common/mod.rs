@@ -196,6 +196,10 @@ pub struct Lab {
     pub timings: Timings,
     pub vips: VipSpec,
     pub tweak: fn(&mut ControllerConfig),
+    /// Give the controllers a heartbeat channel (fast failover), except
+    /// the nodes listed in `no_heartbeats`.
+    pub fast: bool,
+    pub no_heartbeats: Vec<usize>,
 }
 
 pub fn vip() -> IpAddr {
@@ -238,6 +242,8 @@ impl Lab {
             timings: Timings::default(),
             vips,
             tweak: |_| {},
+            fast: false,
+            no_heartbeats: vec![],
         }
     }
 
@@ -293,9 +299,13 @@ impl Lab {
         )
         .with_health(Arc::new(node.health.clone()))
         .with_cordon(node.cordon.subscribe())
-        .with_observer(Arc::new(self.events.for_node(&n)))
-        .spawn()
-        .expect("valid config");
+        .with_observer(Arc::new(self.events.for_node(&n)));
+        let handle = if self.fast && !self.no_heartbeats.contains(&i) {
+            handle.with_heartbeats(Arc::new(self.net.heartbeats(&n, node.mac)))
+        } else {
+            handle
+        };
+        let handle = handle.spawn().expect("valid config");
         let node = &mut self.nodes[i];
         node.status = Some(handle.status());
         node.handle = Some(handle);
@@ -313,6 +323,20 @@ impl Lab {
             h.abort();
         }
         self.nodes[i].status = None;
+    }
+
+    /// A node crash: the host loses power (its addresses and link go at
+    /// once) and the daemon dies.
+    pub fn power_off(&mut self, i: usize) {
+        self.crash(i);
+        self.net.power_off(&self.nodes[i].name);
+    }
+
+    /// Freeze a daemon as SIGSTOP would (its parts' calls and its store
+    /// requests wait), or thaw it.
+    pub fn freeze(&self, i: usize, frozen: bool) {
+        self.net.set_frozen(&self.nodes[i].name, frozen);
+        self.nodes[i].backend.faults().set_frozen(frozen);
     }
 
     pub fn running(&self, i: usize) -> bool {
@@ -374,6 +398,45 @@ impl Lab {
     }
 }
 
+/// Check that no two nodes' kernels answered for the same address at the
+/// same instant (held it with their link up).
+pub fn assert_no_answer_overlap(net: &MemoryNetwork) {
+    let iv = net.answering();
+    for (i, a) in iv.iter().enumerate() {
+        for b in &iv[i + 1..] {
+            if a.address != b.address || a.node == b.node {
+                continue;
+            }
+            let far = Instant::now() + Duration::from_secs(3600);
+            let (a_end, b_end) = (a.end.unwrap_or(far), b.end.unwrap_or(far));
+            assert!(
+                a_end <= b.start || b_end <= a.start,
+                "two nodes answered for the VIP at once: {a:?} and {b:?}"
+            );
+        }
+    }
+}
+
+/// Check that every time a node added the VIP, the last write to the
+/// store before it was that node's own, as holder: no VIP without a
+/// successful Lease write.
+pub fn assert_added_after_own_write(net: &MemoryNetwork, store: &MemoryStore) {
+    let log = store.log();
+    for a in net.actions() {
+        if a.action != vip_core::testutil::AddressAction::Added {
+            continue;
+        }
+        let last = log.iter().rfind(|w| w.at <= a.at);
+        assert!(
+            last.is_some_and(|w| w.record.holder_identity == a.node),
+            "{} added {} at {:?}, but the last write before was {last:?}",
+            a.node,
+            a.address,
+            a.at
+        );
+    }
+}
+
 /// Check that no two nodes held the same address at the same instant.
 pub fn assert_no_overlap(net: &MemoryNetwork) {
     let iv = net.intervals();
@@ -389,5 +452,24 @@ pub fn assert_no_overlap(net: &MemoryNetwork) {
                 "overlap: {a:?} and {b:?}"
             );
         }
+    }
+}
+
+/// `leaseTransitions` increments exactly when the holder changes to a
+/// different non-empty identity.
+pub fn check_transitions(lab: &Lab) {
+    let log = lab.store.log();
+    let mut expected = 0;
+    let mut prev = String::new();
+    for (k, w) in log.iter().enumerate() {
+        let h = &w.record.holder_identity;
+        if k > 0 && !h.is_empty() && *h != prev {
+            expected += 1;
+        }
+        assert_eq!(
+            w.record.lease_transitions, expected,
+            "write {k} of {log:#?}"
+        );
+        prev = h.clone();
     }
 }

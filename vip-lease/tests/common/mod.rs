@@ -53,6 +53,19 @@ pub fn held(holder: &str, transitions: u32) -> LeaderRecord {
     }
 }
 
+/// A release as client-go writes it: empty holder, duration 1 s, the
+/// transitions kept.
+pub fn released(transitions: u32) -> LeaderRecord {
+    let now = vip_core::micro_now();
+    LeaderRecord {
+        holder_identity: String::new(),
+        lease_duration_seconds: 1,
+        acquire_time: Some(now),
+        renew_time: Some(now),
+        lease_transitions: transitions,
+    }
+}
+
 /// client-go's MicroTime text of `t`.
 pub fn micro_text(t: SystemTime) -> String {
     serde_json::to_value(vip_lease::lease::to_micro_time(t))

@@ -149,14 +149,20 @@ impl Kind {
 /// What runs the VIP.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Impl {
-    Vip,
+    /// vip with this heartbeat interval (ms; 0: fast failover off).
+    Vip(u32),
     Keepalived(KeepalivedConfig),
 }
+
+/// vip's default heartbeat interval.
+const HEARTBEAT_MS: u32 = 10;
 
 impl Impl {
     fn name(self) -> String {
         match self {
-            Impl::Vip => "vip".into(),
+            Impl::Vip(HEARTBEAT_MS) => "vip".into(),
+            Impl::Vip(0) => "vip, fast failover off".into(),
+            Impl::Vip(ms) => format!("vip, vip_heartbeat_ms={ms}"),
             Impl::Keepalived(c) => {
                 format!("keepalived VRRPv{} advert_int {}", c.version, c.advert_int)
             }
@@ -165,7 +171,15 @@ impl Impl {
 
     fn slug(self) -> String {
         match self {
-            Impl::Vip => "vip".into(),
+            Impl::Vip(HEARTBEAT_MS) => "vip".into(),
+            Impl::Vip(ms) => format!("vip-hb{ms}"),
+            Impl::Keepalived(c) if c.advert_int < 0.1 => {
+                format!(
+                    "keepalived-v{}-{}ms",
+                    c.version,
+                    (c.advert_int * 1000.0) as u32
+                )
+            }
             Impl::Keepalived(c) => format!("keepalived-v{}", c.version),
         }
     }
@@ -222,7 +236,7 @@ fn holder_now(lab: &Lab, imp: Impl) -> Option<usize> {
     let holders = lab.vip_holders();
     let [i] = holders[..] else { return None };
     match imp {
-        Impl::Vip => (lab.holder().as_deref() == Some(lab.nodes[i].name.as_str())).then_some(i),
+        Impl::Vip(_) => (lab.holder().as_deref() == Some(lab.nodes[i].name.as_str())).then_some(i),
         Impl::Keepalived(_) => Some(i),
     }
 }
@@ -268,17 +282,19 @@ async fn trial(lab: &mut Lab, imp: Impl, kind: Kind) -> Result<Recorded, String>
     let mut markers = Vec::new();
     let t0 = Instant::now();
     match (imp, kind) {
-        (Impl::Vip, Kind::Graceful) => lab.signal(old, libc::SIGTERM).map_err(|e| e.to_string())?,
-        (Impl::Vip, Kind::Crash) => {
+        (Impl::Vip(_), Kind::Graceful) => {
+            lab.signal(old, libc::SIGTERM).map_err(|e| e.to_string())?
+        }
+        (Impl::Vip(_), Kind::Crash) => {
             lab.set_link(old, false).map_err(|e| e.to_string())?;
             lab.kill(old).await.map_err(|e| e.to_string())?;
         }
-        (Impl::Vip, Kind::Kill) => lab.kill(old).await.map_err(|e| e.to_string())?,
-        (Impl::Vip, Kind::Partition) => {
+        (Impl::Vip(_), Kind::Kill) => lab.kill(old).await.map_err(|e| e.to_string())?,
+        (Impl::Vip(_), Kind::Partition) => {
             let name = lab.nodes[old].name.clone();
             lab.api.set_token_fault(&name, Some(Fault::Stall));
         }
-        (Impl::Vip, Kind::LocalApi) => lab.api.listener(old).set_fault(Some(Fault::Refuse)),
+        (Impl::Vip(_), Kind::LocalApi) => lab.api.listener(old).set_fault(Some(Fault::Refuse)),
         (Impl::Keepalived(_), Kind::Graceful) => lab
             .signal_keepalived(old, libc::SIGTERM)
             .map_err(|e| e.to_string())?,
@@ -326,18 +342,18 @@ async fn trial(lab: &mut Lab, imp: Impl, kind: Kind) -> Result<Recorded, String>
 
     // Restore: the old node's daemon back as a follower.
     match (imp, kind) {
-        (Impl::Vip, Kind::Graceful) => {
+        (Impl::Vip(_), Kind::Graceful) => {
             lab.wait(old, Duration::from_secs(5))
                 .await
                 .map_err(|e| e.to_string())?;
             lab.start(old).map_err(|e| e.to_string())?;
         }
-        (Impl::Vip, Kind::Crash | Kind::Kill) => lab.start(old).map_err(|e| e.to_string())?,
-        (Impl::Vip, Kind::Partition) => {
+        (Impl::Vip(_), Kind::Crash | Kind::Kill) => lab.start(old).map_err(|e| e.to_string())?,
+        (Impl::Vip(_), Kind::Partition) => {
             let name = lab.nodes[old].name.clone();
             lab.api.set_token_fault(&name, None);
         }
-        (Impl::Vip, Kind::LocalApi) => lab.api.listener(old).set_fault(None),
+        (Impl::Vip(_), Kind::LocalApi) => lab.api.listener(old).set_fault(None),
         (Impl::Keepalived(c), _) => {
             lab.wait_keepalived(old, Duration::from_secs(5))
                 .await
@@ -388,7 +404,7 @@ async fn trial(lab: &mut Lab, imp: Impl, kind: Kind) -> Result<Recorded, String>
         .map(|s| s.to - s.from)
         .sum();
     let acquire_to_arp = match imp {
-        Impl::Vip => {
+        Impl::Vip(_) => {
             let name = &lab.nodes[new].name;
             lab.lease_writes()
                 .into_iter()
@@ -455,7 +471,7 @@ struct Idle {
 }
 
 async fn idle(lab: &Lab, window: Duration) -> Result<Idle, String> {
-    let leader = settle(lab, Impl::Vip, Duration::from_secs(30)).await?;
+    let leader = settle(lab, Impl::Vip(HEARTBEAT_MS), Duration::from_secs(30)).await?;
     let follower = (0..lab.nodes.len())
         .find(|&i| i != leader)
         .ok_or("no follower")?;
@@ -480,7 +496,7 @@ async fn idle(lab: &Lab, window: Duration) -> Result<Idle, String> {
             *by_verb.entry(format!("{} {}", k.2, k.3)).or_default() += d;
         }
     }
-    if settle(lab, Impl::Vip, Duration::from_secs(1)).await? != leader {
+    if settle(lab, Impl::Vip(HEARTBEAT_MS), Duration::from_secs(1)).await? != leader {
         return Err("the leader changed during the idle window".into());
     }
     Ok(Idle {
@@ -724,8 +740,32 @@ async fn run(args: Args) -> Result<String, String> {
         eprintln!("idle leader and followers for {:?}", args.idle);
         let idle = idle(&lab, args.idle).await?;
         let mut results = Results::new();
-        run_trials(&mut lab, Impl::Vip, &args.kinds, &args, &mut results).await?;
+        run_trials(
+            &mut lab,
+            Impl::Vip(HEARTBEAT_MS),
+            &args.kinds,
+            &args,
+            &mut results,
+        )
+        .await?;
         lab.stop_all(Duration::from_secs(5)).await;
+        // Fast failover at 5 ms heartbeats, against keepalived's fastest.
+        let fast_kinds: Vec<Kind> = args
+            .kinds
+            .iter()
+            .copied()
+            .filter(|k| matches!(k, Kind::Graceful | Kind::Crash | Kind::Kill))
+            .collect();
+        if !fast_kinds.is_empty() {
+            eprintln!("vip with vip_heartbeat_ms=5");
+            lab.env.insert("vip_heartbeat_ms".into(), "5".into());
+            for i in 0..3 {
+                lab.start(i).map_err(|e| e.to_string())?;
+            }
+            run_trials(&mut lab, Impl::Vip(5), &fast_kinds, &args, &mut results).await?;
+            lab.stop_all(Duration::from_secs(5)).await;
+            lab.env.remove("vip_heartbeat_ms");
+        }
         if ka.is_some() {
             for config in [
                 KeepalivedConfig {
@@ -735,6 +775,10 @@ async fn run(args: Args) -> Result<String, String> {
                 KeepalivedConfig {
                     version: 3,
                     advert_int: 0.1,
+                },
+                KeepalivedConfig {
+                    version: 3,
+                    advert_int: 0.01,
                 },
             ] {
                 eprintln!(

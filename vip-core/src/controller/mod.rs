@@ -1,0 +1,270 @@
+//! The controller: one task, an explicit state machine over the elector,
+//! the address manager, the announcer, the health probe and the cordon
+//! watch. It keeps the invariants of `design.md`:
+//!
+//! 1. The VIP is on this node only while this node's lease is valid by its
+//!    own conservative clock (last successful renewal's send time plus the
+//!    renew deadline).
+//! 2. Every way out of leadership runs: stop announcing, remove the
+//!    address, release the lease (bounded), carry on as a follower (or
+//!    exit on shutdown). Losing leadership never ends the task.
+//! 3. A follower never holds the VIP: a stale address is removed at start
+//!    and on every reconcile.
+//! 4. On takeover: add, announce at once as a burst, then refresh
+//!    periodically; re-announce at once after carrier-up or a re-add.
+//! 5. An unhealthy node does not campaign, and hands the VIP over if it
+//!    leads.
+//! 6. A cordoned node hands over to an uncordoned one, never leaving the
+//!    VIP ownerless when every node is cordoned.
+//! 7. Foreign claims are logged and counted; the leader defends at a
+//!    bounded rate.
+//! 8. The VIP never outlives its daemon: it is added with a finite valid
+//!    lifetime that ends, kernel lag included, before the earliest moment
+//!    another node may take the lease; every renewal refreshes it.
+//!
+//! The files, by job:
+//!
+//! | file | job |
+//! |---|---|
+//! | `config.rs` | [`ControllerConfig`] and its policies, validated |
+//! | `status.rs` | [`Role`], [`StepDownReason`], [`ControllerEvent`], [`Status`], [`ShutdownReport`] |
+//! | `health.rs` | the health monitor task (thresholds over [`HealthProbe`] answers) |
+//! | `run.rs` | the task's state and event loop, and what both roles share (elections, stepping down, link and cordon events, shutdown) |
+//! | `leader.rs` | the leader half: take over, renew, keep the address, announce, defend, hand over |
+//! | `follower.rs` | the follower half: hold no VIP, follow the record, campaign |
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::address::AddressManager;
+use crate::announce::Announcer;
+use crate::backend::LockBackend;
+use crate::cordon::{CordonState, CordonWatch};
+use crate::election::Elector;
+use crate::health::HealthProbe;
+use crate::heartbeat::HeartbeatChannel;
+
+mod config;
+mod follower;
+mod health;
+mod heartbeat;
+mod leader;
+mod run;
+mod status;
+
+pub use config::{
+    AnnouncePolicy, ControllerConfig, ControllerError, FastFailoverPolicy, HealthPolicy,
+};
+pub use status::{
+    ControllerEvent, Counters, Observer, Role, ShutdownReport, Status, StepDownReason,
+};
+
+use health::{HealthState, spawn_health_monitor};
+use run::{KeepAlive, Run};
+
+/// A running controller.
+#[derive(Debug)]
+pub struct ControllerHandle {
+    status: watch::Receiver<Status>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<ShutdownReport>,
+}
+
+impl ControllerHandle {
+    /// The status, updated on every change.
+    pub fn status(&self) -> watch::Receiver<Status> {
+        self.status.clone()
+    }
+
+    /// Run the graceful order (stop announcing, remove, release) and stop.
+    pub async fn shutdown(mut self) -> ShutdownReport {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match (&mut self.task).await {
+            Ok(r) => r,
+            Err(e) => ShutdownReport {
+                was_leader: false,
+                removed: vec![],
+                released: false,
+                errors: vec![format!("controller task failed: {e}")],
+                elapsed: Duration::ZERO,
+            },
+        }
+    }
+
+    /// Stop the task at once, as a crash would: nothing is withdrawn. For
+    /// tests of what a dead daemon leaves behind.
+    pub fn abort(self) {
+        self.task.abort();
+    }
+}
+
+/// The controller's parts and configuration, ready to spawn.
+pub struct Controller {
+    config: ControllerConfig,
+    backend: Arc<dyn LockBackend>,
+    addresses: Arc<dyn AddressManager>,
+    announcer: Arc<dyn Announcer>,
+    health: Option<Arc<dyn HealthProbe>>,
+    cordon: Option<CordonWatch>,
+    observer: Option<Arc<dyn Observer>>,
+    heartbeats: Option<Arc<dyn HeartbeatChannel>>,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller")
+            .field("config", &self.config)
+            .field("backend", &self.backend.describe())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Controller {
+    /// A controller over the three required parts. Without a health
+    /// probe the node counts as healthy; without a cordon watch, as
+    /// uncordoned.
+    pub fn new(
+        config: ControllerConfig,
+        backend: Arc<dyn LockBackend>,
+        addresses: Arc<dyn AddressManager>,
+        announcer: Arc<dyn Announcer>,
+    ) -> Self {
+        Self {
+            config,
+            backend,
+            addresses,
+            announcer,
+            health: None,
+            cordon: None,
+            observer: None,
+            heartbeats: None,
+        }
+    }
+
+    /// Gate campaigning on this probe of the local control plane.
+    pub fn with_health(mut self, probe: Arc<dyn HealthProbe>) -> Self {
+        self.health = Some(probe);
+        self
+    }
+
+    /// Follow this node's cordon state.
+    pub fn with_cordon(mut self, cordon: CordonWatch) -> Self {
+        self.cordon = Some(cordon);
+        self
+    }
+
+    /// Fenced fast failover over this heartbeat channel (when the
+    /// configuration's heartbeat interval is not zero): send heartbeats
+    /// while leading, and replace a silent holder whose VIP no longer
+    /// answers by a compare-and-swap on the lease. Without it, or with
+    /// the interval at zero, a dead leader is replaced when its lease
+    /// expires.
+    pub fn with_heartbeats(mut self, channel: Arc<dyn HeartbeatChannel>) -> Self {
+        self.heartbeats = Some(channel);
+        self
+    }
+
+    /// Deliver every event to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Validate the configuration and start the controller task (and its
+    /// health-check task) on the current tokio runtime.
+    pub fn spawn(self) -> Result<ControllerHandle, ControllerError> {
+        self.config.validate()?;
+        let now = Instant::now();
+        let status = Status {
+            identity: self.config.identity.to_string(),
+            role: Role::Starting,
+            role_since: now,
+            holder: None,
+            interface: None,
+            last_renewal: None,
+            valid_until: None,
+            healthy: None,
+            cordoned: false,
+            carrier_up: true,
+            addresses_present: false,
+            last_progress: now,
+            counters: Counters::default(),
+        };
+        let (status_tx, status_rx) = watch::channel(status);
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let mut keepalive = KeepAlive::default();
+        let health_rx = match &self.health {
+            Some(probe) => spawn_health_monitor(probe.clone(), self.config.health),
+            None => {
+                let (tx, rx) = watch::channel(HealthState::Healthy);
+                keepalive.health = Some(tx);
+                rx
+            }
+        };
+        let elector = Elector::new(
+            self.backend.clone(),
+            self.config.identity.clone(),
+            self.config.timings,
+            self.config.request_timeout,
+        );
+        let cordon = self.cordon.unwrap_or_else(|| {
+            let (tx, rx) = watch::channel(CordonState::default());
+            keepalive.cordon = Some(tx);
+            rx
+        });
+        let heartbeats = self
+            .heartbeats
+            .filter(|_| self.config.fast_failover.enabled());
+        let run = Run {
+            vips: self.config.vips.addresses().to_vec(),
+            config: self.config,
+            elector,
+            addresses: self.addresses,
+            announcer: self.announcer,
+            observer: self.observer,
+            status: status_tx,
+            health: health_rx,
+            cordon,
+            record_watch: None,
+            link_events: None,
+            conflicts: None,
+            interface: None,
+            role: Role::Starting,
+            next_renew: now,
+            next_announce: None,
+            burst_left: 0,
+            last_defence: HashMap::new(),
+            free_since: None,
+            handover_blocked_until: None,
+            handover_backoff: Duration::ZERO,
+            handed_over_at: None,
+            carrier_down_since: None,
+            hold_off_until: None,
+            addresses_present: false,
+            health_open: true,
+            cordon_open: true,
+            _keepalive: keepalive,
+            heartbeats,
+            beats: None,
+            beat_plan: watch::channel(None).0,
+            beat_sender: None,
+            heard: None,
+            next_probe: None,
+            readd_pending: false,
+            addresses_expire: None,
+        };
+        let task = tokio::spawn(run.run(stop_rx));
+        Ok(ControllerHandle {
+            status: status_rx,
+            stop: Some(stop_tx),
+            task,
+        })
+    }
+}
