@@ -26,6 +26,8 @@ command -v musl-gcc >/dev/null || need+=(musl-tools)
 command -v aarch64-linux-gnu-gcc >/dev/null || need+=(gcc-aarch64-linux-gnu)
 command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
 command -v file >/dev/null || need+=(file)
+# etcd-client (vip-etcd) generates its gRPC code with protoc at build time.
+command -v protoc >/dev/null || need+=(protobuf-compiler)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"

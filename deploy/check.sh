@@ -7,17 +7,19 @@
 #    virtualenv (VIP_DEPLOY_VENV, default /tmp/vip-deploy-venv; reused while
 #    requirements.txt is unchanged).
 # 2. Builds `vip` and renders `vip manifest pod` for k3s, kubeadm (also the
-#    super-admin variant) and rke2, `vip manifest rbac` and `vip manifest
-#    daemonset` (two variants); validates them
-#    strictly with kubernetes-validate against Kubernetes 1.29, 1.33 and
-#    1.37, after proving the validator rejects a broken pod.
+#    super-admin variant), rke2 and with etcd election (k3s, kubeadm),
+#    `vip manifest rbac` and `vip manifest daemonset` (three variants,
+#    one with etcd election); validates them strictly with
+#    kubernetes-validate against Kubernetes 1.29, 1.33 and 1.37, after
+#    proving the validator rejects a broken pod.
 # 3. Runs the Ansible role with a local connection into a temporary
 #    directory: the first run changes, the second reports changed=0, check
 #    mode reports changed=0; the rendered manifest is validated and is the
-#    same pod as `vip manifest pod` for the same settings (five sets of
-#    settings); the same in DaemonSet mode (kube_vip_deploy: daemonset:
-#    idempotence, check mode, validation, the same objects as `vip manifest
-#    rbac` + `vip manifest daemonset`), switching modes removes the other
+#    same pod as `vip manifest pod` for the same settings (seven sets of
+#    settings, one with etcd election); the same in DaemonSet mode
+#    (kube_vip_deploy: daemonset: idempotence, check mode, validation, the
+#    same objects as `vip manifest rbac` + `vip manifest daemonset`, also
+#    with etcd election), switching modes removes the other
 #    mode's manifest, a bad mode is refused; the TLS-SAN precondition fails
 #    early with its message.
 # 4. ansible-lint (production profile) and yamllint, clean.
@@ -95,11 +97,14 @@ brief=(--vip-address 192.168.20.140 --vip-interface end0 --vip-leasename kube-vi
 "$vip" manifest pod "${brief[@]}" --distribution kubeadm >"$tmp/pod-kubeadm.yaml"
 "$vip" manifest pod "${brief[@]}" --distribution kubeadm --kubeadm-super-admin >"$tmp/pod-kubeadm-super-admin.yaml"
 "$vip" manifest pod "${brief[@]}" --distribution rke2 >"$tmp/pod-rke2.yaml"
+"$vip" manifest pod "${brief[@]}" --distribution kubeadm --leader-election etcd >"$tmp/pod-kubeadm-etcd.yaml"
+"$vip" manifest pod "${brief[@]}" --distribution k3s --leader-election etcd >"$tmp/pod-k3s-etcd.yaml"
 "$vip" manifest rbac "${brief[@]}" >"$tmp/rbac.yaml"
 "$vip" manifest daemonset "${brief[@]}" >"$tmp/ds-brief.yaml"
 "$vip" manifest daemonset --interface eth0 --address 198.18.0.10,2001:db8::10 --inCluster --taint \
   --controlplane --arp --leaderElection --image ghcr.io/kube-vip/kube-vip:v1.0.3 --no-liveness-probe \
   --vip-leaseannotations '{"example.com/owner":"platform"}' >"$tmp/ds-kube-vip.yaml"
+"$vip" manifest daemonset "${brief[@]}" --distribution k3s --leader-election etcd >"$tmp/ds-k3s-etcd.yaml"
 # The validator must catch a broken pod, or the checks below prove nothing.
 sed 's/^  hostNetwork: true/  hostNetwork: "yes"\n  hostNetwrk: true/' "$tmp/pod-k3s.yaml" >"$tmp/broken.yaml"
 if validate "$tmp/broken.yaml" 2>/dev/null; then
@@ -160,7 +165,7 @@ grep -Eq 'changed=1 .*failed=0' <<<"$(recap "$out")" || {
 
 step "ansible role: the rendered manifest"
 validate "$manifests/kube-vip.yaml"
-# The same pod as vip manifest pod, for the defaults and four other sets of
+# The same pod as vip manifest pod, for the defaults and six other sets of
 # settings: (role variables as JSON) | (vip flags).
 same() {
   local name=$1 vars=$2 dir="$tmp/same-$1"
@@ -192,6 +197,8 @@ same no-metrics '{"kube_vip_prometheus_server": ""}' \
   --distribution k3s "${brief[@]}" --prometheus-server ''
 same annotations '{"kube_vip_lease_annotations": {"team": "infra", "example.com/owner": "ops"}}' \
   --distribution k3s "${brief[@]}" --vip-leaseannotations '{"team":"infra","example.com/owner":"ops"}'
+same etcd '{"kube_vip_leader_election": "etcd"}' \
+  --distribution k3s "${brief[@]}" --leader-election etcd
 # ...and a different pod is told apart (the comparison can fail).
 if python tests/same_pod.py "$tmp/same-defaults/kube-vip.yaml" "$tmp/vip-overrides.yaml" 2>/dev/null; then
   fail "same_pod.py found two different pods equal"
@@ -237,6 +244,8 @@ same_ds overrides '{"kube_vip_address": "198.18.0.10,2001:db8::10", "kube_vip_su
   vip-sa "--name vip-ds --no-liveness-probe --image ghcr.io/kube-vip/kube-vip:v1.0.3" \
   --address 198.18.0.10,2001:db8::10 --vip-subnet 24,64 --cp-namespace vip-system --vip-leasename vip-lock \
   --vip-leaseduration 15 --vip-renewdeadline 10 --vip-retryperiod 2 --vip-leaseannotations '{"team":"infra"}'
+same_ds etcd '{"kube_vip_leader_election": "etcd"}' kube-vip \
+  "--name kube-vip --distribution k3s --leader-election etcd" "${brief[@]}"
 if python tests/same_pod.py "$tmp/same-ds-defaults/server-manifests/kube-vip.yaml" "$tmp/vip-ds-overrides.yaml" 2>/dev/null; then
   fail "same_pod.py found two different DaemonSets equal"
 fi

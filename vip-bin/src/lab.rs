@@ -128,6 +128,9 @@ pub struct LeaseWrite {
     pub transitions: u64,
 }
 
+/// Reads the current leader's name (`None`: nobody holds it).
+pub type HolderSource = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
 /// The lab.
 pub struct Lab {
     /// The segment: hosts `0..n` are the nodes, then the client, the
@@ -139,6 +142,9 @@ pub struct Lab {
     pub api: TestApi,
     /// Extra environment for every manager (added last: overrides).
     pub env: BTreeMap<String, String>,
+    /// Where [`Lab::holder`] reads the leader when the managers do not
+    /// elect through the stand-in's Lease (e.g. an etcd record).
+    pub holder_source: Option<HolderSource>,
     vips: Vec<IpAddr>,
     exe: PathBuf,
     dir: PathBuf,
@@ -226,19 +232,7 @@ impl Lab {
             let kubeconfig = api.kubeconfig_for(i, name)?;
             // The node's "local API server": 127.0.0.1:6443 inside its
             // namespace, proxied to its own listener of the stand-in.
-            let listener = host
-                .ns
-                .run(Duration::from_secs(5), || async {
-                    std::net::TcpListener::bind("127.0.0.1:6443")
-                })?
-                .map_err(io(format!("binding 127.0.0.1:6443 in {}", host.ns.name())))?;
-            listener
-                .set_nonblocking(true)
-                .map_err(io("proxy listener"))?;
-            let listener =
-                tokio::net::TcpListener::from_std(listener).map_err(io("proxy listener"))?;
-            let upstream = api.listener(i).addr();
-            proxies.push(tokio::spawn(proxy(listener, upstream)));
+            proxies.push(forward_into(host, 6443, api.listener(i).addr())?);
             lab_nodes.push(LabNode {
                 name: name.clone(),
                 addr: host_v4(i),
@@ -255,6 +249,7 @@ impl Lab {
             nodes: lab_nodes,
             api,
             env: BTreeMap::new(),
+            holder_source: None,
             vips: vips.to_vec(),
             exe,
             dir,
@@ -262,6 +257,20 @@ impl Lab {
             lease_log,
             lease_task,
         })
+    }
+
+    /// Forward `127.0.0.1:<port>` inside node `i`'s namespace to
+    /// `upstream` on the host, as the lab does for the local API server
+    /// (e.g. the node's local etcd member, port 2379). Stopped on drop.
+    pub fn forward_local(
+        &mut self,
+        i: usize,
+        port: u16,
+        upstream: SocketAddr,
+    ) -> Result<(), LabSetupError> {
+        let task = forward_into(&self.segment.hosts[i], port, upstream)?;
+        self.proxies.push(task);
+        Ok(())
     }
 
     /// The lab's VIPs.
@@ -429,6 +438,9 @@ impl Lab {
 
     /// The Lease's holder, straight from the stand-in's store.
     pub fn holder(&self) -> Option<String> {
+        if let Some(read) = &self.holder_source {
+            return read();
+        }
         self.api
             .store()
             .get(Kind::Lease, LEASE.0, LEASE.1)
@@ -814,6 +826,29 @@ fn record_lease_writes(
         }
     });
     Ok((log, task))
+}
+
+/// Listen on `127.0.0.1:<port>` inside `host`'s namespace and proxy every
+/// connection to `upstream` on the host.
+fn forward_into(
+    host: &Host,
+    port: u16,
+    upstream: SocketAddr,
+) -> Result<tokio::task::JoinHandle<()>, LabSetupError> {
+    let listener = host
+        .ns
+        .run(Duration::from_secs(5), move || async move {
+            std::net::TcpListener::bind(("127.0.0.1", port))
+        })?
+        .map_err(io(format!(
+            "binding 127.0.0.1:{port} in {}",
+            host.ns.name()
+        )))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(io("proxy listener"))?;
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(io("proxy listener"))?;
+    Ok(tokio::spawn(proxy(listener, upstream)))
 }
 
 async fn proxy(listener: tokio::net::TcpListener, upstream: SocketAddr) {

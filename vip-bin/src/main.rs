@@ -184,6 +184,17 @@ fn settings(m: &ArgMatches) -> Result<Settings, ExitCode> {
         })
 }
 
+/// [`settings`], and the host files they name must be readable (the
+/// etcd TLS files): for the commands that run on this host.
+fn host_settings(m: &ArgMatches) -> Result<Settings, ExitCode> {
+    let s = settings(m)?;
+    s.check_files().map_err(|e| {
+        eprintln!("vip: {e}");
+        ExitCode::from(2)
+    })?;
+    Ok(s)
+}
+
 /// Logs to standard error: text or JSON, at the configured level
 /// (`RUST_LOG` overrides, when it parses: `level` and `target=level`
 /// directives separated by commas, e.g. `vip_core=debug,info`).
@@ -217,7 +228,7 @@ fn runtime() -> tokio::runtime::Runtime {
 fn main() -> ExitCode {
     let matches = cli().get_matches();
     match matches.subcommand() {
-        Some(("check-config", m)) => match settings(m) {
+        Some(("check-config", m)) => match host_settings(m) {
             Ok(s) => {
                 for (k, v) in s.describe() {
                     println!("{k}={v}");
@@ -232,7 +243,7 @@ fn main() -> ExitCode {
             Ok(s) => manifest::run(m, s),
             Err(code) => code,
         },
-        Some(("manager", m)) => match settings(m) {
+        Some(("manager", m)) => match host_settings(m) {
             Ok(s) => {
                 init_logging(&s);
                 runtime().block_on(manager::run(s))

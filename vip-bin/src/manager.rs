@@ -1,7 +1,14 @@
-//! `vip manager`: the static-pod daemon. It composes the Lease backend, the
-//! netlink address manager, the packet-socket announcer, the local
-//! `/readyz` probe and the cordon watch into the vip-core controller, serves
-//! metrics and health, and runs the graceful order on SIGTERM/SIGINT.
+//! `vip manager`: the static-pod daemon. It composes the election backend
+//! (the Lease, or etcd with `--leaderElectionType=etcd`), the netlink
+//! address manager, the packet-socket announcer, the local `/readyz` probe
+//! and the cordon watch into the vip-core controller, serves metrics and
+//! health, and runs the graceful order on SIGTERM/SIGINT.
+//!
+//! With etcd the election does not go through the API server. The health
+//! probe still follows the local API server's `/readyz` (turn it off with
+//! `vip_healthcheck=false`), and the cordon watch still needs the API: it
+//! runs when a kubeconfig is found and is left out (a warning says so)
+//! when none is; while the API is down it keeps the last state it saw.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -9,13 +16,14 @@ use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
 use vip_arp::{NetlinkAddressManager, PacketAnnouncer, PacketHeartbeats};
-use vip_core::{Controller, ControllerConfig, ControllerEvent, Observer, Status};
+use vip_core::{Controller, ControllerConfig, ControllerEvent, LockBackend, Observer, Status};
+use vip_etcd::{EtcdBackend, EtcdConfig, election_key};
 use vip_lease::{
     ClusterAccess, CordonConfig, DiscoveryOptions, EventsConfig, HealthConfig, KubeconfigSource,
     LeaseBackend, LeaseConfig, LeaseName, ReadyzProbe, spawn_cordon_watch, spawn_event_recorder,
 };
 
-use crate::config::Settings;
+use crate::config::{LeaderElection, Settings};
 use crate::metrics::{self, Metrics};
 
 /// How long SIGTERM may take: stop announcing, remove, release.
@@ -124,6 +132,7 @@ async fn run_inner(settings: Settings) -> Result<(), String> {
         vips = %settings.vips,
         interface = %settings.interface,
         lease = format!("{}/{}", settings.lease_namespace, settings.lease_name),
+        election = settings.leader_election.name(),
         "starting vip manager"
     );
     let lease = LeaseName::new(&settings.lease_namespace, &settings.lease_name)
@@ -131,56 +140,104 @@ async fn run_inner(settings: Settings) -> Result<(), String> {
     let mut discovery = DiscoveryOptions::from_env(settings.kubeconfig.clone());
     discovery.auth_probe = lease.clone();
     let discovery = discovery.control_plane(settings.local_api.map_or(settings.port, |a| a.port()));
-    let access = ClusterAccess::discover(&discovery)
-        .await
-        .map_err(|e| e.to_string())?;
-    tracing::info!(kubeconfig = %access.source(), server = %access.server(), "cluster access");
-    let lease = match lease_namespace(
-        &settings,
-        matches!(access.source(), KubeconfigSource::InCluster),
-        || discovery.service_account_namespace(),
-    ) {
-        Some(ns) => {
-            let lease = LeaseName::new(&ns, &settings.lease_name)
-                .map_err(|e| format!("the ServiceAccount's namespace: {e}"))?;
-            tracing::info!(lease = %lease, "in-cluster: the Lease is in the ServiceAccount's namespace (cp_namespace not set)");
-            lease
+    let retry = settings.timings.retry_period();
+    let etcd = settings.leader_election == LeaderElection::Etcd;
+    let access = match ClusterAccess::discover(&discovery).await {
+        Ok(a) => {
+            tracing::info!(kubeconfig = %a.source(), server = %a.server(), "cluster access");
+            Some(a)
         }
-        None => lease,
+        // With etcd only the health probe and the cordon watch need the API.
+        Err(e) if etcd && !settings.health_check => {
+            tracing::warn!(error = %e, "no cluster access: electing through etcd without the cordon hand-over");
+            None
+        }
+        Err(e) if etcd => {
+            return Err(format!(
+                "{e} (the /readyz health probe needs it; vip_healthcheck=false runs without the API)"
+            ));
+        }
+        Err(e) => return Err(e.to_string()),
     };
 
-    let retry = settings.timings.retry_period();
-    let backend = LeaseBackend::new(&access, lease_config(&settings, lease.clone()))
-        .map_err(|e| e.to_string())?;
+    // The Lease (of the Lease backend and of the Events): in-cluster with
+    // no namespace set, the ServiceAccount's, as kube-vip v1.1+ does.
+    let lease = match &access {
+        Some(access) if !etcd => match lease_namespace(
+            &settings,
+            matches!(access.source(), KubeconfigSource::InCluster),
+            || discovery.service_account_namespace(),
+        ) {
+            Some(ns) => {
+                let lease = LeaseName::new(&ns, &settings.lease_name)
+                    .map_err(|e| format!("the ServiceAccount's namespace: {e}"))?;
+                tracing::info!(lease = %lease, "in-cluster: the Lease is in the ServiceAccount's namespace (cp_namespace not set)");
+                lease
+            }
+            None => lease,
+        },
+        _ => lease,
+    };
+    let backend: Arc<dyn LockBackend> = match (settings.leader_election, &access) {
+        (LeaderElection::Etcd, _) => {
+            let config = EtcdConfig::for_retry_period(
+                settings.etcd.endpoints.clone(),
+                settings.etcd.tls(),
+                election_key(&settings.lease_namespace, &settings.lease_name),
+                retry,
+            );
+            Arc::new(
+                EtcdBackend::connect(config)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            )
+        }
+        (LeaderElection::Kubernetes, Some(access)) => Arc::new(
+            LeaseBackend::new(access, lease_config(&settings, lease.clone()))
+                .map_err(|e| e.to_string())?,
+        ),
+        (LeaderElection::Kubernetes, None) => {
+            return Err("no cluster access for the Lease election".into());
+        }
+    };
+    tracing::info!(backend = %backend.describe(), "election");
     let addresses = NetlinkAddressManager::new().map_err(|e| e.to_string())?;
     let announcer = PacketAnnouncer::new();
     let health_config = HealthConfig::default();
-    let (cordon, _cordon_task) =
-        spawn_cordon_watch(&access, CordonConfig::new(settings.node_name.as_str()))
-            .map_err(|e| e.to_string())?;
+    let cordon = match &access {
+        Some(access) => Some(
+            spawn_cordon_watch(access, CordonConfig::new(settings.node_name.as_str()))
+                .map_err(|e| e.to_string())?,
+        ),
+        None => None,
+    };
     let metrics = Arc::new(Metrics::new());
     let mut observers: Vec<Arc<dyn Observer>> = vec![metrics.clone()];
-    let event_writer = if settings.events {
-        let events = EventsConfig::new(lease.clone(), settings.node_name.as_str());
-        let (recorder, writer) =
-            spawn_event_recorder(&access, events, metrics.clone()).map_err(|e| e.to_string())?;
-        observers.push(Arc::new(recorder));
-        Some(writer)
-    } else {
-        None
+    let event_writer = match (&access, settings.events) {
+        (Some(access), true) => {
+            let events = EventsConfig::new(lease.clone(), settings.node_name.as_str());
+            let (recorder, writer) =
+                spawn_event_recorder(access, events, metrics.clone()).map_err(|e| e.to_string())?;
+            observers.push(Arc::new(recorder));
+            Some(writer)
+        }
+        (None, true) => {
+            tracing::warn!("no cluster access: leadership changes are not recorded as Events");
+            None
+        }
+        (_, false) => None,
     };
 
     let config = controller_config(&settings, &health_config);
-    let mut controller = Controller::new(
-        config,
-        Arc::new(backend),
-        Arc::new(addresses),
-        Arc::new(announcer),
-    )
-    .with_cordon(cordon)
-    .with_observer(Arc::new(Observers(observers)));
-    if settings.health_check {
-        let probe = ReadyzProbe::new(&access, health_config).map_err(|e| e.to_string())?;
+    let mut controller = Controller::new(config, backend, Arc::new(addresses), Arc::new(announcer))
+        .with_observer(Arc::new(Observers(observers)));
+    if let Some((watch, _task)) = cordon {
+        controller = controller.with_cordon(watch);
+    }
+    if settings.health_check
+        && let Some(access) = &access
+    {
+        let probe = ReadyzProbe::new(access, health_config).map_err(|e| e.to_string())?;
         controller = controller.with_health(Arc::new(probe));
     }
     let fast = settings.fast_failover;

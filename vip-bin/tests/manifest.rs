@@ -113,6 +113,26 @@ fn golden_pod_kubeadm_first_node_dual_stack() {
     );
 }
 
+/// Election through etcd on kubeadm and k3s: kube-vip's etcd flags and
+/// the distribution's etcd client files, mounted read-only.
+#[test]
+fn golden_pods_electing_through_etcd() {
+    for d in ["kubeadm", "k3s"] {
+        golden(
+            &format!("pod-{d}-etcd.yaml"),
+            BRIEF_ENV,
+            &[
+                "manifest",
+                "pod",
+                "--distribution",
+                d,
+                "--leader-election",
+                "etcd",
+            ],
+        );
+    }
+}
+
 /// RKE2 with the upstream kube-vip image: no /healthz probe (kube-vip does
 /// not serve it), the version label from the image tag.
 #[test]
@@ -390,6 +410,41 @@ fn the_daemonset_runs_the_static_pods_container_in_cluster() {
         ds["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"],
         "kube-vip"
     );
+}
+
+/// With etcd the DaemonSet passes the static pod's kube-vip etcd flags and
+/// mounts the same etcd client files (the pod's only other mount is the
+/// kubeconfig).
+#[test]
+fn the_daemonset_elects_through_etcd_like_the_static_pod() {
+    let yaml = |args: &[&str]| -> serde_json::Value {
+        let out = vip(BRIEF_ENV, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_saphyr::from_str(&String::from_utf8_lossy(&out.stdout)).unwrap()
+    };
+    let etcd = ["--distribution", "kubeadm", "--leader-election", "etcd"];
+    let pod = yaml(&[&["manifest", "pod"][..], &etcd].concat());
+    let ds = yaml(&[&["manifest", "daemonset"][..], &etcd].concat());
+    let (pod, ds) = (&pod["spec"], &ds["spec"]["template"]["spec"]);
+    assert_eq!(ds["containers"][0]["args"], pod["containers"][0]["args"]);
+    assert_eq!(ds["containers"][0]["args"][1], "--leaderElectionType=etcd");
+    let without_kubeconfig = |v: &serde_json::Value| -> Vec<serde_json::Value> {
+        let v = v.as_array().unwrap().iter();
+        v.filter(|x| x["name"] != "kubeconfig").cloned().collect()
+    };
+    assert_eq!(
+        without_kubeconfig(&ds["volumes"]),
+        without_kubeconfig(&pod["volumes"])
+    );
+    assert_eq!(
+        without_kubeconfig(&ds["containers"][0]["volumeMounts"]),
+        without_kubeconfig(&pod["containers"][0]["volumeMounts"])
+    );
+    assert_eq!(ds["volumes"].as_array().unwrap().len(), 3);
 }
 
 #[test]

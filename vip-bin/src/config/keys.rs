@@ -203,6 +203,41 @@ pub const KEYS: &[Key] = &[
         default: "true",
         help: "record every leadership change as a Kubernetes Event on the Lease and the Node",
     },
+    Key {
+        env: "vip_leaderelectiontype",
+        flag: "vip-leaderelectiontype",
+        kube_vip_flag: Some("leaderElectionType"),
+        default: "kubernetes",
+        help: "election backend: kubernetes (the Lease) or etcd (a key in etcd; needs the four etcd settings below)",
+    },
+    Key {
+        env: "vip_etcdcacert",
+        flag: "vip-etcdcacert",
+        kube_vip_flag: Some("etcdCACert"),
+        default: "",
+        help: "etcd election: the CA of the etcd servers (PEM file)",
+    },
+    Key {
+        env: "vip_etcdcert",
+        flag: "vip-etcdcert",
+        kube_vip_flag: Some("etcdCert"),
+        default: "",
+        help: "etcd election: this client's certificate (PEM file)",
+    },
+    Key {
+        env: "vip_etcdkey",
+        flag: "vip-etcdkey",
+        kube_vip_flag: Some("etcdKey"),
+        default: "",
+        help: "etcd election: this client's private key (PEM file)",
+    },
+    Key {
+        env: "vip_etcdendpoints",
+        flag: "vip-etcdendpoints",
+        kube_vip_flag: Some("etcdEndpoints"),
+        default: "",
+        help: "etcd election: the etcd endpoints, comma-separated host:port or https:// URLs",
+    },
 ];
 
 /// kube-vip settings that select modes or features `vip` does not have:

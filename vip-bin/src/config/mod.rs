@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use vip_core::{FastFailoverPolicy, InterfaceSelector, NodeIdentity, Timings, VipAddress, VipSpec};
 
+mod election;
 mod keys;
+pub use election::{EtcdSettings, LeaderElection};
 pub use keys::{BOOLEANS, KEYS, REFUSED_FLAGS, UNSUPPORTED};
 
 /// A configuration error: exit code 2, nothing changed on the host.
@@ -38,6 +40,16 @@ pub enum ConfigError {
         value: String,
         /// What it would enable.
         what: &'static str,
+    },
+    /// A setting needs others that are not given.
+    #[error("incomplete {key}={value:?}: also set {missing}")]
+    Incomplete {
+        /// The setting that needs the others.
+        key: &'static str,
+        /// Its value.
+        value: String,
+        /// The missing settings, comma-separated.
+        missing: String,
     },
     /// A required setting is missing.
     #[error("missing {key}: {expected}")]
@@ -135,6 +147,10 @@ pub struct Settings {
     pub health_check: bool,
     /// Record leadership changes as Kubernetes Events.
     pub events: bool,
+    /// The election backend (`--leaderElectionType`).
+    pub leader_election: LeaderElection,
+    /// The etcd client settings (used with [`LeaderElection::Etcd`]).
+    pub etcd: EtcdSettings,
 }
 
 /// Where settings come from: flags (already split into name and value by
@@ -256,6 +272,7 @@ impl Settings {
         flag("vip_leaderelection")?;
         let health_check = flag("vip_healthcheck")?.unwrap_or(true);
         let events = flag("vip_events")?.unwrap_or(true);
+        let (leader_election, etcd) = election::parse(sources)?;
 
         let vips = Self::vips(sources)?;
         let interface = match sources.get("vip_interface") {
@@ -421,7 +438,17 @@ impl Settings {
             metrics,
             health_check,
             events,
+            leader_election,
+            etcd,
         })
+    }
+
+    /// Refuses host files the settings name that cannot be read (the etcd
+    /// TLS files), naming the key and the path. `vip manager` and
+    /// `vip check-config` run it; `vip manifest` does not (it renders for
+    /// other hosts).
+    pub fn check_files(&self) -> Result<(), ConfigError> {
+        election::check_files(self.leader_election, &self.etcd)
     }
 
     fn vips(sources: &Sources) -> Result<VipSpec, ConfigError> {
@@ -538,6 +565,35 @@ impl Settings {
             ),
             ("vip_healthcheck", self.health_check.to_string()),
             ("vip_events", self.events.to_string()),
+            (
+                "vip_leaderelectiontype",
+                self.leader_election.name().to_string(),
+            ),
+            (
+                "vip_etcdcacert",
+                self.etcd
+                    .ca
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ),
+            (
+                "vip_etcdcert",
+                self.etcd
+                    .cert
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ),
+            (
+                "vip_etcdkey",
+                self.etcd
+                    .key
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ),
+            ("vip_etcdendpoints", self.etcd.endpoint_list()),
         ]
     }
 }

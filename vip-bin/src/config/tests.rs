@@ -389,6 +389,77 @@ fn every_key_is_documented_once() {
 }
 
 #[test]
+fn etcd_election_needs_all_four_settings_and_names_the_missing() {
+    let base = [("address", "198.18.0.1"), ("vip_nodename", "n")];
+    let s = load(&base).unwrap();
+    assert_eq!(s.leader_election, LeaderElection::Kubernetes);
+    let mut pairs = base.to_vec();
+    pairs.push(("vip_leaderelectiontype", "etcd"));
+    pairs.push(("vip_etcdcacert", "/pki/ca.crt"));
+    assert_eq!(
+        load(&pairs).unwrap_err().to_string(),
+        "incomplete vip_leaderelectiontype=\"etcd\": also set vip_etcdcert (--etcdCert), vip_etcdkey (--etcdKey), vip_etcdendpoints (--etcdEndpoints)"
+    );
+    pairs.extend([
+        ("vip_etcdcert", "/pki/c.crt"),
+        ("vip_etcdkey", "/pki/c.key"),
+        ("vip_etcdendpoints", "127.0.0.1:2379,https://10.0.0.2:2379"),
+    ]);
+    let s = load(&pairs).unwrap();
+    assert_eq!(s.leader_election, LeaderElection::Etcd);
+    assert_eq!(
+        s.etcd.endpoints,
+        ["https://127.0.0.1:2379", "https://10.0.0.2:2379"]
+    );
+    assert_eq!(
+        s.etcd.tls().unwrap().key,
+        std::path::PathBuf::from("/pki/c.key")
+    );
+    // Unreadable files are named with their key and path by check_files.
+    let e = s.check_files().unwrap_err().to_string();
+    assert!(
+        e.starts_with("invalid vip_etcdcacert=\"/pki/ca.crt\": expected a readable file"),
+        "{e}"
+    );
+    // The Lease election never looks at the files.
+    assert!(load(&base).unwrap().check_files().is_ok());
+
+    let mut bad = base.to_vec();
+    bad.push(("vip_leaderelectiontype", "consul"));
+    assert_eq!(
+        load(&bad).unwrap_err().to_string(),
+        "invalid vip_leaderelectiontype=\"consul\": expected kubernetes or etcd"
+    );
+    let mut bad = base.to_vec();
+    bad.push(("vip_etcdendpoints", "http://127.0.0.1:2379"));
+    assert!(load(&bad).unwrap_err().to_string().starts_with(
+        "invalid vip_etcdendpoints=\"http://127.0.0.1:2379\": expected comma-separated"
+    ),);
+}
+
+#[test]
+fn readable_etcd_files_pass_the_host_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |n: &str| {
+        let p = dir.path().join(n);
+        std::fs::write(&p, "pem").unwrap();
+        p.display().to_string()
+    };
+    let (ca, cert, key) = (file("ca.crt"), file("c.crt"), file("c.key"));
+    let s = load(&[
+        ("address", "198.18.0.1"),
+        ("vip_nodename", "n"),
+        ("vip_leaderelectiontype", "etcd"),
+        ("vip_etcdcacert", &ca),
+        ("vip_etcdcert", &cert),
+        ("vip_etcdkey", &key),
+        ("vip_etcdendpoints", "127.0.0.1:2379"),
+    ])
+    .unwrap();
+    s.check_files().unwrap();
+}
+
+#[test]
 fn fast_failover_must_beat_the_renew_deadline() {
     let err = Settings::from_sources(
         &env(&[

@@ -12,10 +12,14 @@
 //! affinity selects nodes labelled `node-role.kubernetes.io/control-plane`
 //! (or `…/master` on older clusters), and the tolerations let it run on
 //! their `NoSchedule`/`NoExecute` taints, as kube-vip's `--taint` does.
+//!
+//! `--leader-election etcd` works as in the static pod: kube-vip's etcd
+//! flags, and the etcd client files mounted read-only from the host
+//! (`--distribution` names whose defaults, else detected on this host).
 
 use std::collections::BTreeMap;
 
-use clap::{Arg, ArgMatches, Command};
+use clap::{Arg, ArgMatches, Command, builder::PossibleValuesParser};
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec};
 use k8s_openapi::api::core::v1::{
     Affinity, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PodSpec,
@@ -24,11 +28,12 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use super::{
-    ContainerOptions, DEFAULT_NAME, OptionError, POD_NAMESPACE, checked_name, container,
-    default_image, fixed_flag, image_arg, image_version, labels, name_arg, no_liveness_probe_arg,
-    pod_spec, stray_arg,
+    ContainerOptions, DEFAULT_NAME, Distribution, HOST_ROOT_ENV, OptionError, POD_NAMESPACE, args,
+    checked_name, container, default_image, etcd_volumes, fixed_flag, image_arg, image_version,
+    labels, leader_election, leader_election_arg, name_arg, no_liveness_probe_arg, pod_spec,
+    stray_arg,
 };
-use crate::config::Settings;
+use crate::config::{LeaderElection, Settings};
 
 /// The default DaemonSet name and `app.kubernetes.io/name` label, as
 /// kube-vip's generator names it.
@@ -51,6 +56,11 @@ pub struct DaemonSetOptions {
     pub service_account: String,
     /// Add the liveness probe on `/healthz`.
     pub liveness_probe: bool,
+    /// The election backend (`--leader-election`); with etcd the pods
+    /// pass kube-vip's etcd flags and mount the three files.
+    pub leader_election: LeaderElection,
+    /// Whose etcd client files are the defaults with etcd.
+    pub distribution: Distribution,
 }
 
 /// The `daemonset` subcommand of `vip manifest`.
@@ -67,6 +77,14 @@ pub(super) fn command() -> Command {
                 .help("the ServiceAccount the pods run as: the --name of `vip manifest rbac`"),
         )
         .arg(no_liveness_probe_arg())
+        .arg(leader_election_arg())
+        .arg(
+            Arg::new("distribution")
+                .long("distribution")
+                .value_name("NAME")
+                .value_parser(PossibleValuesParser::new(Distribution::NAMES))
+                .help("with --leader-election etcd, whose etcd client files are the defaults: k3s, kubeadm or rke2 [default: detected on this host]"),
+        )
         .arg(
             crate::boolean(Arg::new("inCluster").long("inCluster"))
                 .help("kube-vip's flag; always on (false is refused: a DaemonSet pod uses its ServiceAccount)"),
@@ -79,7 +97,7 @@ pub(super) fn command() -> Command {
 }
 
 /// The DaemonSet's options from its command line.
-pub(super) fn options(m: &ArgMatches) -> Result<DaemonSetOptions, OptionError> {
+pub(super) fn options(m: &ArgMatches, s: &Settings) -> Result<DaemonSetOptions, OptionError> {
     fixed_flag(
         m,
         "inCluster",
@@ -110,11 +128,29 @@ pub(super) fn options(m: &ArgMatches) -> Result<DaemonSetOptions, OptionError> {
             expected: "a DNS label: lower-case letters, digits and '-', at most 63",
         });
     }
+    let leader_election = leader_election(m, s)?;
+    let distribution = match m.get_one::<String>("distribution") {
+        Some(d) => Distribution::from_name(d).ok_or(OptionError {
+            option: "--distribution",
+            value: d.clone(),
+            expected: "k3s, kubeadm or rke2",
+        })?,
+        // Only the etcd files' defaults depend on it.
+        None if leader_election == LeaderElection::Etcd => {
+            let root = std::env::var_os(HOST_ROOT_ENV)
+                .filter(|r| !r.is_empty())
+                .map_or_else(|| std::path::PathBuf::from("/"), std::path::PathBuf::from);
+            Distribution::detect(&root)?.0
+        }
+        None => Distribution::Kubeadm,
+    };
     Ok(DaemonSetOptions {
         image,
         name: checked_name(m)?,
         service_account,
         liveness_probe: !m.get_flag("no-liveness-probe"),
+        leader_election,
+        distribution,
     })
 }
 
@@ -153,14 +189,21 @@ fn control_plane_tolerations() -> Vec<Toleration> {
 /// The DaemonSet for `settings`.
 pub fn daemonset(s: &Settings, o: &DaemonSetOptions) -> DaemonSet {
     let version = image_version(&o.image).unwrap_or_else(|_| env!("CARGO_PKG_VERSION").into());
+    let (volumes, mounts) = if o.leader_election == LeaderElection::Etcd {
+        let (v, m) = etcd_volumes(s, o.distribution);
+        (Some(v), Some(m))
+    } else {
+        (None, None)
+    };
     let container = container(
         s,
         &ContainerOptions {
             name: &o.name,
             image: &o.image,
+            args: args(s, o.leader_election, o.distribution),
             liveness_probe: o.liveness_probe,
             k8s_config_file: false,
-            mounts: None,
+            mounts,
         },
     );
     let selector = BTreeMap::from([("app.kubernetes.io/name".to_string(), o.name.clone())]);
@@ -185,6 +228,7 @@ pub fn daemonset(s: &Settings, o: &DaemonSetOptions) -> DaemonSet {
                     service_account_name: Some(o.service_account.clone()),
                     affinity: Some(control_plane_affinity()),
                     tolerations: Some(control_plane_tolerations()),
+                    volumes,
                     ..pod_spec(container)
                 }),
             },

@@ -38,7 +38,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::config::{LogFormat, LogLevel, Settings, secs};
+use crate::config::{LeaderElection, LogFormat, LogLevel, Settings, secs};
 
 mod daemonset;
 mod rbac;
@@ -89,6 +89,30 @@ impl Distribution {
             "kubeadm" => Some(Self::Kubeadm),
             "rke2" => Some(Self::Rke2),
             _ => None,
+        }
+    }
+
+    /// The etcd client files on a control-plane node of this
+    /// distribution, `(CA, certificate, key)`, for
+    /// `--leader-election etcd`: the API server's own etcd client
+    /// certificate.
+    pub fn etcd_files(self) -> [&'static str; 3] {
+        match self {
+            Self::K3s => [
+                "/var/lib/rancher/k3s/server/tls/etcd/server-ca.crt",
+                "/var/lib/rancher/k3s/server/tls/etcd/client.crt",
+                "/var/lib/rancher/k3s/server/tls/etcd/client.key",
+            ],
+            Self::Kubeadm => [
+                "/etc/kubernetes/pki/etcd/ca.crt",
+                "/etc/kubernetes/pki/apiserver-etcd-client.crt",
+                "/etc/kubernetes/pki/apiserver-etcd-client.key",
+            ],
+            Self::Rke2 => [
+                "/var/lib/rancher/rke2/server/tls/etcd/server-ca.crt",
+                "/var/lib/rancher/rke2/server/tls/etcd/client.crt",
+                "/var/lib/rancher/rke2/server/tls/etcd/client.key",
+            ],
         }
     }
 
@@ -143,6 +167,9 @@ impl Distribution {
     }
 }
 
+/// The local etcd member's client URL on every distribution.
+pub const DEFAULT_ETCD_ENDPOINT: &str = "https://127.0.0.1:2379";
+
 /// Paths whose presence on the host means k3s.
 pub const K3S_MARKERS: &[&str] = &[
     "/etc/rancher/k3s",
@@ -182,6 +209,9 @@ pub struct PodOptions {
     /// Add the liveness probe on `/healthz` (kube-vip's image does not
     /// serve it).
     pub liveness_probe: bool,
+    /// The election backend (`--leader-election`); with etcd the pod
+    /// passes kube-vip's etcd flags and mounts the three files.
+    pub leader_election: LeaderElection,
 }
 
 /// A manifest option that cannot be rendered: exit code 2.
@@ -233,6 +263,7 @@ pub fn command() -> Command {
                 )
                 .arg(image_arg())
                 .arg(name_arg(DEFAULT_NAME))
+                .arg(leader_election_arg())
                 .arg(no_liveness_probe_arg())
                 .arg(stray_arg()),
         )
@@ -251,6 +282,29 @@ fn name_arg(default: &'static str) -> Arg {
         .value_name("NAME")
         .default_value(default)
         .help("pod (DaemonSet) and ServiceAccount name, and the app.kubernetes.io/name label")
+}
+
+fn leader_election_arg() -> Arg {
+    Arg::new("leader-election")
+        .long("leader-election")
+        .value_name("TYPE")
+        .value_parser(PossibleValuesParser::new(["kubernetes", "etcd"]))
+        .help("kubernetes (the Lease) or etcd: pass kube-vip's etcd flags (the distribution's etcd client files and https://127.0.0.1:2379 unless the etcd settings say otherwise) and mount the files read-only [default: vip_leaderelectiontype]")
+}
+
+/// The election of `--leader-election`, else of the settings; `kubernetes`
+/// against `vip_leaderelectiontype=etcd` is refused.
+fn leader_election(m: &ArgMatches, settings: &Settings) -> Result<LeaderElection, OptionError> {
+    match m.get_one::<String>("leader-election").map(String::as_str) {
+        Some("etcd") => Ok(LeaderElection::Etcd),
+        Some(_) if settings.leader_election == LeaderElection::Etcd => Err(OptionError {
+            option: "--leader-election",
+            value: "kubernetes".into(),
+            expected: "etcd, as vip_leaderelectiontype says (or leave one of them out)",
+        }),
+        Some(_) => Ok(LeaderElection::Kubernetes),
+        None => Ok(settings.leader_election),
+    }
 }
 
 fn image_arg() -> Arg {
@@ -337,7 +391,7 @@ pub fn run(matches: &ArgMatches, settings: Settings) -> ExitCode {
                 text
             }),
         Some(("daemonset", m)) => no_node_name(m)
-            .and_then(|()| daemonset::options(m))
+            .and_then(|()| daemonset::options(m, &settings))
             .map(|o| to_yaml(&[daemonset::daemonset(&settings, &o)])),
         Some(("rbac", m)) => checked_name(m).map(|name| rbac_yaml(&settings, &name)),
         _ => {
@@ -375,8 +429,11 @@ fn checked_name(m: &ArgMatches) -> Result<String, OptionError> {
 
 /// The pod's options, and the YAML comment saying how the distribution
 /// was chosen when it was detected (empty when `--distribution` gave it).
-fn pod_options(m: &ArgMatches, s: &Settings) -> Result<(PodOptions, String), OptionError> {
-    let kubeconfig = s.kubeconfig.as_ref().map(|p| p.display().to_string());
+fn pod_options(m: &ArgMatches, settings: &Settings) -> Result<(PodOptions, String), OptionError> {
+    let kubeconfig = settings
+        .kubeconfig
+        .as_ref()
+        .map(|p| p.display().to_string());
     let (distribution, comment) = match m.get_one::<String>("distribution") {
         Some(d) => (
             Distribution::from_name(d).ok_or(OptionError {
@@ -427,6 +484,7 @@ fn pod_options(m: &ArgMatches, s: &Settings) -> Result<(PodOptions, String), Opt
         image,
         name: checked_name(m)?,
         liveness_probe: !m.get_flag("no-liveness-probe"),
+        leader_election: leader_election(m, settings)?,
     };
     Ok((o, comment))
 }
@@ -609,6 +667,72 @@ fn env_block(s: &Settings, k8s_config_file: bool) -> Vec<EnvVar> {
     v
 }
 
+/// The etcd client files and endpoints of the pod: the settings' values,
+/// else the distribution's defaults.
+fn etcd_files(s: &Settings, d: Distribution) -> ([String; 3], String) {
+    let [ca, cert, key] = d.etcd_files();
+    let pick = |set: &Option<std::path::PathBuf>, default: &str| {
+        set.as_ref()
+            .map_or_else(|| default.to_string(), |p| p.display().to_string())
+    };
+    let endpoints = if s.etcd.endpoints.is_empty() {
+        DEFAULT_ETCD_ENDPOINT.to_string()
+    } else {
+        s.etcd.endpoint_list()
+    };
+    (
+        [
+            pick(&s.etcd.ca, ca),
+            pick(&s.etcd.cert, cert),
+            pick(&s.etcd.key, key),
+        ],
+        endpoints,
+    )
+}
+
+/// The container's arguments: `manager`, and with etcd kube-vip's etcd
+/// flags (kube-vip reads them only as flags).
+fn args(s: &Settings, election: LeaderElection, d: Distribution) -> Vec<String> {
+    let mut a = vec!["manager".to_string()];
+    if election == LeaderElection::Etcd {
+        let ([ca, cert, key], endpoints) = etcd_files(s, d);
+        a.push("--leaderElectionType=etcd".into());
+        a.push(format!("--etcdCACert={ca}"));
+        a.push(format!("--etcdCert={cert}"));
+        a.push(format!("--etcdKey={key}"));
+        a.push(format!("--etcdEndpoints={endpoints}"));
+    }
+    a
+}
+
+/// The etcd client files as read-only hostPath volumes and their mounts
+/// at the same paths (`--leader-election etcd`).
+fn etcd_volumes(s: &Settings, d: Distribution) -> (Vec<Volume>, Vec<VolumeMount>) {
+    let (files, _) = etcd_files(s, d);
+    ["etcd-ca", "etcd-cert", "etcd-key"]
+        .into_iter()
+        .zip(files)
+        .map(|(name, path)| {
+            (
+                Volume {
+                    name: name.into(),
+                    host_path: Some(HostPathVolumeSource {
+                        path: path.clone(),
+                        type_: Some("File".into()),
+                    }),
+                    ..Default::default()
+                },
+                VolumeMount {
+                    name: name.into(),
+                    mount_path: path,
+                    read_only: Some(true),
+                    ..Default::default()
+                },
+            )
+        })
+        .unzip()
+}
+
 /// The liveness probe on `/healthz` of the metrics listener, from the host
 /// (hostNetwork: the kubelet's probe reaches the pod's loopback).
 fn liveness(s: &Settings) -> Option<Probe> {
@@ -639,6 +763,8 @@ pub(crate) struct ContainerOptions<'a> {
     pub name: &'a str,
     /// Its image.
     pub image: &'a str,
+    /// Its arguments: `manager`, and kube-vip's etcd flags with etcd.
+    pub args: Vec<String>,
     /// With the `/healthz` liveness probe.
     pub liveness_probe: bool,
     /// Pass `k8s_config_file` (the mounted kubeconfig).
@@ -655,7 +781,7 @@ pub(crate) fn container(s: &Settings, o: &ContainerOptions<'_>) -> Container {
         name: o.name.into(),
         image: Some(o.image.into()),
         image_pull_policy: Some("IfNotPresent".into()),
-        args: Some(vec!["manager".into()]),
+        args: Some(o.args.clone()),
         env: Some(env_block(s, o.k8s_config_file)),
         security_context: Some(SecurityContext {
             capabilities: Some(Capabilities {
@@ -724,11 +850,17 @@ pub fn pod(s: &Settings, o: &PodOptions) -> Pod {
             ..Default::default()
         });
     }
+    if o.leader_election == LeaderElection::Etcd {
+        let (v, mo) = etcd_volumes(s, o.distribution);
+        volumes.extend(v);
+        mounts.extend(mo);
+    }
     let container = container(
         s,
         &ContainerOptions {
             name: &o.name,
             image: &o.image,
+            args: args(s, o.leader_election, o.distribution),
             liveness_probe: o.liveness_probe,
             k8s_config_file: !o.kubeadm_super_admin,
             mounts: Some(mounts),

@@ -13,6 +13,7 @@ fn opts(d: Distribution) -> PodOptions {
         image: "registry.example/vip:1.2.3".into(),
         name: DEFAULT_NAME.into(),
         liveness_probe: true,
+        leader_election: LeaderElection::Kubernetes,
     }
 }
 
@@ -272,5 +273,94 @@ fn the_configuration_doc_matches_the_keys() {
     assert!(
         block == want,
         "docs/configuration.md is out of date with config::KEYS (UPDATE_GOLDEN=1 rewrites it):\n{want}"
+    );
+}
+
+#[test]
+fn etcd_election_passes_kube_vips_flags_and_mounts_the_distributions_files() {
+    let s = settings(&[("address", "198.18.0.1")]);
+    for (d, files) in [
+        (
+            Distribution::K3s,
+            [
+                "/var/lib/rancher/k3s/server/tls/etcd/server-ca.crt",
+                "/var/lib/rancher/k3s/server/tls/etcd/client.crt",
+                "/var/lib/rancher/k3s/server/tls/etcd/client.key",
+            ],
+        ),
+        (
+            Distribution::Kubeadm,
+            [
+                "/etc/kubernetes/pki/etcd/ca.crt",
+                "/etc/kubernetes/pki/apiserver-etcd-client.crt",
+                "/etc/kubernetes/pki/apiserver-etcd-client.key",
+            ],
+        ),
+    ] {
+        let mut o = opts(d);
+        o.leader_election = LeaderElection::Etcd;
+        let p = pod(&s, &o);
+        let c = &p.spec.as_ref().unwrap().containers[0];
+        assert_eq!(
+            c.args.as_deref().unwrap(),
+            [
+                "manager".to_string(),
+                "--leaderElectionType=etcd".into(),
+                format!("--etcdCACert={}", files[0]),
+                format!("--etcdCert={}", files[1]),
+                format!("--etcdKey={}", files[2]),
+                "--etcdEndpoints=https://127.0.0.1:2379".into(),
+            ]
+        );
+        let mounted: Vec<(&str, bool)> = c
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .filter(|m| m.name.starts_with("etcd-"))
+            .map(|m| (m.mount_path.as_str(), m.read_only == Some(true)))
+            .collect();
+        assert_eq!(mounted, files.map(|f| (f, true)));
+        let host: Vec<&str> = p
+            .spec
+            .as_ref()
+            .unwrap()
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .filter(|v| v.name.starts_with("etcd-"))
+            .map(|v| v.host_path.as_ref().unwrap().path.as_str())
+            .collect();
+        assert_eq!(host, files);
+    }
+    // The Lease election mounts none of them and passes only `manager`.
+    let p = pod(&s, &opts(Distribution::K3s));
+    assert_eq!(
+        p.spec.as_ref().unwrap().containers[0]
+            .args
+            .as_deref()
+            .unwrap(),
+        ["manager"]
+    );
+    // The settings' own files and endpoints win over the defaults.
+    let s = settings(&[
+        ("address", "198.18.0.1"),
+        ("vip_leaderelectiontype", "etcd"),
+        ("vip_etcdcacert", "/pki/ca.crt"),
+        ("vip_etcdcert", "/pki/c.crt"),
+        ("vip_etcdkey", "/pki/c.key"),
+        ("vip_etcdendpoints", "10.0.0.1:2379,10.0.0.2:2379"),
+    ]);
+    let mut o = opts(Distribution::Kubeadm);
+    o.leader_election = LeaderElection::Etcd;
+    let args = pod(&s, &o).spec.unwrap().containers[0]
+        .args
+        .clone()
+        .unwrap();
+    assert_eq!(args[2], "--etcdCACert=/pki/ca.crt");
+    assert_eq!(
+        args[5],
+        "--etcdEndpoints=https://10.0.0.1:2379,https://10.0.0.2:2379"
     );
 }
