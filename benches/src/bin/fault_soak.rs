@@ -131,17 +131,6 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
-fn exe() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("VIP_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let me = std::env::current_exe().map_err(|e| e.to_string())?;
-    let vip = me.with_file_name("vip");
-    vip.is_file()
-        .then_some(vip.clone())
-        .ok_or_else(|| format!("{} not found: build vip-bin, or set VIP_BIN", vip.display()))
-}
-
 /// The node holding the VIP alone and the Lease.
 fn settled(lab: &Lab) -> Option<usize> {
     let holders = lab.vip_holders();
@@ -290,7 +279,7 @@ fn report(args: &Args, outcomes: &[Outcome], elapsed: Duration) -> String {
 }
 
 async fn run(args: &Args) -> Result<String, String> {
-    let exe = exe()?;
+    let exe = vip_benches::vip_exe()?;
     let mut lab = Lab::new(3, exe).await.map_err(|e| e.to_string())?;
     for i in 0..3 {
         lab.start(i).map_err(|e| e.to_string())?;
@@ -334,25 +323,6 @@ fn main() -> ExitCode {
     if !vip_arp::netns::require_root("the soak") {
         return ExitCode::from(2);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    match runtime.block_on(run(&args)) {
-        Ok(text) => {
-            println!("{text}");
-            if let Some(p) = &args.report
-                && let Err(e) = std::fs::write(p, &text)
-            {
-                eprintln!("writing {}: {e}", p.display());
-                return ExitCode::from(1);
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("soak failed: {e}");
-            ExitCode::from(1)
-        }
-    }
+    let result = vip_benches::runtime().block_on(run(&args));
+    vip_benches::finish("the fault soak", result, args.report.as_deref())
 }

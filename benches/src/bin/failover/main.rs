@@ -513,22 +513,6 @@ async fn idle(lab: &Lab, window: Duration) -> Result<Idle, String> {
     })
 }
 
-fn exe() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("VIP_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let me = std::env::current_exe().map_err(|e| e.to_string())?;
-    let vip = me.with_file_name("vip");
-    if vip.is_file() {
-        Ok(vip)
-    } else {
-        Err(format!(
-            "{} not found: build it with `cargo build --release -p vip-bin --bin vip`, or set VIP_BIN",
-            vip.display()
-        ))
-    }
-}
-
 fn keepalived_version() -> Option<String> {
     let out = std::process::Command::new("keepalived")
         .arg("--version")
@@ -720,7 +704,7 @@ fn report(
 }
 
 async fn run(args: Args) -> Result<String, String> {
-    let exe = exe()?;
+    let exe = vip_benches::vip_exe()?;
     let size = std::fs::metadata(&exe).ok().map(|m| m.len());
     let ka = if args.keepalived {
         keepalived_version()
