@@ -259,7 +259,7 @@ fn configuration_tables() -> String {
 #[test]
 fn the_configuration_doc_matches_the_keys() {
     const BEGIN: &str =
-        "<!-- generated from vip-bin/src/config.rs KEYS and UNSUPPORTED: begin -->\n";
+        "<!-- generated from vip-bin/src/config/keys.rs KEYS and UNSUPPORTED: begin -->\n";
     const END: &str = "<!-- generated: end -->\n";
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/configuration.md");
     let doc = std::fs::read_to_string(path).unwrap();
