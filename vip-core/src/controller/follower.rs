@@ -74,6 +74,9 @@ impl Run {
         match self.attempt().await {
             Some(Attempt::Leading { acquired }) => self.become_leader(acquired).await,
             Some(Attempt::Held { .. }) => {}
+            // A lost race (someone else's write came first) is no failure:
+            // the watch or the next poll tells who won, without a pause.
+            None if self.lost_race => {}
             None => self.hold_off_until = Some(Instant::now() + self.config.timings.retry_period()),
         }
     }

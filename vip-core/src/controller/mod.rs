@@ -259,6 +259,7 @@ impl Controller {
             next_probe: None,
             readd_pending: false,
             addresses_expire: None,
+            lost_race: false,
         };
         let task = tokio::spawn(run.run(stop_rx));
         Ok(ControllerHandle {

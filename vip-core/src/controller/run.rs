@@ -17,7 +17,7 @@ use super::{
 };
 use crate::address::{AddressManager, LinkEvent};
 use crate::announce::{Announcer, Conflict};
-use crate::backend::{LockBackend, RecordWatch};
+use crate::backend::{BackendError, LockBackend, RecordWatch};
 use crate::cordon::{CordonState, CordonWatch};
 use crate::election::{Attempt, Elector};
 use crate::heartbeat::{HeardBeat, HeartbeatChannel};
@@ -76,6 +76,8 @@ pub(super) struct Run {
     /// The earliest moment the kernel may remove the VIPs: when the last
     /// refresh was sent plus the lifetime it set.
     pub(super) addresses_expire: Option<Instant>,
+    /// The last election attempt failed because another write came first.
+    pub(super) lost_race: bool,
 }
 
 /// Senders of the inputs the caller did not provide, kept so their
@@ -409,6 +411,7 @@ impl Run {
         self.note_holder(before);
         match r {
             Ok(a) => {
+                self.lost_race = false;
                 if matches!(a, Attempt::Leading { acquired: false }) && self.role == Role::Leader {
                     self.count(|c| c.renewals += 1);
                     self.emit(ControllerEvent::Renewed {
@@ -418,6 +421,10 @@ impl Run {
                 Some(a)
             }
             Err(e) => {
+                self.lost_race = matches!(
+                    e.backend_error(),
+                    BackendError::Conflict | BackendError::AlreadyExists
+                );
                 if self.role == Role::Leader {
                     self.count(|c| c.renewal_failures += 1);
                     self.emit(ControllerEvent::RenewFailed {
