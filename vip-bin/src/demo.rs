@@ -213,7 +213,7 @@ async fn steps(clock: &Clock, lab: &mut Lab) -> Result<(), String> {
         (i != crashed
             && lab.vip_holders().contains(&i)
             && lab.client_resolves() == Some(lab.nodes[i].mac))
-            .then_some(i)
+        .then_some(i)
     })
     .await
     .ok_or("no failover within 15 s of the node crash")?;
