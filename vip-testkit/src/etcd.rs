@@ -293,9 +293,20 @@ impl EtcdCluster {
             eprintln!("SKIPPED: no etcd binary (install etcd-server or set VIP_ETCD_BIN)");
             return None;
         }
-        match Self::start(members).await {
-            Ok(c) => Some(c),
-            Err(e) => panic!("cannot start etcd: {e}"),
+        // Free ports are picked before etcd binds them, so another process
+        // may take one in between: a failed start is retried on new ports.
+        let mut attempt = 1;
+        loop {
+            match Self::start(members).await {
+                Ok(c) => return Some(c),
+                Err(e) if attempt < 3 => {
+                    eprintln!(
+                        "etcd did not start (attempt {attempt} of 3, retrying on new ports): {e}"
+                    );
+                    attempt += 1;
+                }
+                Err(e) => panic!("cannot start etcd after 3 attempts: {e}"),
+            }
         }
     }
 
