@@ -21,7 +21,7 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    Lab, assert_added_after_own_write, assert_no_answer_overlap, check_transitions, name, vip,
+    Lab, assert_added_after_own_write, assert_no_answer_overlap, check_transitions, name, rt, vip,
 };
 use proptest::prelude::*;
 use tokio::time::Instant;
@@ -225,14 +225,6 @@ async fn run_schedule(s: Schedule) {
             lab.crash(i);
         }
     }
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .unwrap()
 }
 
 proptest! {

@@ -21,7 +21,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Lab, assert_no_overlap, check_transitions, name, vip};
+use common::{Lab, assert_no_overlap, check_transitions, name, rt, vip};
 use proptest::prelude::*;
 use tokio::time::Instant;
 use vip_core::Role;
@@ -232,14 +232,6 @@ fn check_lifetimes(lab: &Lab) {
             "{iv:?} outlived its last renewal at {last:?}"
         );
     }
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .unwrap()
 }
 
 proptest! {

@@ -473,3 +473,12 @@ pub fn check_transitions(lab: &Lab) {
         prev = h.clone();
     }
 }
+
+/// A current-thread runtime with paused time, for the property tests.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap()
+}
