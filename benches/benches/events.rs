@@ -12,8 +12,8 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use vip_core::{ControllerEvent, Observer, StepDownReason};
 use vip_lease::events::{EventCounts, EventsConfig, spawn_event_recorder};
-use vip_lease::testapi::{Fault, TestApi, TestApiConfig};
 use vip_lease::{ClusterAccess, LeaseName};
+use vip_testkit::testapi::{Fault, TestApi, TestApiConfig};
 
 fn events(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()

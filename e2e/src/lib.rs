@@ -4,7 +4,7 @@
 //! processes in network namespaces on one bridge, the API-server stand-in
 //! with one local endpoint per node, an ARP/NDP observer that records
 //! which MAC answers for the VIP every 10 ms, and a client pinging the VIP
-//! through its own kernel. The lab is [`vip_bin::lab`]; this crate adds the
+//! through its own kernel. The lab is [`vip_testkit::lab`]; this crate adds the
 //! harness the scenarios in `tests/` share: finding (or building) the `vip`
 //! binary, one [`Scenario`] per test (log tails printed when it fails),
 //! and bounded waits.
@@ -28,8 +28,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use vip_bin::lab::{Lab, Observations, Observer};
 use vip_core::MacAddr;
+use vip_testkit::lab::{Lab, Observations, Observer};
 
 /// The observer's probing interval.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(10);
@@ -108,7 +108,7 @@ fn find_or_build() -> Result<PathBuf, String> {
 
 /// Poll `f` every [`POLL`] until it gives `Some`, for at most `limit`.
 pub async fn until<T>(limit: Duration, f: impl FnMut() -> Option<T>) -> Option<T> {
-    vip_bin::lab::until(limit, POLL, f).await
+    vip_testkit::lab::until(limit, POLL, f).await
 }
 
 /// A lab for one test, with its observer; when the test panics, the
@@ -129,7 +129,7 @@ impl Scenario {
     /// Build a 3-node lab with `vips` and start its observer (bounded to
     /// `limit`); `None` (after a loud message) when not root outside CI.
     pub async fn new(name: &'static str, vips: &[IpAddr], limit: Duration) -> Option<Self> {
-        if !vip_arp::netns::require_root(name) {
+        if !vip_testkit::netns::require_root(name) {
             return None;
         }
         let exe = vip_exe();

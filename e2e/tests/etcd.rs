@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use vip_core::LockBackend;
 use vip_etcd::{EtcdBackend, EtcdConfig, TlsFiles, election_key};
 
-use vip_bin::lab::VIP;
 use vip_e2e::{LEASE, Scenario};
 use vip_testkit::etcd::EtcdCluster;
+use vip_testkit::lab::VIP;
 
 const V4: IpAddr = IpAddr::V4(VIP);
 const SETTLE: Duration = Duration::from_secs(15);

@@ -8,9 +8,9 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use vip_bin::lab::{VIP, VIP6};
 use vip_e2e::{LEASE, RENEW_DEADLINE, Scenario};
-use vip_lease::testapi::Fault;
+use vip_testkit::lab::{VIP, VIP6};
+use vip_testkit::testapi::Fault;
 
 const V4: IpAddr = IpAddr::V4(VIP);
 const V6: IpAddr = IpAddr::V6(VIP6);

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use vip_bin::lab::{VIP, VIP6, foreign_host, outage};
 use vip_e2e::{LEASE, RENEW_DEADLINE, RETRY, Scenario, until};
-use vip_lease::testapi::{Fault, Kind};
+use vip_testkit::lab::{VIP, VIP6, foreign_host, outage};
+use vip_testkit::testapi::{Fault, Kind};
 
 const V4: IpAddr = IpAddr::V4(VIP);
 const V6: IpAddr = IpAddr::V6(VIP6);

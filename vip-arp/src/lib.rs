@@ -13,17 +13,16 @@
 //!   through a BPF filter;
 //! - [`netlink`]: [`NetlinkAddressManager`], the `vip_core::AddressManager`
 //!   over rtnetlink (addresses with lifetimes, interface auto-detection,
-//!   link and address events);
-//! - `netns` (feature `lab`): the network-namespace lab the tests, `vip demo`
-//!   and the e2e suite build their networks with.
+//!   link and address events).
+//!
+//! Its kernel tests build their networks with the namespace lab of
+//! `vip-testkit` (`vip_testkit::netns`).
 #![deny(missing_docs)]
 
 pub mod announcer;
 mod detect;
 pub mod heartbeat;
 pub mod netlink;
-#[cfg(feature = "lab")]
-pub mod netns;
 mod packet;
 mod sys;
 pub mod wire;

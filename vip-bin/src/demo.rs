@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use vip_bin::lab::{Lab, Ping, VIP, outage};
+use vip_testkit::lab::{Lab, Ping, VIP, outage};
 
 const NODES: usize = 3;
 
@@ -31,7 +31,7 @@ impl Clock {
 
 /// Wait (bounded, polling every 10 ms) until `f` gives `Some`.
 async fn until<T>(limit: Duration, f: impl FnMut() -> Option<T>) -> Option<T> {
-    vip_bin::lab::until(limit, Duration::from_millis(10), f).await
+    vip_testkit::lab::until(limit, Duration::from_millis(10), f).await
 }
 
 /// One leader by the Lease, holding the VIP alone, and the client's kernel
@@ -406,17 +406,20 @@ async fn steps(clock: &Clock, lab: &mut Lab) -> Result<(), String> {
 
 /// The Lease's Events in the stand-in, oldest first: (reason, node).
 fn lease_events(lab: &Lab) -> Vec<(String, String)> {
-    use vip_lease::testapi::{Kind, Selectors};
+    use vip_testkit::testapi::{Kind, Selectors};
     let Ok(sel) = Selectors::parse(
         Kind::Event,
-        Some(&format!("involvedObject.name={}", vip_bin::lab::LEASE.1)),
+        Some(&format!(
+            "involvedObject.name={}",
+            vip_testkit::lab::LEASE.1
+        )),
         None,
     ) else {
         return Vec::new();
     };
     lab.api
         .store()
-        .list(Kind::Event, Some(vip_bin::lab::LEASE.0), &sel)
+        .list(Kind::Event, Some(vip_testkit::lab::LEASE.0), &sel)
         .0
         .iter()
         .map(|e| {

@@ -31,6 +31,29 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A record held by `holder` for `lease_duration_seconds`, acquired and
+/// renewed now (wall clock, as a backend stores it), after `transitions`
+/// hand-overs.
+pub fn held_record(holder: &str, lease_duration_seconds: u32, transitions: u32) -> LeaderRecord {
+    let now = crate::micro_now();
+    LeaderRecord {
+        holder_identity: holder.to_owned(),
+        lease_duration_seconds,
+        acquire_time: Some(now),
+        renew_time: Some(now),
+        lease_transitions: transitions,
+    }
+}
+
+/// A release as client-go (and the elector) writes it: empty holder,
+/// duration 1 s, times now, the transitions kept.
+pub fn released_record(transitions: u32) -> LeaderRecord {
+    LeaderRecord {
+        lease_duration_seconds: 1,
+        ..held_record("", 1, transitions)
+    }
+}
+
 /// One write to the [`MemoryStore`], as the store saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteEvent {

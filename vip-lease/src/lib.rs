@@ -14,9 +14,10 @@
 //!   [`vip_core::CordonWatch`];
 //! - [`events`]: Kubernetes Events for every leadership change, on the
 //!   Lease and on the Node ([`EventRecorder`], a [`vip_core::Observer`]
-//!   that never blocks);
-//! - `testapi` (feature `test-util`): an API-server stand-in with fault
-//!   injection, also as the `vip-testapi` binary.
+//!   that never blocks).
+//!
+//! Its tests run against the API-server stand-in of `vip-testkit`
+//! (`vip_testkit::testapi`).
 //!
 //! Each part builds its own client from the [`ClusterAccess`], so lease
 //! renewals never wait behind a watch, a health check or a node list.
@@ -41,8 +42,6 @@ pub mod cordon;
 pub mod events;
 pub mod health;
 pub mod lease;
-#[cfg(feature = "test-util")]
-pub mod testapi;
 
 pub use access::{
     AccessError, ClientOptions, ClusterAccess, DiscoveryOptions, KubeconfigSource, LocalApi, Tried,

@@ -9,11 +9,11 @@ use std::time::Duration;
 use common::held;
 use vip_core::{HealthProbe, LockBackend};
 use vip_lease::access::{ADMIN_CONF, K3S_YAML, RKE2_YAML, SUPER_ADMIN_CONF};
-use vip_lease::testapi::{Fault, Role, TestApi, TestApiConfig, TokenSpec};
 use vip_lease::{
     AccessError, ClusterAccess, DiscoveryOptions, HealthConfig, KubeconfigSource, LeaseBackend,
     LeaseConfig, LocalApi, ReadyzProbe, VerifyName,
 };
+use vip_testkit::testapi::{Fault, Role, TestApi, TestApiConfig, TokenSpec};
 
 async fn stand_in() -> TestApi {
     let mut config = TestApiConfig::default()

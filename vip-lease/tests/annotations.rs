@@ -13,8 +13,8 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use vip_core::LockBackend;
-use vip_lease::testapi::{Kind, TestApi};
 use vip_lease::{LeaseBackend, LeaseConfig, LeaseName};
+use vip_testkit::testapi::{Kind, TestApi};
 
 const T: Duration = Duration::from_secs(2);
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use common::{backend, eventually, held, lab};
 use serde_json::json;
 use vip_core::{BackendError, LockBackend};
-use vip_lease::testapi::{Fault, Kind};
+use vip_testkit::testapi::{Fault, Kind};
 
 const T: Duration = Duration::from_millis(500);
 

@@ -14,12 +14,12 @@ use vip_core::{
     Controller, ControllerConfig, ControllerEvent, ControllerHandle, InterfaceSelector, MacAddr,
     NodeIdentity, Role, StepDownReason, Timings,
 };
-use vip_lease::testapi::Fault;
+use vip_testkit::testapi::Fault;
 
 const USERS: [&str; 3] = ["node-a", "node-b", "node-c"];
 
 async fn start(
-    api: &vip_lease::testapi::TestApi,
+    api: &vip_testkit::testapi::TestApi,
     net: &MemoryNetwork,
     obs: &RecordingObserver,
     i: usize,
@@ -143,7 +143,7 @@ async fn three_controllers_elect_one_and_a_partitioned_leader_leaves_before_anyo
     let lease = api
         .store()
         .get(
-            vip_lease::testapi::Kind::Lease,
+            vip_testkit::testapi::Kind::Lease,
             "kube-system",
             "plndr-cp-lock",
         )

@@ -13,7 +13,7 @@ use serde_json::Value;
 use vip_core::{ControllerEvent, LockBackend, Observer, StepDownReason};
 use vip_lease::LeaseName;
 use vip_lease::events::{EventCounts, EventsConfig, spawn_event_recorder};
-use vip_lease::testapi::{Fault, Kind};
+use vip_testkit::testapi::{Fault, Kind};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leadership_events_land_on_the_lease_and_the_node_and_repeats_aggregate() {

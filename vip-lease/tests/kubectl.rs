@@ -246,7 +246,7 @@ async fn kubectl_cordon_reaches_the_cordon_watch() {
 /// One controller of the failover lab, with the event recorder as its
 /// observer.
 async fn controller_with_events(
-    api: &vip_lease::testapi::TestApi,
+    api: &vip_testkit::testapi::TestApi,
     net: &vip_core::testutil::MemoryNetwork,
     i: usize,
     name: &str,

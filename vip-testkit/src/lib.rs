@@ -2,17 +2,17 @@
 //! e2e suite or a benchmark needs to stand in for the world around the
 //! daemon.
 //!
-//! This crate is never a dependency of the production daemon build
-//! (`publish = false`; only dev-dependencies and test tools use it).
+//! The production daemon never links this crate (`publish = false`;
+//! `vip-bin` takes it only with its `demo` feature, which the production
+//! build leaves out; everything else takes it as a dev-dependency or a
+//! benchmark tool).
 //!
 //! | module | fixture |
 //! | --- | --- |
+//! | [`testapi`] | an API-server stand-in (HTTPS, discovery, Leases, Nodes, Events, watch, fault injection), also the `vip-testapi` binary |
+//! | [`netns`] | network namespaces, veth pairs, bridges, running code inside a namespace (needs root) |
+//! | [`lab`] | a throwaway cluster on top of both: N nodes running real `vip manager` (or keepalived), a client, an ARP/NDP observer |
 //! | [`etcd`] | a real etcd cluster (one or three members) on loopback with mutual TLS |
-//!
-//! The API-server stand-in (today `vip_lease::testapi`) and the network
-//! namespace labs (today `vip_arp::netns`, `vip_bin::lab`) move here as
-//! `vip_testkit::testapi`, `vip_testkit::netns` and `vip_testkit::lab`,
-//! keeping their names.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), vip_testkit::etcd::EtcdFixtureError> {
@@ -29,3 +29,7 @@
 #![deny(missing_docs)]
 
 pub mod etcd;
+pub mod lab;
+pub mod netns;
+mod sys;
+pub mod testapi;

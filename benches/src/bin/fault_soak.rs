@@ -1,5 +1,5 @@
 //! The random-fault soak of fast failover (issue 10): the 3-node namespace
-//! lab of `vip_bin::lab` with real `vip manager` processes, faulted again
+//! lab of `vip_testkit::lab` with real `vip manager` processes, faulted again
 //! and again with faults drawn at random from the kinds fast failover must
 //! survive, each watched by an ARP observer (every 10 ms). It reports the
 //! outage per fault kind and every instant two MACs answered at once.
@@ -20,8 +20,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use vip_bin::lab::{Lab, VIP};
-use vip_lease::testapi::Fault;
+use vip_testkit::lab::{Lab, VIP};
+use vip_testkit::testapi::Fault;
 
 const PROBE: Duration = Duration::from_millis(10);
 const V4: IpAddr = IpAddr::V4(VIP);
@@ -139,7 +139,7 @@ fn settled(lab: &Lab) -> Option<usize> {
 }
 
 async fn settle(lab: &Lab, limit: Duration) -> Result<usize, String> {
-    vip_bin::lab::until(limit, Duration::from_millis(20), || settled(lab))
+    vip_testkit::lab::until(limit, Duration::from_millis(20), || settled(lab))
         .await
         .ok_or_else(|| format!("no single holder within {limit:?}: {}", lab.log_tails(20)))
 }
@@ -155,7 +155,7 @@ struct Outcome {
 }
 
 async fn one(lab: &mut Lab, rng: &mut Rng, kind: Kind, began: Instant) -> Result<Outcome, String> {
-    let e = |e: vip_bin::lab::LabSetupError| e.to_string();
+    let e = |e: vip_testkit::lab::LabSetupError| e.to_string();
     let old = settle(lab, Duration::from_secs(20)).await?;
     // Let the followers hear the leader's heartbeats.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -179,10 +179,11 @@ async fn one(lab: &mut Lab, rng: &mut Rng, kind: Kind, began: Instant) -> Result
         }
         Kind::DaemonKill => {
             lab.kill(old).await.map_err(e)?;
-            let _ = vip_bin::lab::until(Duration::from_secs(15), Duration::from_millis(20), || {
-                settled(lab).filter(|&i| i != old)
-            })
-            .await;
+            let _ =
+                vip_testkit::lab::until(Duration::from_secs(15), Duration::from_millis(20), || {
+                    settled(lab).filter(|&i| i != old)
+                })
+                .await;
             lab.start(old).map_err(e)?;
         }
         Kind::Hang => {
@@ -320,7 +321,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if !vip_arp::netns::require_root("the soak") {
+    if !vip_testkit::netns::require_root("the soak") {
         return ExitCode::from(2);
     }
     let result = vip_benches::runtime().block_on(run(&args));

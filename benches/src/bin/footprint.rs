@@ -7,7 +7,7 @@
 //! ```
 //!
 //! The binary is the argument (else `VIP_BIN`, else `vip` next to this
-//! program). It runs in the namespace lab of `vip_bin::lab` (three nodes
+//! program). It runs in the namespace lab of `vip_testkit::lab` (three nodes
 //! and the API-server stand-in, as `vip demo` and the failover benchmark):
 //!
 //! - **size**: the file and, when `strip` is installed, a stripped copy;
@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use vip_bin::lab::{Lab, ProcStats, VIP};
+use vip_testkit::lab::{Lab, ProcStats, VIP};
 
 #[derive(Debug)]
 struct Args {
@@ -127,7 +127,7 @@ async fn startups(lab: &mut Lab, starts: usize) -> Result<Vec<Duration>, String>
         let seen = lab.lease_writes().len();
         let t = Instant::now();
         lab.start(0).map_err(|e| e.to_string())?;
-        let w = vip_bin::lab::until(Duration::from_secs(30), Duration::from_millis(1), || {
+        let w = vip_testkit::lab::until(Duration::from_secs(30), Duration::from_millis(1), || {
             lab.lease_writes()
                 .into_iter()
                 .skip(seen)
@@ -142,7 +142,7 @@ async fn startups(lab: &mut Lab, starts: usize) -> Result<Vec<Duration>, String>
         lab.wait(0, Duration::from_secs(10))
             .await
             .map_err(|e| e.to_string())?;
-        vip_bin::lab::until(Duration::from_secs(10), Duration::from_millis(10), || {
+        vip_testkit::lab::until(Duration::from_secs(10), Duration::from_millis(10), || {
             lab.holder().is_none().then_some(())
         })
         .await
@@ -160,7 +160,7 @@ struct Idle {
 async fn idle(lab: &mut Lab, window: Duration) -> Result<Idle, String> {
     lab.start(0).map_err(|e| e.to_string())?;
     let v4 = IpAddr::V4(VIP);
-    vip_bin::lab::until(Duration::from_secs(30), Duration::from_millis(20), || {
+    vip_testkit::lab::until(Duration::from_secs(30), Duration::from_millis(20), || {
         (lab.holder().as_deref() == Some(lab.nodes[0].name.as_str()) && lab.has_address(0, v4))
             .then_some(())
     })
@@ -282,7 +282,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if !vip_arp::netns::require_root("the footprint benchmark") {
+    if !vip_testkit::netns::require_root("the footprint benchmark") {
         return ExitCode::from(2);
     }
     let result = vip_benches::runtime().block_on(run(&args));

@@ -29,14 +29,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
-use vip_bin::lab::ProcStats;
 use vip_core::testutil::{MemoryHealth, MemoryNetwork, MemoryStore};
 use vip_core::{
     Controller, ControllerConfig, ControllerHandle, HealthPolicy, InterfaceSelector, LockBackend,
     MacAddr, NodeIdentity, Role, Status, Timings, VipSpec,
 };
-use vip_lease::testapi::{TestApi, TestApiConfig};
 use vip_lease::{ClusterAccess, LeaseBackend, LeaseConfig, LeaseName};
+use vip_testkit::lab::ProcStats;
+use vip_testkit::testapi::{TestApi, TestApiConfig};
 
 const NODES: [&str; 2] = ["soak-a", "soak-b"];
 /// Bound on one hand-over (or one recovery); far above what it takes.
@@ -222,7 +222,7 @@ async fn run(args: &Args) -> Result<String, String> {
     }
     let vip = "198.18.0.100".parse().map_err(|_| "the VIP")?;
     // The first leader.
-    let first = vip_bin::lab::until(STEP_LIMIT, Duration::from_millis(10), || {
+    let first = vip_testkit::lab::until(STEP_LIMIT, Duration::from_millis(10), || {
         nodes
             .iter()
             .position(|n| n.status.borrow().role == Role::Leader)

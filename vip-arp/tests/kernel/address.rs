@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use vip_arp::NetlinkAddressManager;
-use vip_arp::netns::Netns;
 use vip_core::{AddressError, AddressManager, InterfaceSelector, LinkEvent, Presence, VipSpec};
+use vip_testkit::netns::Netns;
 
 use crate::{BODY_LIMIT, ip, needs_root, vip};
 
@@ -377,7 +377,7 @@ fn missing_capabilities_are_named() {
     let iface = ns.interface("eth0").unwrap();
     let (announce, add, absent) = ns
         .run(BODY_LIMIT, move || async move {
-            vip_arp::netns::drop_privileges_of_this_thread().unwrap();
+            vip_testkit::netns::drop_privileges_of_this_thread().unwrap();
             use vip_core::Announcer;
             let announce = vip_arp::PacketAnnouncer::new()
                 .announce(&iface, ip("198.18.26.100"))

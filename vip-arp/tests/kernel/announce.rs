@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use vip_arp::PacketAnnouncer;
-use vip_arp::netns::{Segment, wait_until};
 use vip_core::Announcer;
+use vip_testkit::netns::{Segment, wait_until};
 
 use crate::{BODY_LIMIT, PROMPTLY, STALE_MAC, ip, needs_root};
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use vip_arp::netns::{LabError, Netns, Segment, wait_until};
+use vip_testkit::netns::{LabError, Netns, Segment, wait_until};
 
 use crate::needs_root;
 

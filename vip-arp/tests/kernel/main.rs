@@ -1,5 +1,5 @@
 //! Tests against the real kernel, in network namespaces each test creates
-//! (see `vip_arp::netns`). They need root; without it they skip loudly,
+//! (see `vip_testkit::netns`). They need root; without it they skip loudly,
 //! and with `CI=true` they fail.
 
 mod address;
@@ -32,7 +32,7 @@ pub fn vip(s: &str) -> VipAddress {
 #[macro_export]
 macro_rules! needs_root {
     ($name:expr) => {
-        if !vip_arp::netns::require_root($name) {
+        if !vip_testkit::netns::require_root($name) {
             return;
         }
     };

@@ -38,26 +38,12 @@ pub async fn backend(cluster: &EtcdCluster) -> EtcdBackend {
 
 /// A record held by `holder`, renewed now.
 pub fn held(holder: &str, lease_duration_seconds: u32, transitions: u32) -> LeaderRecord {
-    let now = vip_core::micro_now();
-    LeaderRecord {
-        holder_identity: holder.to_owned(),
-        lease_duration_seconds,
-        acquire_time: Some(now),
-        renew_time: Some(now),
-        lease_transitions: transitions,
-    }
+    vip_core::testutil::held_record(holder, lease_duration_seconds, transitions)
 }
 
 /// The released record the elector writes.
 pub fn released(transitions: u32) -> LeaderRecord {
-    let now = vip_core::micro_now();
-    LeaderRecord {
-        holder_identity: String::new(),
-        lease_duration_seconds: 1,
-        acquire_time: Some(now),
-        renew_time: Some(now),
-        lease_transitions: transitions,
-    }
+    vip_core::testutil::released_record(transitions)
 }
 
 /// Poll `f` every 20 ms until it holds or `limit` passes; the last answer.

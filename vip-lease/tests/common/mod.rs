@@ -4,8 +4,8 @@
 use std::time::{Duration, SystemTime};
 
 use vip_core::LeaderRecord;
-use vip_lease::testapi::{TestApi, TestApiConfig};
 use vip_lease::{ClusterAccess, LeaseBackend, LeaseConfig, LeaseName};
+use vip_testkit::testapi::{TestApi, TestApiConfig};
 
 /// A stand-in with `listeners` listeners and users `node-a`, `node-b`, …
 pub async fn lab(listeners: usize, users: &[&str]) -> TestApi {
@@ -43,27 +43,13 @@ pub async fn backend(
 
 /// A record held by `holder`, renewed now.
 pub fn held(holder: &str, transitions: u32) -> LeaderRecord {
-    let now = vip_core::micro_now();
-    LeaderRecord {
-        holder_identity: holder.to_owned(),
-        lease_duration_seconds: 5,
-        acquire_time: Some(now),
-        renew_time: Some(now),
-        lease_transitions: transitions,
-    }
+    vip_core::testutil::held_record(holder, 5, transitions)
 }
 
 /// A release as client-go writes it: empty holder, duration 1 s, the
 /// transitions kept.
 pub fn released(transitions: u32) -> LeaderRecord {
-    let now = vip_core::micro_now();
-    LeaderRecord {
-        holder_identity: String::new(),
-        lease_duration_seconds: 1,
-        acquire_time: Some(now),
-        renew_time: Some(now),
-        lease_transitions: transitions,
-    }
+    vip_core::testutil::released_record(transitions)
 }
 
 /// client-go's MicroTime text of `t`.
@@ -78,7 +64,7 @@ pub fn micro_text(t: SystemTime) -> String {
 /// The Events in `namespace` that the stand-in holds, selected by these
 /// field labels, oldest first (names sort by time).
 pub fn stored_events(api: &TestApi, namespace: &str, fields: &str) -> Vec<serde_json::Value> {
-    use vip_lease::testapi::{Kind, Selectors};
+    use vip_testkit::testapi::{Kind, Selectors};
     let sel = Selectors::parse(Kind::Event, Some(fields), None).expect("a valid selector");
     api.store().list(Kind::Event, Some(namespace), &sel).0
 }

@@ -1,5 +1,5 @@
 //! The failover benchmark (issue 6): real `vip manager` processes in the
-//! namespace lab of `vip_bin::lab`, faulted over and over, measured by an
+//! namespace lab of `vip_testkit::lab`, faulted over and over, measured by an
 //! ARP observer (who answers for the VIP, every 10 ms) and a client
 //! pinging the VIP every 5 ms; then the same trials with keepalived on the
 //! same lab, when it is installed. See `docs/benchmarks.md`.
@@ -28,8 +28,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use vip_bin::lab::{KeepalivedConfig, Lab, Observations, Ping, ProcStats, VIP, lost_time};
-use vip_lease::testapi::Fault;
+use vip_testkit::lab::{KeepalivedConfig, Lab, Observations, Ping, ProcStats, VIP, lost_time};
+use vip_testkit::testapi::Fault;
 
 const PROBE: Duration = Duration::from_millis(10);
 const PING: Duration = Duration::from_millis(5);
@@ -228,7 +228,7 @@ fn fmt_q(q: Option<[Duration; 4]>) -> String {
 }
 
 async fn until<T>(limit: Duration, f: impl FnMut() -> Option<T>) -> Option<T> {
-    vip_bin::lab::until(limit, Duration::from_millis(20), f).await
+    vip_testkit::lab::until(limit, Duration::from_millis(20), f).await
 }
 
 /// The node holding the VIP alone (and the Lease, for vip).
@@ -825,7 +825,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if !vip_arp::netns::require_root("the failover benchmark") {
+    if !vip_testkit::netns::require_root("the failover benchmark") {
         return ExitCode::from(2);
     }
     let report_path = args.report.clone();

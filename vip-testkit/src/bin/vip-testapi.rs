@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
-use vip_lease::testapi::{Role, TestApi, TestApiConfig, TokenSpec};
+use vip_testkit::testapi::{Role, TestApi, TestApiConfig, TokenSpec};
 
 /// A Kubernetes API-server stand-in for vip's tests and demos.
 ///

@@ -237,7 +237,7 @@ async fn handle(h: &AdminHandles, req: Request<Incoming>) -> Response<Body> {
         }
         _ => error(
             StatusCode::NOT_FOUND,
-            "unknown admin request; see the vip_lease::testapi::admin docs",
+            "unknown admin request; see the vip_testkit::testapi::admin docs",
         ),
     }
 }

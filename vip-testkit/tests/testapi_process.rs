@@ -1,11 +1,9 @@
 //! `vip-testapi` as a separate process, steered through its admin endpoint.
 
-mod common;
-
 use std::time::Duration;
 
-use common::held;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use vip_core::testutil::held_record;
 use vip_core::{BackendError, LockBackend};
 use vip_lease::{ClusterAccess, LeaseBackend, LeaseConfig};
 
@@ -87,7 +85,7 @@ async fn the_process_is_steered_through_the_admin_endpoint() {
             .contains("secret-b")
     );
 
-    let v = b.create(&held("node-b", 0)).await.unwrap();
+    let v = b.create(&held_record("node-b", 5, 0)).await.unwrap();
     assert_eq!(
         a.get().await.unwrap().unwrap(),
         v,
@@ -98,7 +96,7 @@ async fn the_process_is_steered_through_the_admin_endpoint() {
     assert_eq!(code, 200);
     assert!(matches!(b.get().await, Err(BackendError::Timeout(_))));
     assert!(
-        a.update(&v, &held("node-a", 1)).await.is_ok(),
+        a.update(&v, &held_record("node-a", 5, 1)).await.is_ok(),
         "listener 0 is unaffected"
     );
     let (_, state) = admin(&adm, "GET", "/state", "").await;

@@ -1,4 +1,4 @@
-//! An API-server stand-in for tests and demos (feature `test-util`).
+//! An API-server stand-in for tests and demos.
 //!
 //! HTTPS with its own CA and bearer tokens, Kubernetes discovery, health
 //! endpoints, Leases, Nodes and core/v1 Events with get/list/create/
@@ -10,7 +10,7 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use vip_lease::testapi::{Fault, TestApi, TestApiConfig};
+//! use vip_testkit::testapi::{Fault, TestApi, TestApiConfig};
 //!
 //! let api = TestApi::start(TestApiConfig::default().listeners(3).tokens(["node-a", "node-b", "node-c"])).await?;
 //! let kubeconfig = api.kubeconfig_for(1, "node-b")?; // node-b's view, through listener 1

@@ -1,5 +1,5 @@
 //! The network-namespace lab: throw-away networks for tests, `vip demo` and
-//! the e2e suite (feature `lab`; needs root at run time).
+//! the e2e suite (needs root at run time).
 //!
 //! Everything is created *inside* namespaces the lab creates itself, through
 //! `ip -n <ns>`: the host's own interfaces, routes and addresses are never
@@ -24,7 +24,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use vip_arp::netns::Segment;
+//! use vip_testkit::netns::Segment;
 //! let seg = Segment::new("demo", 2).unwrap();
 //! seg.hosts[0].ns.add_address("eth0", "198.18.0.1/24").unwrap();
 //! let iface = seg.hosts[0].interface().unwrap();
@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 use vip_core::{Interface, MacAddr};
 
 use crate::sys;
-use crate::wire::heartbeat::ETHERTYPE_HEARTBEAT;
+use vip_arp::wire::heartbeat::ETHERTYPE_HEARTBEAT;
 
 /// Where `ip netns` keeps its namespace handles.
 pub const NETNS_DIR: &str = "/run/netns";
