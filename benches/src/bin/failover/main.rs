@@ -14,8 +14,12 @@
 //! idle figures), `--svg-dir DIR` (timeline
 //! pictures of the first trial of each kind; none when absent),
 //! `--report FILE` (the Markdown tables, also printed), `--idle SECONDS`
-//! (the steady-state window, default 30), `--no-keepalived`. `VIP_BIN`
-//! names the `vip` binary (default: `vip` next to this program).
+//! (the steady-state window, default 30), `--impls LIST` (of
+//! `vip,vip-hb5,keepalived,vip-etcd`, default all: vip with the Lease and
+//! the idle figures, vip at 5 ms heartbeats, keepalived when installed,
+//! vip electing through a 3-member etcd when `etcd` is installed),
+//! `--no-keepalived`. `VIP_BIN` names the `vip` binary (default: `vip`
+//! next to this program), `VIP_ETCD_BIN` the `etcd` one.
 
 mod args;
 mod idle;
@@ -28,11 +32,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use vip_bin::lab::{KeepalivedConfig, Lab, VIP};
+use vip_etcd::TlsFiles;
+use vip_testkit::etcd::{EtcdCluster, etcd_binary};
 
-use crate::args::{Args, parse_args};
+use crate::args::{Args, Column, parse_args};
 use crate::idle::idle;
 use crate::report::report;
-use crate::trial::{HEARTBEAT_MS, Impl, Kind, Results, run_trials};
+use crate::trial::{HEARTBEAT_MS, Impl, Kind, Results, renewals, run_trials};
 
 const PROBE: Duration = Duration::from_millis(10);
 const PING: Duration = Duration::from_millis(5);
@@ -54,13 +60,21 @@ fn keepalived_version() -> Option<String> {
 async fn run(args: Args) -> Result<String, String> {
     let exe = vip_benches::vip_exe()?;
     let size = std::fs::metadata(&exe).ok().map(|m| m.len());
-    let ka = if args.keepalived {
+    let ka = if args.runs(Column::Keepalived) {
         keepalived_version()
     } else {
         None
     };
-    if args.keepalived && ka.is_none() {
-        eprintln!("keepalived is not installed (apt-get install keepalived): vip only");
+    if args.runs(Column::Keepalived) && ka.is_none() {
+        eprintln!(
+            "keepalived is not installed (apt-get install keepalived): no keepalived columns"
+        );
+    }
+    let etcd = args.runs(Column::VipEtcd) && etcd_binary().is_some();
+    if args.runs(Column::VipEtcd) && !etcd {
+        eprintln!(
+            "etcd is not installed (apt-get install etcd-server, or set VIP_ETCD_BIN): no etcd column"
+        );
     }
     if let Some(dir) = &args.svg_dir {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -70,36 +84,46 @@ async fn run(args: Args) -> Result<String, String> {
         exe.display()
     );
     let mut lab = Lab::new(3, exe).await.map_err(|e| e.to_string())?;
+    // Declared after the lab, dropped after it: the members outlive the
+    // managers.
+    let mut cluster: Option<EtcdCluster> = None;
     let result = async {
-        for i in 0..3 {
-            lab.start(i).map_err(|e| e.to_string())?;
-        }
-        eprintln!("idle leader and followers for {:?}", args.idle);
-        let idle = idle(&lab, args.idle).await?;
         let mut results = Results::new();
-        run_trials(
-            &mut lab,
-            Impl::Vip(HEARTBEAT_MS),
-            &args.kinds,
-            &args,
-            &mut results,
-        )
-        .await?;
-        lab.stop_all(Duration::from_secs(5)).await;
-        // Fast failover at 5 ms heartbeats, against keepalived's fastest.
+        let mut idle_figures = None;
+        let mut renewal_figures = Vec::new();
+        if args.runs(Column::Vip) {
+            for i in 0..3 {
+                lab.start(i).map_err(|e| e.to_string())?;
+            }
+            eprintln!("idle leader and followers for {:?}", args.idle);
+            idle_figures = Some(idle(&lab, args.idle).await?);
+            run_trials(
+                &mut lab,
+                Impl::Vip(HEARTBEAT_MS),
+                &args.kinds,
+                &args,
+                &mut results,
+            )
+            .await?;
+            renewal_figures.push((Impl::Vip(HEARTBEAT_MS).name(), renewals(&lab)));
+            lab.stop_all(Duration::from_secs(5)).await;
+        }
+        // The faults every implementation has (no stand-in API to fault).
         let fast_kinds: Vec<Kind> = args
             .kinds
             .iter()
             .copied()
             .filter(|k| matches!(k, Kind::Graceful | Kind::Crash | Kind::Kill))
             .collect();
-        if !fast_kinds.is_empty() {
+        // Fast failover at 5 ms heartbeats, against keepalived's fastest.
+        if args.runs(Column::VipHb5) && !fast_kinds.is_empty() {
             eprintln!("vip with vip_heartbeat_ms=5");
             lab.env.insert("vip_heartbeat_ms".into(), "5".into());
             for i in 0..3 {
                 lab.start(i).map_err(|e| e.to_string())?;
             }
             run_trials(&mut lab, Impl::Vip(5), &fast_kinds, &args, &mut results).await?;
+            renewal_figures.push((Impl::Vip(5).name(), renewals(&lab)));
             lab.stop_all(Duration::from_secs(5)).await;
             lab.env.remove("vip_heartbeat_ms");
         }
@@ -129,12 +153,7 @@ async fn run(args: Args) -> Result<String, String> {
                 run_trials(
                     &mut lab,
                     Impl::Keepalived(config),
-                    &args
-                        .kinds
-                        .iter()
-                        .copied()
-                        .filter(|k| matches!(k, Kind::Graceful | Kind::Crash | Kind::Kill))
-                        .collect::<Vec<_>>(),
+                    &fast_kinds,
                     &args,
                     &mut results,
                 )
@@ -150,7 +169,39 @@ async fn run(args: Args) -> Result<String, String> {
                 }
             }
         }
-        Ok::<_, String>(report(&args, &results, &idle, size, ka.as_deref()))
+        // Last: from here on the managers elect through etcd.
+        if etcd && !fast_kinds.is_empty() {
+            eprintln!("vip electing through a 3-member etcd");
+            let members = EtcdCluster::start(3)
+                .await
+                .map_err(|e| format!("the etcd cluster: {e}"))?;
+            let tls = members.client_tls().clone();
+            lab.elect_through_etcd(
+                &members.endpoints(),
+                TlsFiles {
+                    ca: tls.ca,
+                    cert: tls.cert,
+                    key: tls.key,
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            cluster = Some(members);
+            for i in 0..3 {
+                lab.start(i).map_err(|e| e.to_string())?;
+            }
+            run_trials(&mut lab, Impl::VipEtcd, &fast_kinds, &args, &mut results).await?;
+            renewal_figures.push((Impl::VipEtcd.name(), renewals(&lab)));
+            lab.stop_all(Duration::from_secs(5)).await;
+        }
+        Ok::<_, String>(report(
+            &args,
+            &results,
+            idle_figures.as_ref(),
+            &renewal_figures,
+            size,
+            ka.as_deref(),
+        ))
     }
     .await;
     if result.is_err() {
@@ -162,6 +213,7 @@ async fn run(args: Args) -> Result<String, String> {
         let _ = lab.wait_keepalived(i, Duration::from_secs(2)).await;
     }
     drop(lab);
+    drop(cluster);
     result
 }
 

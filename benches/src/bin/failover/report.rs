@@ -7,7 +7,7 @@ use vip_bin::lab::ProcStats;
 
 use crate::args::Args;
 use crate::idle::Idle;
-use crate::trial::{Kind, Results};
+use crate::trial::{Impl, Kind, Renewals, Results};
 use crate::{PING, PROBE};
 
 pub fn ms(d: Duration) -> f64 {
@@ -39,7 +39,8 @@ fn fmt_q(q: Option<[Duration; 4]>) -> String {
 pub fn report(
     args: &Args,
     results: &Results,
-    idle: &Idle,
+    idle: Option<&Idle>,
+    renewals: &[(String, Renewals)],
     size: Option<u64>,
     ka: Option<&str>,
 ) -> String {
@@ -115,54 +116,95 @@ pub fn report(
             );
         }
     }
+    let etcd = Impl::VipEtcd.name();
+    if results.keys().any(|(imp, _)| *imp == etcd) {
+        let _ = writeln!(
+            s,
+            "\nMedian client-visible outages, vip electing through the Lease and through etcd:\n"
+        );
+        let _ = writeln!(s, "| fault | Lease ms | etcd ms | etcd / Lease |");
+        let _ = writeln!(s, "|---|---|---|---|");
+        for kind in [Kind::Graceful, Kind::Crash, Kind::Kill] {
+            let (e, l) = (median(&etcd, kind), median("vip", kind));
+            let cell =
+                |d: Option<Duration>| d.map(|d| format!("{:.0}", ms(d))).unwrap_or("–".into());
+            let ratio = match (e, l) {
+                (Some(a), Some(b)) if !b.is_zero() => {
+                    format!("{:.2}", a.as_secs_f64() / b.as_secs_f64())
+                }
+                _ => "–".into(),
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {ratio} |",
+                kind.name(),
+                cell(l),
+                cell(e)
+            );
+        }
+    }
     let acq: Vec<Duration> = results
         .iter()
         .filter(|((imp, _), _)| imp == "vip")
         .flat_map(|(_, t)| t.iter().filter_map(|t| t.acquire_to_arp))
         .collect();
-    let _ = writeln!(
-        s,
-        "\nLease acquisition (the stand-in applies the new holder's write) → first announcement on the wire (the observer reads it), over {} vip takeovers: {} ms (min / median / p95 / max; sub-millisecond values round to 0: {}).",
-        acq.len(),
-        fmt_q(quantiles(acq.clone())),
-        quantiles(acq)
-            .map(|q| format!(
-                "{:.2} / {:.2} / {:.2} / {:.2}",
-                ms(q[0]),
-                ms(q[1]),
-                ms(q[2]),
-                ms(q[3])
-            ))
-            .unwrap_or_default()
-    );
-    let _ = writeln!(
-        s,
-        "\nSteady state, 3 nodes, {:.0} s: {} API requests = {:.2} requests/s ({}).",
-        idle.seconds,
-        idle.requests,
-        idle.requests as f64 / idle.seconds,
-        idle.by_verb
-            .iter()
-            .map(|(k, n)| format!("{k}: {n}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let cpu = |p: &(ProcStats, ProcStats)| {
-        (p.1.cpu_ticks - p.0.cpu_ticks) as f64 / ProcStats::TICKS_PER_SECOND as f64 / idle.seconds
-            * 100.0
-    };
-    let _ = writeln!(
-        s,
-        "\n| idle process | RSS (VmRSS) | of which anonymous / file-backed | CPU over the window |\n|---|---|---|---|\n| leader | {:.1} MiB | {:.1} / {:.1} MiB | {:.2} % |\n| follower | {:.1} MiB | {:.1} / {:.1} MiB | {:.2} % |",
-        idle.leader.1.rss_kib as f64 / 1024.0,
-        idle.leader.1.rss_anon_kib as f64 / 1024.0,
-        idle.leader.1.rss_file_kib as f64 / 1024.0,
-        cpu(&idle.leader),
-        idle.follower.1.rss_kib as f64 / 1024.0,
-        idle.follower.1.rss_anon_kib as f64 / 1024.0,
-        idle.follower.1.rss_file_kib as f64 / 1024.0,
-        cpu(&idle.follower)
-    );
+    if !acq.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nLease acquisition (the stand-in applies the new holder's write) → first announcement on the wire (the observer reads it), over {} vip takeovers: {} ms (min / median / p95 / max; sub-millisecond values round to 0: {}).",
+            acq.len(),
+            fmt_q(quantiles(acq.clone())),
+            quantiles(acq)
+                .map(|q| format!(
+                    "{:.2} / {:.2} / {:.2} / {:.2}",
+                    ms(q[0]),
+                    ms(q[1]),
+                    ms(q[2]),
+                    ms(q[3])
+                ))
+                .unwrap_or_default()
+        );
+    }
+    for (imp, r) in renewals.iter().filter(|(_, r)| r.count > 0.0) {
+        let _ = writeln!(
+            s,
+            "\n{imp}: mean renewal round trip {:.1} ms over {:.0} renewals (`vip_renewal_duration_seconds` of the managers running at the end of its trials).",
+            r.seconds / r.count * 1000.0,
+            r.count
+        );
+    }
+    if let Some(idle) = idle {
+        let _ = writeln!(
+            s,
+            "\nSteady state, 3 nodes, {:.0} s: {} API requests = {:.2} requests/s ({}).",
+            idle.seconds,
+            idle.requests,
+            idle.requests as f64 / idle.seconds,
+            idle.by_verb
+                .iter()
+                .map(|(k, n)| format!("{k}: {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let cpu = |p: &(ProcStats, ProcStats)| {
+            (p.1.cpu_ticks - p.0.cpu_ticks) as f64
+                / ProcStats::TICKS_PER_SECOND as f64
+                / idle.seconds
+                * 100.0
+        };
+        let _ = writeln!(
+            s,
+            "\n| idle process | RSS (VmRSS) | of which anonymous / file-backed | CPU over the window |\n|---|---|---|---|\n| leader | {:.1} MiB | {:.1} / {:.1} MiB | {:.2} % |\n| follower | {:.1} MiB | {:.1} / {:.1} MiB | {:.2} % |",
+            idle.leader.1.rss_kib as f64 / 1024.0,
+            idle.leader.1.rss_anon_kib as f64 / 1024.0,
+            idle.leader.1.rss_file_kib as f64 / 1024.0,
+            cpu(&idle.leader),
+            idle.follower.1.rss_kib as f64 / 1024.0,
+            idle.follower.1.rss_anon_kib as f64 / 1024.0,
+            idle.follower.1.rss_file_kib as f64 / 1024.0,
+            cpu(&idle.follower)
+        );
+    }
     if let Some(size) = size {
         let _ = writeln!(
             s,

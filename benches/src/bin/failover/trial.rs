@@ -63,6 +63,9 @@ impl Kind {
 pub enum Impl {
     /// vip with this heartbeat interval (ms; 0: fast failover off).
     Vip(u32),
+    /// vip at its defaults, electing through a 3-member etcd (each node's
+    /// `127.0.0.1:2379` forwarded to its member) instead of the Lease.
+    VipEtcd,
     Keepalived(KeepalivedConfig),
 }
 
@@ -75,6 +78,7 @@ impl Impl {
             Impl::Vip(HEARTBEAT_MS) => "vip".into(),
             Impl::Vip(0) => "vip, fast failover off".into(),
             Impl::Vip(ms) => format!("vip, vip_heartbeat_ms={ms}"),
+            Impl::VipEtcd => "vip, etcd election".into(),
             Impl::Keepalived(c) => {
                 format!("keepalived VRRPv{} advert_int {}", c.version, c.advert_int)
             }
@@ -85,6 +89,7 @@ impl Impl {
         match self {
             Impl::Vip(HEARTBEAT_MS) => "vip".into(),
             Impl::Vip(ms) => format!("vip-hb{ms}"),
+            Impl::VipEtcd => "vip-etcd".into(),
             Impl::Keepalived(c) if c.advert_int < 0.1 => {
                 format!(
                     "keepalived-v{}-{}ms",
@@ -122,7 +127,9 @@ fn holder_now(lab: &Lab, imp: Impl) -> Option<usize> {
     let holders = lab.vip_holders();
     let [i] = holders[..] else { return None };
     match imp {
-        Impl::Vip(_) => (lab.holder().as_deref() == Some(lab.nodes[i].name.as_str())).then_some(i),
+        Impl::Vip(_) | Impl::VipEtcd => {
+            (lab.holder().as_deref() == Some(lab.nodes[i].name.as_str())).then_some(i)
+        }
         Impl::Keepalived(_) => Some(i),
     }
 }
@@ -168,14 +175,16 @@ async fn trial(lab: &mut Lab, imp: Impl, kind: Kind) -> Result<Recorded, String>
     let mut markers = Vec::new();
     let t0 = Instant::now();
     match (imp, kind) {
-        (Impl::Vip(_), Kind::Graceful) => {
+        (Impl::Vip(_) | Impl::VipEtcd, Kind::Graceful) => {
             lab.signal(old, libc::SIGTERM).map_err(|e| e.to_string())?
         }
-        (Impl::Vip(_), Kind::Crash) => {
+        (Impl::Vip(_) | Impl::VipEtcd, Kind::Crash) => {
             lab.set_link(old, false).map_err(|e| e.to_string())?;
             lab.kill(old).await.map_err(|e| e.to_string())?;
         }
-        (Impl::Vip(_), Kind::Kill) => lab.kill(old).await.map_err(|e| e.to_string())?,
+        (Impl::Vip(_) | Impl::VipEtcd, Kind::Kill) => {
+            lab.kill(old).await.map_err(|e| e.to_string())?
+        }
         (Impl::Vip(_), Kind::Partition) => {
             let name = lab.nodes[old].name.clone();
             lab.api.set_token_fault(&name, Some(Fault::Stall));
@@ -193,6 +202,9 @@ async fn trial(lab: &mut Lab, imp: Impl, kind: Kind) -> Result<Recorded, String>
             .signal_keepalived(old, libc::SIGKILL)
             .map_err(|e| e.to_string())?,
         (Impl::Keepalived(_), _) => return Err("keepalived has no API to fault".into()),
+        (Impl::VipEtcd, _) => {
+            return Err("the etcd election has no stand-in API to fault".into());
+        }
     }
     markers.push((t0, format!("{} on {}", kind.name(), lab.nodes[old].name)));
     // Wait for another node to answer alone.
@@ -233,18 +245,21 @@ async fn trial(lab: &mut Lab, imp: Impl, kind: Kind) -> Result<Recorded, String>
 
     // Restore: the old node's daemon back as a follower.
     match (imp, kind) {
-        (Impl::Vip(_), Kind::Graceful) => {
+        (Impl::Vip(_) | Impl::VipEtcd, Kind::Graceful) => {
             lab.wait(old, Duration::from_secs(5))
                 .await
                 .map_err(|e| e.to_string())?;
             lab.start(old).map_err(|e| e.to_string())?;
         }
-        (Impl::Vip(_), Kind::Crash | Kind::Kill) => lab.start(old).map_err(|e| e.to_string())?,
+        (Impl::Vip(_) | Impl::VipEtcd, Kind::Crash | Kind::Kill) => {
+            lab.start(old).map_err(|e| e.to_string())?
+        }
         (Impl::Vip(_), Kind::Partition) => {
             let name = lab.nodes[old].name.clone();
             lab.api.set_token_fault(&name, None);
         }
         (Impl::Vip(_), Kind::LocalApi) => lab.api.listener(old).set_fault(None),
+        (Impl::VipEtcd, Kind::Partition | Kind::LocalApi) => {}
         (Impl::Keepalived(c), _) => {
             lab.wait_keepalived(old, Duration::from_secs(5))
                 .await
@@ -307,7 +322,8 @@ async fn trial(lab: &mut Lab, imp: Impl, kind: Kind) -> Result<Recorded, String>
                         .map(|a| *a - w.at)
                 })
         }
-        Impl::Keepalived(_) => None,
+        // No Lease writes to time: the record is written in etcd.
+        Impl::VipEtcd | Impl::Keepalived(_) => None,
     };
     let rows = lab
         .nodes
@@ -354,6 +370,25 @@ async fn trial(lab: &mut Lab, imp: Impl, kind: Kind) -> Result<Recorded, String>
 }
 
 pub type Results = BTreeMap<(String, Kind), Vec<Trial>>;
+
+/// The successful renewals of the running managers
+/// (`vip_renewal_duration_seconds`): how many, and their total round trip.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Renewals {
+    pub count: f64,
+    pub seconds: f64,
+}
+
+/// The renewals of every manager running now, each since its start.
+pub fn renewals(lab: &Lab) -> Renewals {
+    let mut r = Renewals::default();
+    for i in (0..lab.nodes.len()).filter(|&i| lab.pid(i).is_some()) {
+        let read = |name: &str| lab.metric(i, name).ok().flatten().unwrap_or(0.0);
+        r.count += read("vip_renewal_duration_seconds_count");
+        r.seconds += read("vip_renewal_duration_seconds_sum");
+    }
+    r
+}
 
 pub async fn run_trials(
     lab: &mut Lab,
