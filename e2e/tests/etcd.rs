@@ -3,12 +3,10 @@
 //! member, as on a kubeadm or k3s control plane with stacked etcd): a leader
 //! crash and a graceful hand-over, asserted from the observer.
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use vip_core::LockBackend;
-use vip_etcd::{EtcdBackend, EtcdConfig, TlsFiles, election_key};
+use vip_etcd::TlsFiles;
 
 use vip_e2e::{LEASE, Scenario};
 use vip_testkit::etcd::EtcdCluster;
@@ -21,49 +19,21 @@ const SETTLE: Duration = Duration::from_secs(15);
 async fn etcd_scenario(name: &'static str) -> Option<(Scenario, EtcdCluster)> {
     let mut s = Scenario::new(name, &[V4], Duration::from_secs(60)).await?;
     let cluster = EtcdCluster::start_or_skip(3).await?;
-    for i in 0..3 {
-        let member: SocketAddr = cluster
-            .endpoint(i)
-            .and_then(|e| e.strip_prefix("https://").map(str::to_owned))
-            .and_then(|a| a.parse().ok())
-            .expect("a member address");
-        s.forward_local(i, 2379, member).expect("forward etcd");
-    }
     let tls = cluster.client_tls().clone();
-    for (k, v) in [
-        ("vip_leaderelectiontype", "etcd".to_string()),
-        ("vip_etcdcacert", tls.ca.display().to_string()),
-        ("vip_etcdcert", tls.cert.display().to_string()),
-        ("vip_etcdkey", tls.key.display().to_string()),
-        ("vip_etcdendpoints", "127.0.0.1:2379".to_string()),
-        (
-            "RUST_LOG",
-            "vip_core=debug,vip_etcd=debug,vip_lease=debug,vip=debug".to_string(),
-        ),
-    ] {
-        s.env.insert(k.into(), v);
-    }
-    // The holder, for the lab's checks, from the etcd record (watched).
-    let backend = EtcdBackend::connect(EtcdConfig {
-        endpoints: cluster.endpoints(),
-        tls: Some(TlsFiles {
-            ca: tls.ca.clone(),
-            cert: tls.cert.clone(),
-            key: tls.key.clone(),
-        }),
-        key: election_key("kube-system", "plndr-cp-lock"),
-        request_timeout: Duration::from_millis(750),
-    })
+    s.elect_through_etcd(
+        &cluster.endpoints(),
+        TlsFiles {
+            ca: tls.ca,
+            cert: tls.cert,
+            key: tls.key,
+        },
+    )
     .await
-    .expect("an etcd client");
-    let watch = backend.watch().expect("the etcd backend watches");
-    s.holder_source = Some(Arc::new(move || {
-        watch
-            .borrow()
-            .as_ref()
-            .map(|r| r.record.holder_identity.clone())
-            .filter(|h| !h.is_empty())
-    }));
+    .expect("electing through etcd");
+    s.env.insert(
+        "RUST_LOG".into(),
+        "vip_core=debug,vip_etcd=debug,vip_lease=debug,vip=debug".into(),
+    );
     Some((s, cluster))
 }
 

@@ -38,6 +38,12 @@ async fn proxy(listener: tokio::net::TcpListener, upstream: SocketAddr) {
         };
         tokio::spawn(async move {
             if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                // Forward each chunk at once, as the endpoints' own sockets
+                // do: with Nagle, a small write behind an unacknowledged
+                // one waits for the peer's delayed ACK (about 40 ms), which
+                // an HTTP/2 client (gRPC: etcd) pays on most requests.
+                let _ = inbound.set_nodelay(true);
+                let _ = outbound.set_nodelay(true);
                 let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
             }
         });

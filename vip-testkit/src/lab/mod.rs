@@ -32,6 +32,7 @@ use vip_core::{Announcer, MacAddr};
 use crate::netns::{Host, LabError, NsThread, Segment};
 use crate::testapi::{Kind, TestApi, TestApiConfig, TestApiError};
 
+mod etcd;
 mod forward;
 mod keepalived;
 mod lease_log;
