@@ -519,7 +519,7 @@ impl Soak {
                     continue;
                 }
                 let last = log.iter().rfind(|w| w.at <= a.at);
-                if !last.is_some_and(|w| w.record.holder_identity == a.node) {
+                if last.is_none_or(|w| w.record.holder_identity != a.node) {
                     return Err(format!(
                         "SAFETY VIOLATION: election {n}: {} added the VIP at {}, but the last write to the record before was {last:?}\n{}",
                         a.node,
