@@ -837,37 +837,42 @@ fn report(args: &Args, samples: &[Sample], times: &Times, stall: Option<Duration
             x.heap_blocks
         );
     }
-    // From the first sample past zero: the warm-up (connections, first
-    // allocations) is done by then.
-    let warm = samples.get(1).unwrap_or(&samples[0]);
-    let last = samples[samples.len() - 1];
     let max = samples.iter().map(|x| x.stats.rss_kib).max().unwrap_or(0);
     let max_anon = samples
         .iter()
         .map(|x| x.stats.rss_anon_kib)
         .max()
         .unwrap_or(0);
-    let span = (last.elections - warm.elections).max(1) as f64;
-    let grow = |a: u64, b: u64| b as i64 - a as i64;
-    let d_rss = grow(warm.stats.rss_kib, last.stats.rss_kib);
-    let d_anon = grow(warm.stats.rss_anon_kib, last.stats.rss_anon_kib);
-    let d_heap = last.heap_bytes as i64 - warm.heap_bytes as i64;
-    let d_blocks = last.heap_blocks as i64 - warm.heap_blocks as i64;
-    let _ = writeln!(
-        s,
-        "\nFrom {} to {} elections: RSS {:+} KiB ({:+.1} bytes/election), anonymous {:+} KiB ({:+.1} bytes/election), live heap {:+} bytes in {:+} blocks ({:+.2} bytes/election); max RSS {} KiB ({} anonymous).",
-        warm.elections,
-        last.elections,
-        d_rss,
-        d_rss as f64 * 1024.0 / span,
-        d_anon,
-        d_anon as f64 * 1024.0 / span,
-        d_heap,
-        d_blocks,
-        d_heap as f64 / span,
-        max,
-        max_anon
-    );
+    let last = samples[samples.len() - 1];
+    // From the first sample past zero (the warm-up, connections and first
+    // allocations, is mostly done by then), and over the second half of
+    // the run (a long warm-up, such as the stand-in's watch history
+    // filling, is past by then).
+    let first = samples.get(1).unwrap_or(&samples[0]);
+    let half = &samples[samples.len() / 2];
+    for (what, from) in [("", first), ("Second half: ", half)] {
+        let span = (last.elections - from.elections).max(1) as f64;
+        let grow = |a: u64, b: u64| b as i64 - a as i64;
+        let d_rss = grow(from.stats.rss_kib, last.stats.rss_kib);
+        let d_anon = grow(from.stats.rss_anon_kib, last.stats.rss_anon_kib);
+        let d_heap = last.heap_bytes as i64 - from.heap_bytes as i64;
+        let d_blocks = last.heap_blocks as i64 - from.heap_blocks as i64;
+        let _ = writeln!(
+            s,
+            "{}{what}from {} to {} elections: RSS {:+} KiB ({:+.1} bytes/election), anonymous {:+} KiB ({:+.1} bytes/election), live heap {:+} bytes in {:+} blocks ({:+.2} bytes/election).",
+            if what.is_empty() { "\n" } else { "" },
+            from.elections,
+            last.elections,
+            d_rss,
+            d_rss as f64 * 1024.0 / span,
+            d_anon,
+            d_anon as f64 * 1024.0 / span,
+            d_heap,
+            d_blocks,
+            d_heap as f64 / span,
+        );
+    }
+    let _ = writeln!(s, "Max RSS {max} KiB ({max_anon} anonymous).");
     let n = args.elections as f64;
     let _ = writeln!(
         s,
