@@ -850,7 +850,7 @@ fn report(args: &Args, samples: &[Sample], times: &Times, stall: Option<Duration
     // filling, is past by then).
     let first = samples.get(1).unwrap_or(&samples[0]);
     let half = &samples[samples.len() / 2];
-    for (what, from) in [("", first), ("Second half: ", half)] {
+    for (what, from) in [("\nFrom", first), ("Second half: from", half)] {
         let span = (last.elections - from.elections).max(1) as f64;
         let grow = |a: u64, b: u64| b as i64 - a as i64;
         let d_rss = grow(from.stats.rss_kib, last.stats.rss_kib);
@@ -859,8 +859,7 @@ fn report(args: &Args, samples: &[Sample], times: &Times, stall: Option<Duration
         let d_blocks = last.heap_blocks as i64 - from.heap_blocks as i64;
         let _ = writeln!(
             s,
-            "{}{what}from {} to {} elections: RSS {:+} KiB ({:+.1} bytes/election), anonymous {:+} KiB ({:+.1} bytes/election), live heap {:+} bytes in {:+} blocks ({:+.2} bytes/election).",
-            if what.is_empty() { "\n" } else { "" },
+            "{what} {} to {} elections: RSS {:+} KiB ({:+.1} bytes/election), anonymous {:+} KiB ({:+.1} bytes/election), live heap {:+} bytes in {:+} blocks ({:+.2} bytes/election).",
             from.elections,
             last.elections,
             d_rss,
