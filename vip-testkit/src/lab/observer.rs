@@ -273,7 +273,7 @@ impl Observations {
 }
 
 /// An ARP/NDP prober running in the observer namespace (see
-/// [`Lab::observe`]): it asks for every VIP each interval and records every
+/// [`Lab::observe`](super::Lab::observe)): it asks for every VIP each interval and records every
 /// answer and every announcement, with their times.
 ///
 /// Each request carries the round number in its sender hardware address;
