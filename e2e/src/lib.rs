@@ -33,6 +33,10 @@ use vip_testkit::lab::{Lab, Observations, Observer};
 
 /// The observer's probing interval.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(10);
+/// How long after its send a probe round is judged by [`Scenario::settled`]:
+/// younger rounds may not have their answers read yet (the observer's
+/// reader is a thread that a loaded machine runs late).
+pub const ANSWER_GRACE: Duration = Duration::from_millis(100);
 /// How often the harness polls.
 pub const POLL: Duration = Duration::from_millis(50);
 /// kube-vip's (and vip's) default timings.
@@ -168,18 +172,23 @@ impl Scenario {
     }
 
     /// One leader by the Lease, the only node with the VIPs on its
-    /// interface, and the only MAC answering the observer for every VIP.
+    /// interface, and the only MAC answering the observer for every VIP
+    /// in the last 3 rounds older than [`ANSWER_GRACE`].
     pub fn settled(&self) -> Option<usize> {
         let holder = self.holder()?;
         let i = self.node_index(&holder)?;
         let seen = self.seen();
         let mac = self.nodes[i].mac;
+        let judged = Instant::now().checked_sub(ANSWER_GRACE)?;
         let answering = self.vips().iter().all(|&v| {
-            seen.answers(v)
-                .iter()
+            let last: Vec<_> = seen
+                .answers(v)
+                .into_iter()
                 .rev()
+                .filter(|(r, _)| r.sent <= judged)
                 .take(3)
-                .all(|(_, m)| m == &[mac])
+                .collect();
+            last.len() == 3 && last.iter().all(|(_, m)| m == &[mac])
         });
         (answering && self.vip_holders() == [i]).then_some(i)
     }
