@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use clap::{Arg, ArgMatches, Command};
+use clap::{Arg, ArgAction, ArgMatches, Command};
 
 mod config;
 #[cfg(feature = "demo")]
@@ -15,7 +15,7 @@ mod metrics;
 mod preflight;
 mod status;
 
-use config::{BOOLEANS, KEYS, LogFormat, REFUSED_FLAGS, Settings, Sources};
+use config::{BOOLEANS, KEYS, LISTS, LogFormat, REFUSED_FLAGS, Settings, Sources};
 
 /// The settings flags, one per key, each with kube-vip's alias; the
 /// booleans as kube-vip's cobra bool flags (bare is true, else
@@ -39,6 +39,9 @@ fn settings_args() -> Vec<Arg> {
                 .help(help);
             if BOOLEANS.contains(&k.env) {
                 a = boolean(a);
+            }
+            if LISTS.contains(&k.env) {
+                a = a.action(ArgAction::Append);
             }
             if k.env == "cp_namespace" {
                 // kube-vip's `-n`.
@@ -154,10 +157,14 @@ fn cli() -> Command {
         )
 }
 
-/// The settings flags given on the command line, by environment name.
+/// The settings flags given on the command line, by environment name; a
+/// repeated list flag ([`LISTS`]) joins its values with commas.
 fn flag_values(m: &ArgMatches) -> BTreeMap<&'static str, String> {
     KEYS.iter()
-        .filter_map(|k| m.get_one::<String>(k.env).map(|v| (k.env, v.clone())))
+        .filter_map(|k| {
+            let values: Vec<&str> = m.get_many::<String>(k.env)?.map(String::as_str).collect();
+            Some((k.env, values.join(",")))
+        })
         .collect()
 }
 

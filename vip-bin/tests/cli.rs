@@ -61,6 +61,59 @@ fn kube_vips_flag_names_are_aliases() {
     );
 }
 
+/// kube-vip's etcd settings are flags only (its `ParseEnvironment` reads
+/// none of them), and `--etcdEndpoints` is a cobra string slice: repeated,
+/// its values join the list, as a comma-separated value does.
+#[test]
+fn kube_vips_etcd_flags_and_repeated_endpoints() {
+    let root = FakeRoot::new("etcd-flags");
+    let mut files = Vec::new();
+    for name in ["ca.crt", "client.crt", "client.key"] {
+        let p = root.0.join(name);
+        std::fs::write(&p, "test\n").unwrap();
+        files.push(p.to_str().unwrap().to_string());
+    }
+    let base = [
+        "check-config".to_string(),
+        "--address=198.18.0.9".into(),
+        "--interface=eth1".into(),
+        "--nodeName=n1".into(),
+        "--leaderElectionType=etcd".into(),
+        format!("--etcdCACert={}", files[0]),
+        format!("--etcdCert={}", files[1]),
+        format!("--etcdKey={}", files[2]),
+    ];
+    let run = |endpoints: &[&str]| {
+        let mut args: Vec<&str> = base.iter().map(String::as_str).collect();
+        args.extend_from_slice(endpoints);
+        vip(&[], &args)
+    };
+    let joined = run(&["--etcdEndpoints=127.0.0.1:2379,198.18.0.2:2379"]);
+    let repeated = run(&[
+        "--etcdEndpoints",
+        "127.0.0.1:2379",
+        "--etcdEndpoints=198.18.0.2:2379",
+    ]);
+    for o in [&joined, &repeated] {
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(o));
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            out.lines().any(|l| l == "vip_leaderelectiontype=etcd"),
+            "{out}"
+        );
+        assert!(
+            out.lines()
+                .any(|l| l == "vip_etcdendpoints=https://127.0.0.1:2379,https://198.18.0.2:2379"),
+            "{out}"
+        );
+    }
+    refused_in_one_line(
+        &run(&[]),
+        "no endpoints",
+        "vip_etcdendpoints (--etcdEndpoints)",
+    );
+}
+
 /// Bad input: exit 2, one line on stderr naming the key and the value, for
 /// every subcommand that reads the settings, and nothing else happens (the
 /// daemon never starts: it would log "starting").

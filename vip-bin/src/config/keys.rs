@@ -236,7 +236,7 @@ pub const KEYS: &[Key] = &[
         flag: "vip-etcdendpoints",
         kube_vip_flag: Some("etcdEndpoints"),
         default: "",
-        help: "etcd election: the etcd endpoints, comma-separated host:port or https:// URLs",
+        help: "etcd election: the etcd endpoints, comma-separated host:port or https:// URLs (the flag may repeat, as kube-vip's)",
     },
 ];
 
@@ -268,6 +268,13 @@ pub const UNSUPPORTED: &[(&str, &str)] = &[
     ("vip_cidr", "the removed vip_cidr setting (use vip_subnet)"),
     ("vip_servicesinterface", "the Service load-balancer mode"),
 ];
+
+/// The settings that are lists, like kube-vip's cobra string-slice flags
+/// (`--etcdEndpoints`): each flag may repeat, and its values join the list,
+/// so `--etcdEndpoints=a,b` and `--etcdEndpoints a --etcdEndpoints b` are
+/// the same (kube-vip reads this one only as a flag, never from its
+/// environment; `vip_etcdendpoints` is `vip`'s own).
+pub const LISTS: &[&str] = &["vip_etcdendpoints"];
 
 /// The settings that are booleans. On the command line they behave like
 /// kube-vip's cobra bool flags: `--arp` alone is true, `--arp=false` is

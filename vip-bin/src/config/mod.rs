@@ -14,7 +14,7 @@ use vip_core::{FastFailoverPolicy, InterfaceSelector, NodeIdentity, Timings, Vip
 mod election;
 mod keys;
 pub use election::{EtcdSettings, LeaderElection};
-pub use keys::{BOOLEANS, KEYS, REFUSED_FLAGS, UNSUPPORTED};
+pub use keys::{BOOLEANS, KEYS, LISTS, REFUSED_FLAGS, UNSUPPORTED};
 
 /// A configuration error: exit code 2, nothing changed on the host.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
