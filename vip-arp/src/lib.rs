@@ -30,3 +30,4 @@ pub mod wire;
 pub use announcer::PacketAnnouncer;
 pub use heartbeat::PacketHeartbeats;
 pub use netlink::NetlinkAddressManager;
+pub use sys::packet_sockaddr;

@@ -7,8 +7,9 @@ use std::mem::size_of;
 use socket2::{SockAddr, SockAddrStorage, socklen_t};
 
 /// A `sockaddr_ll` naming interface `ifindex` and EtherType `protocol`
-/// (host byte order), for binding an `AF_PACKET` socket.
-pub(crate) fn packet_sockaddr(ifindex: u32, protocol: u16) -> SockAddr {
+/// (host byte order), for binding an `AF_PACKET` socket or sending from
+/// one (`sendto` with an unbound socket).
+pub fn packet_sockaddr(ifindex: u32, protocol: u16) -> SockAddr {
     let mut storage = SockAddrStorage::zeroed();
     // SAFETY: `sockaddr_ll` is one of this platform's `sockaddr_*` types and
     // is smaller than `sockaddr_storage` (view_as asserts it); the storage is

@@ -17,7 +17,15 @@
 //!   (which releases the lease) before the next;
 //! - **idle RSS**: then all three nodes run; after `--idle SECONDS` (default
 //!   20) the leader's and a follower's `VmRSS`, anonymous and file-backed
-//!   (`/proc/<pid>/status`), and their CPU over that window.
+//!   (`/proc/<pid>/status`), and their CPU over that window (the
+//!   scheduler's exact run time of all their threads, not tick samples);
+//! - **the floor**: then, for the same window, a bare sender on node 1's
+//!   interface, a thread that sleeps to the next 10 ms deadline and sends
+//!   one well-formed heartbeat frame of an election nobody runs, and
+//!   nothing else: what any 10 ms heartbeat that the peers listen to costs
+//!   on this machine and this lab (a veth's transmit runs the bridge and
+//!   the peers' receive, up to waking their readers, in the sender's
+//!   context), against which the leader's CPU is read.
 //!
 //! `--label TEXT` names the row, `--report FILE` writes the Markdown (also
 //! printed). Root needed (namespaces).
@@ -28,6 +36,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use vip_core::{ElectionId, Heartbeat, Interface};
 use vip_testkit::lab::{Lab, ProcStats, VIP};
 
 #[derive(Debug)]
@@ -155,6 +164,8 @@ struct Idle {
     seconds: f64,
     leader: (ProcStats, ProcStats),
     follower: (ProcStats, ProcStats),
+    /// The bare sender's CPU over the same window, in percent of a core.
+    floor: f64,
 }
 
 async fn idle(lab: &mut Lab, window: Duration) -> Result<Idle, String> {
@@ -182,11 +193,69 @@ async fn idle(lab: &mut Lab, window: Duration) -> Result<Idle, String> {
     if lab.holder().as_deref() != Some(lab.nodes[0].name.as_str()) {
         return Err("the leader changed during the idle window".into());
     }
+    let floor = floor(lab, window)?;
     Ok(Idle {
         seconds,
         leader: (l0, l1),
         follower: (f0, f1),
+        floor,
     })
+}
+
+/// The bare sender of the module doc, on node 1's interface for `window`:
+/// its thread's CPU in percent of a core.
+fn floor(lab: &Lab, window: Duration) -> Result<f64, String> {
+    let host = &lab.segment.hosts[0];
+    let interface = host.interface().map_err(|e| e.to_string())?;
+    host.ns
+        // Blocking on the namespace's own thread, which runs nothing else.
+        .run(window + Duration::from_secs(10), move || async move {
+            bare_sender(interface, window)
+        })
+        .map_err(|e| e.to_string())?
+}
+
+/// The thread's own run time, in ns (`/proc/thread-self/schedstat`).
+fn thread_cpu_ns() -> Result<u64, String> {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| "reading /proc/thread-self/schedstat".to_string())
+}
+
+fn bare_sender(interface: Interface, window: Duration) -> Result<f64, String> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use vip_arp::wire::heartbeat::{ETHERTYPE_HEARTBEAT, HeartbeatRepr, MAX_FRAME_LEN};
+    let socket = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(0)))
+        .map_err(|e| format!("a packet socket: {e}"))?;
+    let to = vip_arp::packet_sockaddr(interface.index, ETHERTYPE_HEARTBEAT);
+    // A well-formed heartbeat of an election nobody runs: the peers'
+    // sockets take it (their filter admits it), their readers parse and
+    // drop it, as they would a real one.
+    let beat = Heartbeat {
+        election: ElectionId::of("footprint/floor"),
+        holder: "floor".into(),
+        term: 1,
+        sequence: 0,
+        version: 1,
+        interval: Duration::from_millis(10),
+    };
+    let mut frame = [0u8; MAX_FRAME_LEN];
+    let len = HeartbeatRepr::new(interface.mac, &beat)
+        .and_then(|r| r.emit(&mut frame))
+        .map_err(|e| format!("building the floor's frame: {e}"))?;
+    let start_cpu = thread_cpu_ns()?;
+    let start = Instant::now();
+    let mut next = start;
+    while start.elapsed() < window {
+        next += beat.interval;
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        socket
+            .send_to(&frame[..len], &to)
+            .map_err(|e| format!("sendto: {e}"))?;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    Ok((thread_cpu_ns()? - start_cpu) as f64 / 1e9 / seconds * 100.0)
 }
 
 fn report(
@@ -201,10 +270,7 @@ fn report(
     let mut sorted = starts.to_vec();
     sorted.sort();
     let median = sorted[sorted.len() / 2];
-    let cpu = |p: &(ProcStats, ProcStats)| {
-        (p.1.cpu_ticks - p.0.cpu_ticks) as f64 / ProcStats::TICKS_PER_SECOND as f64 / idle.seconds
-            * 100.0
-    };
+    let cpu = |p: &(ProcStats, ProcStats)| ProcStats::cpu_percent(&p.0, &p.1, idle.seconds);
     let stripped = sizes.1.unwrap_or(sizes.0);
     let mut s = String::new();
     let _ = writeln!(
@@ -229,12 +295,12 @@ fn report(
     );
     let _ = writeln!(
         s,
-        "| step | stripped size | leader RSS (anonymous / file-backed) | follower RSS (anonymous / file-backed) | CPU leader / follower | start-up |\n|---|---|---|---|---|---|"
+        "| step | stripped size | leader RSS (anonymous / file-backed) | follower RSS (anonymous / file-backed) | CPU leader / follower | bare 10 ms sender (floor) | start-up |\n|---|---|---|---|---|---|---|"
     );
     let (l, f) = (idle.leader.1, idle.follower.1);
     let _ = writeln!(
         s,
-        "| {} | {:.2} MB ({stripped} bytes) | {:.1} MiB ({:.1} / {:.1}) | {:.1} MiB ({:.1} / {:.1}) | {:.2} % / {:.2} % | {:.0} ms |",
+        "| {} | {:.2} MB ({stripped} bytes) | {:.1} MiB ({:.1} / {:.1}) | {:.1} MiB ({:.1} / {:.1}) | {:.2} % / {:.2} % | {:.2} % | {:.0} ms |",
         if args.label.is_empty() {
             "–"
         } else {
@@ -249,6 +315,7 @@ fn report(
         mib(f.rss_file_kib),
         cpu(&idle.leader),
         cpu(&idle.follower),
+        idle.floor,
         ms(median),
     );
     s

@@ -186,12 +186,7 @@ pub fn report(
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let cpu = |p: &(ProcStats, ProcStats)| {
-            (p.1.cpu_ticks - p.0.cpu_ticks) as f64
-                / ProcStats::TICKS_PER_SECOND as f64
-                / idle.seconds
-                * 100.0
-        };
+        let cpu = |p: &(ProcStats, ProcStats)| ProcStats::cpu_percent(&p.0, &p.1, idle.seconds);
         let _ = writeln!(
             s,
             "\n| idle process | RSS (VmRSS) | of which anonymous / file-backed | CPU over the window |\n|---|---|---|---|\n| leader | {:.1} MiB | {:.1} / {:.1} MiB | {:.2} % |\n| follower | {:.1} MiB | {:.1} / {:.1} MiB | {:.2} % |",
