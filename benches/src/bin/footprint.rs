@@ -37,7 +37,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use vip_core::{ElectionId, Heartbeat, Interface};
-use vip_testkit::lab::{Lab, ProcStats, VIP};
+use vip_testkit::lab::{Lab, ProcStats, VIP, thread_cpu_ns};
 
 #[derive(Debug)]
 struct Args {
@@ -215,14 +215,6 @@ fn floor(lab: &Lab, window: Duration) -> Result<f64, String> {
         .map_err(|e| e.to_string())?
 }
 
-/// The thread's own run time, in ns (`/proc/thread-self/schedstat`).
-fn thread_cpu_ns() -> Result<u64, String> {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .ok_or_else(|| "reading /proc/thread-self/schedstat".to_string())
-}
-
 fn bare_sender(interface: Interface, window: Duration) -> Result<f64, String> {
     use socket2::{Domain, Protocol, Socket, Type};
     use vip_arp::wire::heartbeat::{ETHERTYPE_HEARTBEAT, HeartbeatRepr, MAX_FRAME_LEN};
@@ -244,7 +236,8 @@ fn bare_sender(interface: Interface, window: Duration) -> Result<f64, String> {
     let len = HeartbeatRepr::new(interface.mac, &beat)
         .and_then(|r| r.emit(&mut frame))
         .map_err(|e| format!("building the floor's frame: {e}"))?;
-    let start_cpu = thread_cpu_ns()?;
+    let cpu = || thread_cpu_ns().ok_or("reading /proc/thread-self/schedstat");
+    let start_cpu = cpu()?;
     let start = Instant::now();
     let mut next = start;
     while start.elapsed() < window {
@@ -255,7 +248,7 @@ fn bare_sender(interface: Interface, window: Duration) -> Result<f64, String> {
             .map_err(|e| format!("sendto: {e}"))?;
     }
     let seconds = start.elapsed().as_secs_f64();
-    Ok((thread_cpu_ns()? - start_cpu) as f64 / 1e9 / seconds * 100.0)
+    Ok((cpu()? - start_cpu) as f64 / 1e9 / seconds * 100.0)
 }
 
 fn report(

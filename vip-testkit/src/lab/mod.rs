@@ -44,7 +44,7 @@ pub use keepalived::KeepalivedConfig;
 pub use lease_log::LeaseWrite;
 pub use observer::{Observations, Observer, Round, Seen, SeenKind, Stretch};
 pub use ping::{Ping, lost_time, outage};
-pub use proc::ProcStats;
+pub use proc::{ProcStats, thread_cpu_ns};
 
 use forward::forward_into;
 use lease_log::record_lease_writes;

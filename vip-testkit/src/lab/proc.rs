@@ -1,5 +1,7 @@
 //! What a lab process costs, read from `/proc`.
 
+use std::path::Path;
+
 /// Resident set size and CPU time of a process, from `/proc`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcStats {
@@ -46,23 +48,34 @@ impl ProcStats {
     }
 }
 
+/// The calling thread's own CPU time, in ns (`/proc/thread-self/schedstat`),
+/// read the same way as [`ProcStats::cpu_ns`]; `None` without procfs.
+pub fn thread_cpu_ns() -> Option<u64> {
+    run_ns(Path::new("/proc/thread-self/schedstat"))
+}
+
+/// The first field of a `schedstat` file: time on the CPU, ns.
+fn run_ns(schedstat: &Path) -> Option<u64> {
+    std::fs::read_to_string(schedstat)
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// The sum of the first field of `/proc/<pid>/task/*/schedstat` (time on
 /// the CPU, ns); `None` when the process is gone. Threads that ended are
 /// not counted (the daemon's threads live as long as it does).
 fn thread_runtimes_ns(pid: u32) -> Option<u64> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
-    let mut total = 0;
-    for task in tasks.flatten() {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else {
-            continue; // a thread that just ended
-        };
-        total += stat
-            .split_whitespace()
-            .next()
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
-    }
-    Some(total)
+    // A thread that ends between the listing and the read counts nothing.
+    Some(
+        tasks
+            .flatten()
+            .filter_map(|task| run_ns(&task.path().join("schedstat")))
+            .sum(),
+    )
 }
 
 #[cfg(test)]
@@ -74,20 +87,28 @@ mod tests {
         let pid = std::process::id();
         let before = ProcStats::read(pid).expect("our own /proc entry");
         assert!(before.rss_kib > 0 && before.rss_kib >= before.rss_anon_kib);
-        // Spin 50 ms of wall time on this thread: at least most of it is
-        // charged to it, however the ticks fall.
-        let start = std::time::Instant::now();
+        // Spin until this thread has run 50 ms by its own count (bounded
+        // in wall time, however loaded the machine): the process's count
+        // holds at least that, and its percentage follows.
+        let own = thread_cpu_ns().expect("our own schedstat");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         let mut x = 0u64;
-        while start.elapsed() < std::time::Duration::from_millis(50) {
-            x = std::hint::black_box(x.wrapping_add(1));
+        while thread_cpu_ns().expect("our own schedstat") - own < 50_000_000 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "50 ms of CPU not had in 20 s"
+            );
+            for _ in 0..10_000 {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
         }
         let after = ProcStats::read(pid).expect("our own /proc entry");
         let spent = after.cpu_ns - before.cpu_ns;
         assert!(
-            spent >= 10_000_000,
-            "only {spent} ns counted for a 50 ms spin"
+            spent >= 50_000_000,
+            "only {spent} ns counted for a thread that ran 50 ms"
         );
-        assert!(ProcStats::cpu_percent(&before, &after, 0.05) > 20.0);
+        assert!(ProcStats::cpu_percent(&before, &after, 0.05) >= 100.0);
         // Pid 0 has no /proc entry.
         assert!(ProcStats::read(0).is_none());
     }
