@@ -29,14 +29,11 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use vip_core::MacAddr;
+pub use vip_testkit::lab::ANSWER_GRACE;
 use vip_testkit::lab::{Lab, Observations, Observer};
 
 /// The observer's probing interval.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(10);
-/// How long after its send a probe round is judged by [`Scenario::settled`]:
-/// younger rounds may not have their answers read yet (the observer's
-/// reader is a thread that a loaded machine runs late).
-pub const ANSWER_GRACE: Duration = Duration::from_millis(100);
 /// How often the harness polls.
 pub const POLL: Duration = Duration::from_millis(50);
 /// kube-vip's (and vip's) default timings.
@@ -163,8 +160,18 @@ impl Scenario {
         }
     }
 
-    /// What the observer recorded so far.
+    /// What the observer recorded so far, without the probe rounds younger
+    /// than [`ANSWER_GRACE`]: their answers may still be in flight, and a
+    /// round judged too early reads as "nobody owns the VIP".
     pub fn seen(&self) -> Observations {
+        self.observer
+            .as_ref()
+            .map(Observer::judged)
+            .unwrap_or_default()
+    }
+
+    /// Everything the observer recorded so far, the youngest rounds too.
+    pub fn seen_all(&self) -> Observations {
         self.observer
             .as_ref()
             .map(Observer::snapshot)
@@ -173,21 +180,14 @@ impl Scenario {
 
     /// One leader by the Lease, the only node with the VIPs on its
     /// interface, and the only MAC answering the observer for every VIP
-    /// in the last 3 rounds older than [`ANSWER_GRACE`].
+    /// in the last 3 judged rounds (see [`seen`](Self::seen)).
     pub fn settled(&self) -> Option<usize> {
         let holder = self.holder()?;
         let i = self.node_index(&holder)?;
         let seen = self.seen();
         let mac = self.nodes[i].mac;
-        let judged = Instant::now().checked_sub(ANSWER_GRACE)?;
         let answering = self.vips().iter().all(|&v| {
-            let last: Vec<_> = seen
-                .answers(v)
-                .into_iter()
-                .rev()
-                .filter(|(r, _)| r.sent <= judged)
-                .take(3)
-                .collect();
+            let last: Vec<_> = seen.answers(v).into_iter().rev().take(3).collect();
             last.len() == 3 && last.iter().all(|(_, m)| m == &[mac])
         });
         (answering && self.vip_holders() == [i]).then_some(i)
@@ -294,7 +294,7 @@ impl Drop for Scenario {
         {
             eprintln!("=== {} failed; the lab's state:", self.name);
             eprintln!("{}", lab.log_tails(40));
-            let seen = self.seen();
+            let seen = self.seen_all();
             for &v in lab.vips() {
                 eprintln!("observer timeline of {v}:");
                 for s in seen.timeline(v) {

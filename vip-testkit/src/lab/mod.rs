@@ -42,7 +42,7 @@ mod proc;
 
 pub use keepalived::KeepalivedConfig;
 pub use lease_log::LeaseWrite;
-pub use observer::{Observations, Observer, Round, Seen, SeenKind, Stretch};
+pub use observer::{ANSWER_GRACE, Observations, Observer, Round, Seen, SeenKind, Stretch};
 pub use ping::{Ping, lost_time, outage};
 pub use proc::{ProcStats, thread_cpu_ns};
 

@@ -15,6 +15,11 @@ use vip_arp::wire::arp::{ArpOp, ArpRepr};
 use vip_arp::wire::ndp::{NdpRepr, NeighborSolicitRepr, multicast_mac, solicited_node};
 use vip_core::MacAddr;
 
+/// How long after its send a probe round is judged (see
+/// [`Observer::judged`]): younger rounds may not have their answers read
+/// yet (the observer's reader is a thread that a loaded machine runs late).
+pub const ANSWER_GRACE: Duration = Duration::from_millis(100);
+
 use super::{LabSetupError, host_v4, host_v6, io, other};
 use crate::netns::{Host, NsThread};
 
@@ -167,9 +172,10 @@ impl Observations {
         out
     }
 
-    /// The timeline of `address` restricted to rounds sent in `[from, to)`.
-    pub fn timeline_between(&self, address: IpAddr, from: Instant, to: Instant) -> Vec<Stretch> {
-        let sub = Observations {
+    /// These observations with only the rounds sent in `[from, to)` (every
+    /// frame is kept; frames of dropped rounds no longer count as answers).
+    pub fn rounds_between(&self, from: Instant, to: Instant) -> Observations {
+        Observations {
             rounds: self
                 .rounds
                 .iter()
@@ -177,8 +183,21 @@ impl Observations {
                 .copied()
                 .collect(),
             seen: self.seen.clone(),
-        };
-        sub.timeline(address)
+        }
+    }
+
+    /// These observations without the rounds sent at or after `to`: a
+    /// round too young to have had its answers read would otherwise read
+    /// as unanswered.
+    pub fn rounds_before(&self, to: Instant) -> Observations {
+        let mut out = self.clone();
+        out.rounds.retain(|r| r.sent < to);
+        out
+    }
+
+    /// The timeline of `address` restricted to rounds sent in `[from, to)`.
+    pub fn timeline_between(&self, address: IpAddr, from: Instant, to: Instant) -> Vec<Stretch> {
+        self.rounds_between(from, to).timeline(address)
     }
 
     /// Total time of the stretches of `address` with two or more MACs.
@@ -493,6 +512,17 @@ impl Observer {
             .clone()
     }
 
+    /// What was recorded so far without the rounds younger than
+    /// [`ANSWER_GRACE`], whose answers may still be in flight: the view to
+    /// judge who owns a VIP *now* from.
+    pub fn judged(&self) -> Observations {
+        let all = self.snapshot();
+        match Instant::now().checked_sub(ANSWER_GRACE) {
+            Some(judged) => all.rounds_before(judged),
+            None => Observations::default(),
+        }
+    }
+
     /// Stop probing, wait for the last answers, and return everything.
     pub fn finish(mut self) -> Result<Observations, LabSetupError> {
         self.stop.store(true, Ordering::Relaxed);
@@ -511,5 +541,65 @@ impl Drop for Observer {
         if let Some(sender) = self.sender.take() {
             let _ = sender.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VIP: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 100));
+
+    /// Five rounds 10 ms apart; node A answers rounds 0..=3, round 4 is
+    /// still in flight.
+    fn recorded(t0: Instant) -> Observations {
+        let a = MacAddr([2, 0, 0, 0, 0, 0xa]);
+        let at = |ms| t0 + Duration::from_millis(ms);
+        Observations {
+            rounds: (0..5)
+                .map(|id| Round {
+                    id,
+                    address: VIP,
+                    sent: at(u64::from(id) * 10),
+                })
+                .collect(),
+            seen: (0..4)
+                .map(|id| Seen {
+                    at: at(u64::from(id) * 10 + 1),
+                    address: VIP,
+                    mac: a,
+                    kind: SeenKind::Answer { round: id },
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_round_in_flight_reads_as_silence_until_it_is_left_out() {
+        let t0 = Instant::now();
+        let o = recorded(t0);
+        let all = o.timeline(VIP);
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert!(all[1].macs.is_empty());
+        let judged = o
+            .rounds_before(t0 + Duration::from_millis(40))
+            .timeline(VIP);
+        assert_eq!(judged.len(), 1, "{judged:?}");
+        assert_eq!(judged[0].rounds, 4);
+        assert!(!judged[0].macs.is_empty());
+        assert_eq!(o.rounds_before(t0).rounds.len(), 0);
+    }
+
+    #[test]
+    fn rounds_between_is_half_open() {
+        let t0 = Instant::now();
+        let o = recorded(t0);
+        let sub = o.rounds_between(
+            t0 + Duration::from_millis(10),
+            t0 + Duration::from_millis(30),
+        );
+        let ids: Vec<u32> = sub.rounds.iter().map(|r| r.id).collect();
+        assert_eq!(ids, [1, 2]);
+        assert_eq!(sub.seen.len(), 4, "frames are kept");
     }
 }

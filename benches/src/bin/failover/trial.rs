@@ -140,12 +140,11 @@ pub async fn settle(lab: &Lab, imp: Impl, limit: Duration) -> Result<usize, Stri
         .ok_or_else(|| format!("{}: no single holder within {limit:?}", imp.name()))
 }
 
-/// The MACs answering the last round of the observer, when it is recent.
+/// The MACs answering the last judged round (see `Observer::judged`).
 fn answering(o: &Observations) -> Vec<vip_core::MacAddr> {
     o.answers(V4)
         .into_iter()
-        .rev()
-        .nth(2) // a round whose answers have surely arrived
+        .next_back()
         .map(|(_, m)| m)
         .unwrap_or_default()
 }
@@ -166,7 +165,7 @@ async fn trial(lab: &mut Lab, imp: Impl, kind: Kind) -> Result<Recorded, String>
         .ping(PING, Duration::from_secs(90), stop.clone())
         .map_err(|e| e.to_string())?;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    if answering(&observer.snapshot()) != [old_mac] {
+    if answering(&observer.judged()) != [old_mac] {
         return Err(format!(
             "{}: not answered by the holder before the fault",
             imp.name()
@@ -211,7 +210,7 @@ async fn trial(lab: &mut Lab, imp: Impl, kind: Kind) -> Result<Recorded, String>
     let new = until(Duration::from_secs(30), || {
         // A new owner answers (alone, or with the old one when the old
         // node's kernel keeps the VIP: an overlap, measured below).
-        let a = answering(&observer.snapshot());
+        let a = answering(&observer.judged());
         a.into_iter()
             .find(|&m| m != old_mac)
             .and_then(|m| lab.node_of_mac(m))
