@@ -35,20 +35,13 @@ pub fn finish(name: &str, result: Result<String, String>, report: Option<&Path>)
     }
 }
 
-/// The `vip` binary a benchmark runs: `$VIP_BIN`, else `vip` next to the
-/// benchmark's own executable.
-pub fn vip_exe() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("VIP_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let me = std::env::current_exe().map_err(|e| e.to_string())?;
-    let vip = me.with_file_name("vip");
-    if vip.is_file() {
-        Ok(vip)
-    } else {
-        Err(format!(
-            "{} not found: build it with `cargo build -p vip-bin --bin vip` (same profile), or set VIP_BIN",
-            vip.display()
-        ))
-    }
+/// The `vip` binary a benchmark runs: `explicit` when given, else
+/// `$VIP_BIN`, else `vip` next to the benchmark's own executable (see
+/// [`vip_testkit::lab::locate_vip`]).
+pub fn vip_exe(explicit: Option<PathBuf>) -> Result<PathBuf, String> {
+    vip_testkit::lab::locate_vip(explicit, || {
+        std::env::current_exe()
+            .map(|me| me.with_file_name("vip"))
+            .map_err(|e| format!("current_exe: {e}"))
+    })
 }

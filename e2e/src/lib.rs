@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use vip_core::MacAddr;
 pub use vip_testkit::lab::ANSWER_GRACE;
-use vip_testkit::lab::{Lab, Observations, Observer};
+use vip_testkit::lab::{Lab, Observations, Observer, locate_vip};
 
 /// The observer's probing interval.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(10);
@@ -48,20 +48,14 @@ static EXE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
 /// The `vip` binary: `$VIP_BIN`, or `vip-bin`'s `vip` built (once per test
 /// process) with the profile and target directory of this test binary.
 pub fn vip_exe() -> PathBuf {
-    EXE.get_or_init(find_or_build)
+    EXE.get_or_init(|| locate_vip(None, build))
         .clone()
         .unwrap_or_else(|e| panic!("the vip binary: {e}"))
 }
 
-fn find_or_build() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("VIP_BIN") {
-        let p = PathBuf::from(p);
-        return if p.is_file() {
-            Ok(p)
-        } else {
-            Err(format!("VIP_BIN={} is not a file", p.display()))
-        };
-    }
+/// Build `vip-bin`'s `vip` with the profile and target directory of this
+/// test binary; its path.
+fn build() -> Result<PathBuf, String> {
     // <target>/<profile>/deps/<test binary>
     let me = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let profile_dir = me

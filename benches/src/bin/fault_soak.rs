@@ -280,7 +280,7 @@ fn report(args: &Args, outcomes: &[Outcome], elapsed: Duration) -> String {
 }
 
 async fn run(args: &Args) -> Result<String, String> {
-    let exe = vip_benches::vip_exe()?;
+    let exe = vip_benches::vip_exe(None)?;
     let mut lab = Lab::new(3, exe).await.map_err(|e| e.to_string())?;
     for i in 0..3 {
         lab.start(i).map_err(|e| e.to_string())?;

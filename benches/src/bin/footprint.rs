@@ -88,22 +88,7 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn exe(args: &Args) -> Result<PathBuf, String> {
-    let p = match (&args.exe, std::env::var_os("VIP_BIN")) {
-        (Some(p), _) => p.clone(),
-        (None, Some(p)) => PathBuf::from(p),
-        (None, None) => std::env::current_exe()
-            .map_err(|e| e.to_string())?
-            .with_file_name("vip"),
-    };
-    if p.is_file() {
-        // `ip netns exec` runs it from elsewhere.
-        std::path::absolute(&p).map_err(|e| format!("{}: {e}", p.display()))
-    } else {
-        Err(format!(
-            "{} not found: name a vip binary, or set VIP_BIN",
-            p.display()
-        ))
-    }
+    vip_benches::vip_exe(args.exe.clone())
 }
 
 /// The file's size and, when `strip` is installed, a stripped copy's.

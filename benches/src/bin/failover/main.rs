@@ -58,7 +58,7 @@ fn keepalived_version() -> Option<String> {
 }
 
 async fn run(args: Args) -> Result<String, String> {
-    let exe = vip_benches::vip_exe()?;
+    let exe = vip_benches::vip_exe(None)?;
     let size = std::fs::metadata(&exe).ok().map(|m| m.len());
     let ka = if args.runs(Column::Keepalived) {
         keepalived_version()
