@@ -37,7 +37,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use vip_core::{ElectionId, Heartbeat, Interface};
-use vip_testkit::lab::{Lab, ProcStats, VIP, thread_cpu_ns};
+use vip_testkit::lab::{Lab, ProcStats, VIP, percent_of_core, thread_cpu_ns};
 
 #[derive(Debug)]
 struct Args {
@@ -227,13 +227,19 @@ fn bare_sender(interface: Interface, window: Duration) -> Result<f64, String> {
     let mut next = start;
     while start.elapsed() < window {
         next += beat.interval;
-        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        let now = Instant::now();
+        if next <= now {
+            // Late (a stall): resume the rhythm from now, as vip's sender
+            // does, rather than send a burst to catch up.
+            next = now;
+        }
+        std::thread::sleep(next - now);
         socket
             .send_to(&frame[..len], &to)
             .map_err(|e| format!("sendto: {e}"))?;
     }
     let seconds = start.elapsed().as_secs_f64();
-    Ok((cpu()? - start_cpu) as f64 / 1e9 / seconds * 100.0)
+    Ok(percent_of_core(cpu()? - start_cpu, seconds))
 }
 
 fn report(

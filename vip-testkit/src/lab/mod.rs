@@ -44,7 +44,7 @@ pub use keepalived::KeepalivedConfig;
 pub use lease_log::LeaseWrite;
 pub use observer::{ANSWER_GRACE, Observations, Observer, Round, Seen, SeenKind, Stretch};
 pub use ping::{Ping, lost_time, outage};
-pub use proc::{ProcStats, thread_cpu_ns};
+pub use proc::{ProcStats, percent_of_core, thread_cpu_ns};
 
 use forward::forward_into;
 use lease_log::record_lease_writes;

@@ -15,13 +15,13 @@ use vip_arp::wire::arp::{ArpOp, ArpRepr};
 use vip_arp::wire::ndp::{NdpRepr, NeighborSolicitRepr, multicast_mac, solicited_node};
 use vip_core::MacAddr;
 
+use super::{LabSetupError, host_v4, host_v6, io, other};
+use crate::netns::{Host, NsThread};
+
 /// How long after its send a probe round is judged (see
 /// [`Observer::judged`]): younger rounds may not have their answers read
 /// yet (the observer's reader is a thread that a loaded machine runs late).
 pub const ANSWER_GRACE: Duration = Duration::from_millis(100);
-
-use super::{LabSetupError, host_v4, host_v6, io, other};
-use crate::netns::{Host, NsThread};
 
 /// The first two bytes of the source hardware address the observer puts in
 /// its requests; the other four are the round number, so every answer
@@ -189,10 +189,9 @@ impl Observations {
     /// These observations without the rounds sent at or after `to`: a
     /// round too young to have had its answers read would otherwise read
     /// as unanswered.
-    pub fn rounds_before(&self, to: Instant) -> Observations {
-        let mut out = self.clone();
-        out.rounds.retain(|r| r.sent < to);
-        out
+    pub fn rounds_before(mut self, to: Instant) -> Observations {
+        self.rounds.retain(|r| r.sent < to);
+        self
     }
 
     /// The timeline of `address` restricted to rounds sent in `[from, to)`.
@@ -582,6 +581,7 @@ mod tests {
         assert_eq!(all.len(), 2, "{all:?}");
         assert!(all[1].macs.is_empty());
         let judged = o
+            .clone()
             .rounds_before(t0 + Duration::from_millis(40))
             .timeline(VIP);
         assert_eq!(judged.len(), 1, "{judged:?}");

@@ -44,8 +44,13 @@ impl ProcStats {
     /// The CPU used between `before` and `after`, `seconds` apart, in
     /// percent of one core.
     pub fn cpu_percent(before: &Self, after: &Self, seconds: f64) -> f64 {
-        after.cpu_ns.saturating_sub(before.cpu_ns) as f64 / 1e9 / seconds * 100.0
+        percent_of_core(after.cpu_ns.saturating_sub(before.cpu_ns), seconds)
     }
+}
+
+/// `ns` of CPU time over `seconds` of wall time, in percent of one core.
+pub fn percent_of_core(ns: u64, seconds: f64) -> f64 {
+    ns as f64 / 1e9 / seconds * 100.0
 }
 
 /// The calling thread's own CPU time, in ns (`/proc/thread-self/schedstat`),
