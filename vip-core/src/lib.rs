@@ -4,6 +4,8 @@
 //! `vip`. No sockets: only tokio time and sync.
 //!
 //! - [`model`]: VIP addresses, interface selector, timings, node identity.
+//! - [`names`]: the one validator of Kubernetes names (DNS labels and
+//!   subdomains).
 //! - The seams: [`LockBackend`] (the leader record), [`AddressManager`]
 //!   (the VIP on an interface), [`Announcer`] (the segment),
 //!   [`HealthProbe`] (the local control plane), [`HeartbeatChannel`] (the
@@ -64,6 +66,7 @@ pub mod election;
 pub mod health;
 pub mod heartbeat;
 pub mod model;
+pub mod names;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testutil;
 

@@ -27,6 +27,7 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, PostParams, WatchEvent, WatchParams};
 use tokio::sync::watch;
+use vip_core::names::{self, DnsNameError};
 use vip_core::{BackendError, LeaderRecord, LockBackend, RecordWatch, VersionedRecord};
 
 use crate::access::{AccessError, ClientOptions, ClusterAccess};
@@ -115,44 +116,27 @@ fn invalid(value: &str, reason: &'static str) -> LeaseError {
 }
 
 fn check_dns_label(value: &str) -> Result<(), LeaseError> {
-    if value.is_empty() || value.len() > 63 {
-        return Err(invalid(value, "must be 1 to 63 characters"));
-    }
-    check_label_chars(value)
-}
-
-fn check_label_chars(label: &str) -> Result<(), LeaseError> {
-    let ok_chars = label
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    let ok_ends = label
-        .bytes()
-        .next()
-        .zip(label.bytes().last())
-        .is_some_and(|(a, z)| a.is_ascii_alphanumeric() && z.is_ascii_alphanumeric());
-    if ok_chars && ok_ends {
-        Ok(())
-    } else {
-        Err(invalid(
-            label,
+    names::check_dns_label(value).map_err(|e| match e {
+        DnsNameError::Empty | DnsNameError::TooLong { .. } => {
+            invalid(value, "must be 1 to 63 characters")
+        }
+        DnsNameError::BadChar | DnsNameError::BadEnds => invalid(
+            value,
             "must consist of lower case alphanumeric characters or '-', and start and end with an alphanumeric character",
-        ))
-    }
+        ),
+    })
 }
 
 fn check_dns_subdomain(value: &str) -> Result<(), LeaseError> {
-    if value.is_empty() || value.len() > 253 {
-        return Err(invalid(value, "must be 1 to 253 characters"));
-    }
-    for label in value.split('.') {
-        check_label_chars(label).map_err(|_| {
-            invalid(
-                value,
-                "must be lower case alphanumeric characters, '-' or '.', each part starting and ending with an alphanumeric character",
-            )
-        })?;
-    }
-    Ok(())
+    names::check_dns_subdomain(value).map_err(|e| match e {
+        DnsNameError::Empty | DnsNameError::TooLong { .. } => {
+            invalid(value, "must be 1 to 253 characters")
+        }
+        DnsNameError::BadChar | DnsNameError::BadEnds => invalid(
+            value,
+            "must be lower case alphanumeric characters, '-' or '.', each part starting and ending with an alphanumeric character",
+        ),
+    })
 }
 
 /// How the backend talks to the Lease.
