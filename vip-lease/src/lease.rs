@@ -89,8 +89,8 @@ impl fmt::Display for LeaseName {
 impl LeaseName {
     /// A validated namespace and name.
     pub fn new(namespace: &str, name: &str) -> Result<Self, LeaseError> {
-        check_dns_label(namespace)?;
-        check_dns_subdomain(name)?;
+        names::check_dns_label(namespace).map_err(|e| name_error(namespace, false, e))?;
+        names::check_dns_subdomain(name).map_err(|e| name_error(name, true, e))?;
         Ok(Self {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
@@ -115,28 +115,23 @@ fn invalid(value: &str, reason: &'static str) -> LeaseError {
     }
 }
 
-fn check_dns_label(value: &str) -> Result<(), LeaseError> {
-    names::check_dns_label(value).map_err(|e| match e {
-        DnsNameError::Empty | DnsNameError::TooLong { .. } => {
-            invalid(value, "must be 1 to 63 characters")
-        }
-        DnsNameError::BadChar | DnsNameError::BadEnds => invalid(
-            value,
-            "must consist of lower case alphanumeric characters or '-', and start and end with an alphanumeric character",
-        ),
-    })
-}
-
-fn check_dns_subdomain(value: &str) -> Result<(), LeaseError> {
-    names::check_dns_subdomain(value).map_err(|e| match e {
-        DnsNameError::Empty | DnsNameError::TooLong { .. } => {
-            invalid(value, "must be 1 to 253 characters")
-        }
-        DnsNameError::BadChar | DnsNameError::BadEnds => invalid(
-            value,
-            "must be lower case alphanumeric characters, '-' or '.', each part starting and ending with an alphanumeric character",
-        ),
-    })
+/// Words a refusal of the namespace (a DNS label) or the name (a DNS
+/// subdomain) as client-go does.
+fn name_error(value: &str, subdomain: bool, e: DnsNameError) -> LeaseError {
+    let short = matches!(e, DnsNameError::Empty | DnsNameError::TooLong { .. });
+    invalid(
+        value,
+        match (subdomain, short) {
+            (false, true) => "must be 1 to 63 characters",
+            (false, false) => {
+                "must consist of lower case alphanumeric characters or '-', and start and end with an alphanumeric character"
+            }
+            (true, true) => "must be 1 to 253 characters",
+            (true, false) => {
+                "must be lower case alphanumeric characters, '-' or '.', each part starting and ending with an alphanumeric character"
+            }
+        },
+    )
 }
 
 /// How the backend talks to the Lease.
