@@ -66,6 +66,7 @@ pub mod heartbeat;
 pub mod heartbeat_auth;
 #[cfg(any(test, feature = "test-util"))]
 pub mod heartbeat_auth_mem;
+pub mod heartbeat_drops;
 pub mod heartbeat_scope;
 pub mod model;
 #[cfg(any(test, feature = "test-util"))]
@@ -89,6 +90,7 @@ pub use heartbeat_auth::{
     HEARTBEAT_KEY_LEN, HeartbeatAuth, HeartbeatKey, HeartbeatKeyError, HeartbeatKeySource,
     PresharedKey,
 };
+pub use heartbeat_drops::{DropCounts, DropKind, DropSnapshot, HeartbeatDrops};
 pub use heartbeat_scope::{ScopeError, election_scope};
 pub use model::{
     Interface, InterfaceSelector, MacAddr, ModelError, NodeIdentity, Timings, VipAddress, VipSpec,

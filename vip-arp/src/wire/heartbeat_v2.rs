@@ -60,7 +60,7 @@
 use std::fmt;
 
 use subtle::ConstantTimeEq;
-use vip_core::{ElectionId, HeardBeat, Heartbeat, HeartbeatKey, MacAddr};
+use vip_core::{DropKind, ElectionId, HeardBeat, Heartbeat, HeartbeatKey, MacAddr};
 
 use super::heartbeat::{ETHERTYPE_HEARTBEAT, HEARTBEAT_MAC, HeartbeatError, MAGIC, MAX_HOLDER_LEN};
 
@@ -449,15 +449,14 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    /// A short stable name, for metric labels: `malformed`,
-    /// `old_version`, `other_election`, `unknown_key`, `bad_code`.
-    pub fn label(&self) -> &'static str {
+    /// The counter it goes into.
+    pub fn kind(&self) -> DropKind {
         match self {
-            Self::Malformed(_) => "malformed",
-            Self::OldVersion => "old_version",
-            Self::OtherElection(_) => "other_election",
-            Self::UnknownKey(_) => "unknown_key",
-            Self::BadCode => "bad_code",
+            Self::Malformed(_) => DropKind::Malformed,
+            Self::OldVersion => DropKind::OldVersion,
+            Self::OtherElection(_) => DropKind::OtherElection,
+            Self::UnknownKey(_) => DropKind::UnknownKey,
+            Self::BadCode => DropKind::BadCode,
         }
     }
 }
@@ -631,7 +630,7 @@ mod tests {
                 needed: MIN_FRAME_LEN
             }))
         );
-        assert_eq!(DropReason::BadCode.label(), "bad_code");
+        assert_eq!(DropReason::BadCode.kind(), DropKind::BadCode);
     }
 
     #[test]
@@ -640,7 +639,7 @@ mod tests {
         let beat = beat();
         let v1 = HeartbeatRepr::new(MAC, &beat).unwrap().to_vec().unwrap();
         assert_eq!(verify(&v1, &key(), ELECTION), Err(DropReason::OldVersion));
-        assert_eq!(DropReason::OldVersion.label(), "old_version");
+        assert_eq!(DropReason::OldVersion.kind(), DropKind::OldVersion);
         // And a version 2 frame is not version 1 either.
         assert_eq!(
             HeartbeatRepr::parse_bytes(&GOLDEN),
