@@ -11,6 +11,9 @@
 //!   over `AF_PACKET` sockets: the leader's layer-2 heartbeat of fenced fast
 //!   failover, sent to a multicast MAC with EtherType 0x88B5 and heard
 //!   through a BPF filter;
+//! - [`signed_heartbeat`]: [`SignedHeartbeats`], the authenticated
+//!   (version 2) heartbeat: signed with the cluster's key when sent,
+//!   verified when heard, drops counted by reason and sender;
 //! - [`netlink`]: [`NetlinkAddressManager`], the `vip_core::AddressManager`
 //!   over rtnetlink (addresses with lifetimes, interface auto-detection,
 //!   link and address events).
@@ -24,10 +27,12 @@ mod detect;
 pub mod heartbeat;
 pub mod netlink;
 mod packet;
+pub mod signed_heartbeat;
 mod sys;
 pub mod wire;
 
 pub use announcer::PacketAnnouncer;
 pub use heartbeat::PacketHeartbeats;
 pub use netlink::NetlinkAddressManager;
+pub use signed_heartbeat::{SignedHeartbeats, SignedSubscription};
 pub use sys::packet_sockaddr;

@@ -65,6 +65,11 @@ pub mod cordon;
 pub mod election;
 pub mod health;
 pub mod heartbeat;
+pub mod heartbeat_auth;
+#[cfg(any(test, feature = "test-util"))]
+pub mod heartbeat_auth_mem;
+pub mod heartbeat_drops;
+pub mod heartbeat_scope;
 pub mod model;
 pub mod names;
 #[cfg(any(test, feature = "test-util"))]
@@ -84,6 +89,12 @@ pub use cordon::{CordonState, CordonWatch};
 pub use election::{Attempt, ElectionError, Elector};
 pub use health::{HealthError, HealthProbe};
 pub use heartbeat::{ElectionId, HeardBeat, Heartbeat, HeartbeatChannel, version_tag};
+pub use heartbeat_auth::{
+    HEARTBEAT_KEY_LEN, HeartbeatAuth, HeartbeatKey, HeartbeatKeyError, HeartbeatKeySource,
+    PresharedKey,
+};
+pub use heartbeat_drops::{DropCounts, DropKind, DropSnapshot, HeartbeatDrops};
+pub use heartbeat_scope::{ScopeError, election_scope};
 pub use model::{
     Interface, InterfaceSelector, MacAddr, ModelError, NodeIdentity, Timings, VipAddress, VipSpec,
 };

@@ -12,6 +12,9 @@
 //!   [`vip_core::HealthProbe`];
 //! - [`spawn_cordon_watch`]: this node's cordon state as a
 //!   [`vip_core::CordonWatch`];
+//! - [`LeaseHeartbeatKeys`]: the key of authenticated heartbeats, in a
+//!   Secret next to the Lease, and the Lease's uid as cluster identity
+//!   ([`vip_core::HeartbeatKeySource`]);
 //! - [`events`]: Kubernetes Events for every leadership change, on the
 //!   Lease and on the Node ([`EventRecorder`], a [`vip_core::Observer`]
 //!   that never blocks).
@@ -41,6 +44,7 @@ pub mod access;
 pub mod cordon;
 pub mod events;
 pub mod health;
+pub mod heartbeat_key;
 pub mod lease;
 
 pub use access::{
@@ -52,6 +56,7 @@ pub use events::{
     EventCounts, EventMetrics, EventRecorder, EventsConfig, EventsError, spawn_event_recorder,
 };
 pub use health::{HealthConfig, HealthSetupError, ReadyzProbe};
+pub use heartbeat_key::LeaseHeartbeatKeys;
 pub use lease::{
     DEFAULT_LEASE_NAME, DEFAULT_LEASE_NAMESPACE, LeaseBackend, LeaseConfig, LeaseError, LeaseName,
 };

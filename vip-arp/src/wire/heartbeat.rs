@@ -129,6 +129,24 @@ pub enum HeartbeatError {
         /// The interval, in whole milliseconds.
         ms: u128,
     },
+    /// A version 2 frame whose length is not exactly header, holder and
+    /// code.
+    #[error("heartbeat frame of {len} bytes, its holder length makes it {expected}")]
+    Length {
+        /// The number of bytes given.
+        len: usize,
+        /// The length the holder length byte implies.
+        expected: usize,
+    },
+    /// A version 2 frame to be signed with a key other than the one it
+    /// names.
+    #[error("heartbeat names key id {frame:08x} but is signed with key id {key:08x}")]
+    KeyId {
+        /// The key id in the frame.
+        frame: u32,
+        /// The signing key's id.
+        key: u32,
+    },
     /// The output buffer is too small.
     #[error("buffer of {len} bytes too small for a heartbeat frame of {needed}")]
     BufferTooSmall {

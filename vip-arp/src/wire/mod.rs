@@ -1,5 +1,6 @@
 //! Wire formats: whole Ethernet frames for ARP ([`arp`]), IPv6 neighbour
-//! discovery ([`ndp`]) and vip's layer-2 heartbeat ([`heartbeat`]).
+//! discovery ([`ndp`]) and vip's layer-2 heartbeat ([`heartbeat`], and its
+//! authenticated version 2, [`heartbeat_v2`]).
 //!
 //! Every format follows smoltcp's split:
 //!
@@ -19,6 +20,7 @@
 
 pub mod arp;
 pub mod heartbeat;
+pub mod heartbeat_v2;
 pub mod ndp;
 
 use std::net::IpAddr;

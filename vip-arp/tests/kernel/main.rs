@@ -6,6 +6,7 @@ mod address;
 mod announce;
 mod heartbeat;
 mod lab;
+mod signed_heartbeat;
 
 use std::net::IpAddr;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! An API-server stand-in for tests and demos.
 //!
 //! HTTPS with its own CA and bearer tokens, Kubernetes discovery, health
-//! endpoints, Leases, Nodes and core/v1 Events with get/list/create/
+//! endpoints, Leases, Nodes, Secrets and core/v1 Events with get/list/create/
 //! update/patch/delete/watch (field selectors as the real server converts
 //! them for each kind) on one global resourceVersion, and Status bodies like the real
 //! API server's. Several listeners share one [`Store`], so each node of a
@@ -118,6 +118,9 @@ pub enum Role {
     /// Authenticated, but every resource request gets 403 Forbidden (like
     /// kubeadm ≥ 1.29's admin.conf before RBAC is bootstrapped).
     Forbidden,
+    /// Everything but Secrets, which get 403 Forbidden (an RBAC role
+    /// without the heartbeat key's rule).
+    NoSecrets,
 }
 
 /// A client identity: a name (the user in messages and counters) and its

@@ -271,7 +271,10 @@ async fn handle(
         }
         Route::CoreV1 => json_response(
             StatusCode::OK,
-            &resource_list("v1", &[(Kind::Node, &["no"]), (Kind::Event, &["ev"])]),
+            &resource_list(
+                "v1",
+                &[(Kind::Node, &["no"]), (Kind::Event, &["ev"]), (Kind::Secret, &[])],
+            ),
         ),
         Route::CoordinationV1 => json_response(
             StatusCode::OK,
@@ -312,7 +315,9 @@ async fn handle(
                     req.method().as_str(),
                 )));
             };
-            if forbidden {
+            let no_secrets = kind == Kind::Secret
+                && token.as_ref().is_some_and(|t| t.role == Role::NoSecrets);
+            if forbidden || no_secrets {
                 let user = user.unwrap_or_default();
                 return Ok(status_response(&Status::forbidden(
                     &user,

@@ -46,7 +46,7 @@ pub(super) fn route(path: &str) -> Route {
         return Route::Namespace(percent_decode(ns));
     }
     let (kinds, rest): (&[Kind], &str) = if let Some(rest) = path.strip_prefix("/api/v1/") {
-        (&[Kind::Node, Kind::Event], rest)
+        (&[Kind::Node, Kind::Event, Kind::Secret], rest)
     } else if let Some(rest) = path.strip_prefix("/apis/coordination.k8s.io/v1/") {
         (&[Kind::Lease], rest)
     } else {

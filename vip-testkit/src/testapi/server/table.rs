@@ -18,7 +18,7 @@ pub(super) fn wants_table(accept: &str) -> bool {
 pub(super) fn table(kind: Kind, items: &[Value], rv: u64, now: jiff::Timestamp) -> Option<Value> {
     match kind {
         Kind::Event => Some(event_table(items, rv, now)),
-        Kind::Lease | Kind::Node => None,
+        Kind::Lease | Kind::Node | Kind::Secret => None,
     }
 }
 

@@ -10,6 +10,8 @@ pub enum Kind {
     /// `v1` Event (namespaced; Events about cluster-scoped objects go into
     /// `default`).
     Event,
+    /// `v1` Secret (namespaced).
+    Secret,
 }
 
 impl Kind {
@@ -17,7 +19,7 @@ impl Kind {
     pub fn group(self) -> &'static str {
         match self {
             Self::Lease => "coordination.k8s.io",
-            Self::Node | Self::Event => "",
+            Self::Node | Self::Event | Self::Secret => "",
         }
     }
 
@@ -27,6 +29,7 @@ impl Kind {
             Self::Lease => "leases",
             Self::Node => "nodes",
             Self::Event => "events",
+            Self::Secret => "secrets",
         }
     }
 
@@ -36,6 +39,7 @@ impl Kind {
             Self::Lease => "leases.coordination.k8s.io",
             Self::Node => "nodes",
             Self::Event => "events",
+            Self::Secret => "secrets",
         }
     }
 
@@ -45,6 +49,7 @@ impl Kind {
             Self::Lease => "Lease.coordination.k8s.io",
             Self::Node => "Node",
             Self::Event => "Event",
+            Self::Secret => "Secret",
         }
     }
 
@@ -54,6 +59,7 @@ impl Kind {
             Self::Lease => "Lease",
             Self::Node => "Node",
             Self::Event => "Event",
+            Self::Secret => "Secret",
         }
     }
 
@@ -63,6 +69,7 @@ impl Kind {
             Self::Lease => "LeaseList",
             Self::Node => "NodeList",
             Self::Event => "EventList",
+            Self::Secret => "SecretList",
         }
     }
 
@@ -70,12 +77,12 @@ impl Kind {
     pub fn api_version(self) -> &'static str {
         match self {
             Self::Lease => "coordination.k8s.io/v1",
-            Self::Node | Self::Event => "v1",
+            Self::Node | Self::Event | Self::Secret => "v1",
         }
     }
 
     /// Whether objects live in a namespace.
     pub fn namespaced(self) -> bool {
-        matches!(self, Self::Lease | Self::Event)
+        matches!(self, Self::Lease | Self::Event | Self::Secret)
     }
 }

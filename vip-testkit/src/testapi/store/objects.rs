@@ -2,7 +2,7 @@
 //! form) and patched.
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Event, Node};
+use k8s_openapi::api::core::v1::{Event, Node, Secret};
 use serde_json::{Value, json};
 
 use super::Kind;
@@ -67,6 +67,10 @@ pub(super) fn normalise(kind: Kind, name: &str, obj: Value) -> Result<Value, Sta
         Kind::Node => {
             let node: Node = serde_json::from_value(obj).map_err(decode_err)?;
             serde_json::to_value(&node)
+        }
+        Kind::Secret => {
+            let secret: Secret = serde_json::from_value(obj).map_err(decode_err)?;
+            serde_json::to_value(&secret)
         }
         Kind::Event => {
             let event: Event = serde_json::from_value(obj).map_err(decode_err)?;
