@@ -1,5 +1,8 @@
-//! [`PacketHeartbeats`]: the [`HeartbeatChannel`] over `AF_PACKET`
-//! sockets, the wire side of fenced fast failover.
+//! [`PacketHeartbeats`]: version 1 (unauthenticated) heartbeats over
+//! `AF_PACKET` sockets. The controller uses [`crate::SignedHeartbeats`]
+//! (version 2) and drops version 1 frames as "old version"; this channel
+//! stays for what an old node, the footprint floor and the tests of those
+//! drops send.
 //!
 //! One `SOCK_RAW` socket per interface, opened on first use and kept, for
 //! both directions. Sending a heartbeat builds the frame
@@ -18,11 +21,8 @@
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use async_trait::async_trait;
 use tokio::sync::mpsc;
-use vip_core::{
-    AnnounceError, ElectionId, HeardBeat, Heartbeat, HeartbeatChannel, Interface, MacAddr,
-};
+use vip_core::{AnnounceError, ElectionId, HeardBeat, Heartbeat, Interface, MacAddr};
 
 use crate::packet::{Link, Links, PacketSocket};
 use crate::wire::heartbeat::{HEARTBEAT_MAC, HeartbeatFrame, HeartbeatRepr, MAX_FRAME_LEN};
@@ -75,12 +75,12 @@ impl Subscribers {
     }
 }
 
-/// Sends and hears vip's layer-2 heartbeats on `AF_PACKET` sockets.
+/// Sends and hears version 1 layer-2 heartbeats on `AF_PACKET` sockets.
 ///
 /// ```no_run
 /// # async fn demo(interface: vip_core::Interface) -> Result<(), vip_core::AnnounceError> {
 /// use std::time::Duration;
-/// use vip_core::{ElectionId, Heartbeat, HeartbeatChannel};
+/// use vip_core::{ElectionId, Heartbeat};
 /// let channel = vip_arp::PacketHeartbeats::new();
 /// let election = ElectionId::of("kube-system/plndr-cp-lock");
 /// // A follower listens...
@@ -133,15 +133,12 @@ impl PacketHeartbeats {
             },
         )
     }
-}
 
-#[async_trait]
-impl HeartbeatChannel for PacketHeartbeats {
     /// Send `beat` from the interface's MAC to [`HEARTBEAT_MAC`]. A beat
     /// that cannot be framed (an empty holder or one over 253 bytes, an
     /// interval under 1 ms or over `u32::MAX` ms) is an `Io` error of kind
     /// `InvalidInput`, and nothing is sent.
-    async fn send(&self, interface: &Interface, beat: &Heartbeat) -> Result<(), AnnounceError> {
+    pub async fn send(&self, interface: &Interface, beat: &Heartbeat) -> Result<(), AnnounceError> {
         let mut frame = [0u8; MAX_FRAME_LEN];
         let len = HeartbeatRepr::new(interface.mac, beat)
             .and_then(|repr| repr.emit(&mut frame))
@@ -156,7 +153,9 @@ impl HeartbeatChannel for PacketHeartbeats {
             .await
     }
 
-    async fn subscribe(
+    /// Version 1 heartbeats of `election` heard on `interface` from other
+    /// hosts (a full receiver drops beats).
+    pub async fn subscribe(
         &self,
         interface: &Interface,
         election: ElectionId,

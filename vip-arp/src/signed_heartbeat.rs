@@ -1,15 +1,18 @@
 //! [`SignedHeartbeats`]: version 2 heartbeats ([`crate::wire::heartbeat_v2`])
 //! over `AF_PACKET` sockets, signed when sent and verified when heard.
 //!
-//! It sits beside [`crate::PacketHeartbeats`] (version 1) until the
-//! controller switches over; the socket, its BPF filter and the multicast
-//! group are the same (the filter admits both versions, so version 1
-//! frames reach the verifier and are counted as "old version").
+//! It is the controller's [`HeartbeatChannel`]. [`crate::PacketHeartbeats`]
+//! (version 1) stays for tests of what an old node sends; the socket, its
+//! BPF filter and the multicast group are the same (the filter admits both
+//! versions, so version 1 frames reach the verifier and are counted as
+//! "old version").
 //!
 //! - **Sending**: the leader builds one [`BeatTemplate`] per term
 //!   ([`SignedHeartbeats::template`]); each beat
 //!   ([`SignedHeartbeats::send_beat`]) writes the sequence, recomputes the
 //!   16-byte code and costs one `sendto`. No allocation, no boxed future.
+//!   Through the [`HeartbeatChannel`] trait, the channel keeps the template
+//!   of the last (holder, term, record version, key) itself.
 //! - **Hearing**: a [`SignedSubscription`] holds the key and the election
 //!   scope; the interface's reader verifies every frame against each
 //!   subscription and delivers only verified beats. Every other frame is
@@ -20,16 +23,17 @@
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use async_trait::async_trait;
 use tokio::sync::mpsc;
 use vip_core::{
-    AnnounceError, ElectionId, HeardBeat, Heartbeat, HeartbeatDrops, HeartbeatKey, Interface,
-    MacAddr,
+    AnnounceError, ElectionId, HeardBeat, Heartbeat, HeartbeatChannel, HeartbeatDrops,
+    HeartbeatKey, Interface, MacAddr,
 };
 
 use crate::heartbeat::HEARTBEAT_CAPACITY;
 use crate::packet::{Link, Links, PacketSocket};
 use crate::wire::heartbeat::HEARTBEAT_MAC;
-use crate::wire::heartbeat_v2::{BeatKey, BeatTemplate, SignedRepr, verify};
+use crate::wire::heartbeat_v2::{BeatKey, BeatTemplate, MAX_FRAME_LEN, SignedRepr, verify};
 
 /// One verifying subscription.
 #[derive(Debug)]
@@ -49,9 +53,13 @@ impl Verifiers {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn add(&self, key: &HeartbeatKey, election: ElectionId) -> SignedSubscription {
+    fn add(
+        &self,
+        key: &HeartbeatKey,
+        election: ElectionId,
+        drops: Arc<HeartbeatDrops>,
+    ) -> SignedSubscription {
         let (beats, rx) = mpsc::channel(HEARTBEAT_CAPACITY);
-        let drops = Arc::new(HeartbeatDrops::default());
         let mut verifiers = self.lock();
         verifiers.retain(|v| !v.beats.is_closed());
         verifiers.push(Verifier {
@@ -134,6 +142,18 @@ pub struct SignedSubscription {
 #[derive(Debug, Default)]
 pub struct SignedHeartbeats {
     links: Links<Arc<Verifiers>>,
+    /// The trait's sender: the template of the last beat sent.
+    last: Mutex<Option<Sending>>,
+}
+
+/// The template the trait's `send` keeps, and what it was built for.
+#[derive(Debug)]
+struct Sending {
+    /// The beat it was built for, sequence 0.
+    beat: Heartbeat,
+    key_id: u32,
+    interface: Interface,
+    template: BeatTemplate,
 }
 
 impl SignedHeartbeats {
@@ -201,7 +221,62 @@ impl SignedHeartbeats {
         key: &HeartbeatKey,
         election: ElectionId,
     ) -> Result<SignedSubscription, AnnounceError> {
-        Ok(self.link(interface)?.shared.add(key, election))
+        let drops = Arc::new(HeartbeatDrops::default());
+        Ok(self.link(interface)?.shared.add(key, election, drops))
+    }
+}
+
+#[async_trait]
+impl HeartbeatChannel for SignedHeartbeats {
+    /// Send `beat` signed with `key`: the template is rebuilt only when
+    /// anything but the sequence changed (a new term, record version, key
+    /// or interface), so a beat costs the code and one `sendto`.
+    async fn send(
+        &self,
+        interface: &Interface,
+        beat: &Heartbeat,
+        key: &HeartbeatKey,
+    ) -> Result<(), AnnounceError> {
+        let mut frame = [0u8; MAX_FRAME_LEN];
+        let len = {
+            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            let unsequenced = Heartbeat {
+                sequence: 0,
+                ..beat.clone()
+            };
+            let sending = match last.take() {
+                Some(s)
+                    if s.key_id == key.id()
+                        && s.interface == *interface
+                        && s.beat == unsequenced =>
+                {
+                    last.insert(s)
+                }
+                _ => last.insert(Sending {
+                    template: self.template(interface, beat, key)?,
+                    beat: unsequenced,
+                    key_id: key.id(),
+                    interface: interface.clone(),
+                }),
+            };
+            let bytes = sending.template.next(beat.sequence);
+            frame[..bytes.len()].copy_from_slice(bytes);
+            bytes.len()
+        };
+        let link = self.link(interface)?;
+        self.links
+            .send(interface, &link, &frame[..len], "sending a heartbeat")
+            .await
+    }
+
+    async fn subscribe(
+        &self,
+        interface: &Interface,
+        key: &HeartbeatKey,
+        election: ElectionId,
+        drops: Arc<HeartbeatDrops>,
+    ) -> Result<mpsc::Receiver<HeardBeat>, AnnounceError> {
+        Ok(self.link(interface)?.shared.add(key, election, drops).beats)
     }
 }
 
@@ -244,7 +319,7 @@ mod tests {
     fn verified_beats_are_delivered_and_the_rest_counted_by_reason_and_sender() {
         let (ours, theirs) = (ElectionId(1), ElectionId(2));
         let verifiers = Verifiers::default();
-        let mut sub = verifiers.add(&key(), ours);
+        let mut sub = verifiers.add(&key(), ours, Arc::default());
         verifiers.deliver(OWN, &signed(PEER, &key(), ours, 7));
         verifiers.deliver(OWN, &signed(OWN, &key(), ours, 8)); // our own: skipped
         verifiers.deliver(OWN, &signed(FORGER, &HeartbeatKey::new([9; 32]), ours, 9));
@@ -276,8 +351,8 @@ mod tests {
     #[test]
     fn closed_subscriptions_are_pruned() {
         let verifiers = Verifiers::default();
-        let kept = verifiers.add(&key(), ElectionId(1));
-        drop(verifiers.add(&key(), ElectionId(1)));
+        let kept = verifiers.add(&key(), ElectionId(1), Arc::default());
+        drop(verifiers.add(&key(), ElectionId(1), Arc::default()));
         verifiers.deliver(OWN, &signed(PEER, &key(), ElectionId(1), 0));
         assert_eq!(verifiers.lock().len(), 1);
         drop(kept);

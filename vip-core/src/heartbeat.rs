@@ -11,16 +11,24 @@
 //! write, and a holder that sends no heartbeats (a kube-vip, the feature
 //! off, a switch that drops them) is replaced only when its lease expires.
 //!
-//! Heartbeats are unauthenticated: a forged one can make a leader yield
-//! (it withdraws, which is safe) or delay a fast takeover until the lease
-//! expires (today's behaviour), but it can never make a node add the VIP.
+//! Heartbeats are authenticated (version 2 frames, see
+//! [`crate::heartbeat_auth`]): a channel delivers only beats whose code
+//! verifies under the cluster's key and whose election scope
+//! ([`crate::heartbeat_scope`]) is this cluster's, and counts every other
+//! frame in a [`HeartbeatDrops`] table. The controller then drops replays
+//! (`controller/fast.rs`). A node without the key sends and trusts no
+//! beat: fast failover stays off and the lease's expiry fails over.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
+use std::sync::Arc;
+
 use crate::announce::AnnounceError;
+use crate::heartbeat_auth::HeartbeatKey;
+use crate::heartbeat_drops::HeartbeatDrops;
 use crate::model::{Interface, MacAddr};
 
 /// Which election a heartbeat belongs to: the 64-bit FNV-1a hash of the
@@ -88,23 +96,34 @@ pub struct HeardBeat {
     pub from: MacAddr,
 }
 
-/// Sends and hears heartbeats on an interface.
+/// Sends and hears authenticated heartbeats on an interface.
 ///
-/// Implementations: the `AF_PACKET` channel of `vip-arp` and the
-/// in-memory segment of `testutil` (feature `test-util`).
+/// Implementations: `vip_arp::SignedHeartbeats` (`AF_PACKET`, version 2
+/// frames) and the in-memory segment of `testutil` (feature `test-util`).
 #[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
 #[async_trait]
 pub trait HeartbeatChannel: Send + Sync + 'static {
-    /// Send one heartbeat on `interface`.
-    async fn send(&self, interface: &Interface, beat: &Heartbeat) -> Result<(), AnnounceError>;
+    /// Send one heartbeat on `interface`, signed with `key`. A channel may
+    /// keep the signed frame of the last (holder, term, record version)
+    /// and only rewrite the sequence and the code.
+    async fn send(
+        &self,
+        interface: &Interface,
+        beat: &Heartbeat,
+        key: &HeartbeatKey,
+    ) -> Result<(), AnnounceError>;
 
-    /// Heartbeats of `election` heard on `interface` from other hosts (the
-    /// interface's own frames are never delivered). A full receiver drops
-    /// beats; a closed one ends the subscription.
+    /// Heartbeats of `election` heard on `interface` from other hosts
+    /// whose code verifies under `key` (the interface's own frames are
+    /// never delivered). Every other frame is counted in `drops` by reason
+    /// and sender. A full receiver drops beats; a closed one ends the
+    /// subscription.
     async fn subscribe(
         &self,
         interface: &Interface,
+        key: &HeartbeatKey,
         election: ElectionId,
+        drops: Arc<HeartbeatDrops>,
     ) -> Result<mpsc::Receiver<HeardBeat>, AnnounceError>;
 }
 

@@ -41,6 +41,11 @@ impl MemoryKeys {
         self.lock().forbidden = forbidden;
     }
 
+    /// Set the cluster identity (the Lease was created).
+    pub fn set_cluster(&self, cluster: &str) {
+        cluster.clone_into(&mut self.lock().cluster);
+    }
+
     /// Replace the key (a rotation).
     pub fn set_key(&self, key: HeartbeatKey) {
         self.lock().key = Some(key);

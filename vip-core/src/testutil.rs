@@ -23,8 +23,11 @@ use crate::announce::{AnnounceError, Announcer, Conflict};
 use crate::backend::{BackendError, LeaderRecord, LockBackend, RecordWatch, VersionedRecord};
 use crate::controller::{ControllerEvent, Observer};
 use crate::health::{HealthError, HealthProbe};
-use crate::heartbeat::{ElectionId, HeardBeat, Heartbeat, HeartbeatChannel};
 use crate::model::{Interface, InterfaceSelector, MacAddr, VipAddress, VipSpec};
+
+mod heartbeats;
+
+pub use heartbeats::{MemoryFrame, MemoryHeartbeats};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panicking test thread must not hide the state from the others.
@@ -476,8 +479,11 @@ struct NetState {
     frozen: HashMap<String, watch::Sender<bool>>,
     /// Nodes whose heartbeats are dropped in both directions.
     beat_filter: HashSet<String>,
-    beat_subs: Vec<(String, ElectionId, mpsc::Sender<HeardBeat>)>,
+    beat_subs: Vec<heartbeats::BeatSub>,
     beats_sent: HashMap<String, u64>,
+    /// The frames the nodes sent, newest last (at most
+    /// [`heartbeats::CAPTURE`]), for adversaries that replay them.
+    beat_log: std::collections::VecDeque<MemoryFrame>,
 }
 
 impl NetState {
@@ -736,7 +742,7 @@ impl MemoryNetwork {
             // A dead host reports nothing.
             st.link_subs.retain(|(n, _, _)| n != node);
             st.conflict_subs.retain(|(n, _, _)| n != node);
-            st.beat_subs.retain(|(n, _, _)| n != node);
+            st.beat_subs.retain(|s| s.node != node);
         }
         self.set_carrier(node, false);
     }
@@ -1067,54 +1073,6 @@ impl Announcer for MemoryAnnouncer {
         lock(&self.net.state)
             .conflict_subs
             .push((self.node.clone(), vips.to_vec(), tx));
-        Ok(rx)
-    }
-}
-
-/// A node's in-memory heartbeat channel: a heartbeat reaches every other
-/// node whose link is up, unless the sender's or the receiver's heartbeats
-/// are filtered ([`MemoryNetwork::filter_heartbeats`]).
-#[derive(Debug, Clone)]
-pub struct MemoryHeartbeats {
-    net: MemoryNetwork,
-    node: String,
-    mac: MacAddr,
-}
-
-#[async_trait]
-impl HeartbeatChannel for MemoryHeartbeats {
-    async fn send(&self, _interface: &Interface, beat: &Heartbeat) -> Result<(), AnnounceError> {
-        self.net.thawed(&self.node).await;
-        let mut st = lock(&self.net.state);
-        *st.beats_sent.entry(self.node.clone()).or_default() += 1;
-        if !st.link_up(&self.node) || st.beat_filter.contains(&self.node) {
-            return Ok(());
-        }
-        st.beat_subs.retain(|(_, _, tx)| !tx.is_closed());
-        for (n, election, tx) in &st.beat_subs {
-            if *n != self.node
-                && *election == beat.election
-                && st.link_up(n)
-                && !st.beat_filter.contains(n)
-            {
-                let _ = tx.try_send(HeardBeat {
-                    beat: beat.clone(),
-                    from: self.mac,
-                });
-            }
-        }
-        Ok(())
-    }
-
-    async fn subscribe(
-        &self,
-        _interface: &Interface,
-        election: ElectionId,
-    ) -> Result<mpsc::Receiver<HeardBeat>, AnnounceError> {
-        let (tx, rx) = mpsc::channel(256);
-        lock(&self.net.state)
-            .beat_subs
-            .push((self.node.clone(), election, tx));
         Ok(rx)
     }
 }

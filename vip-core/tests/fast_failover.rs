@@ -272,18 +272,20 @@ async fn a_leader_that_hears_a_higher_term_yields_at_once() {
         index: 2,
         mac: vip_core::MacAddr([2, 0, 0, 0, 0, 9]),
     };
+    let (key, election) = lab.heartbeat_auth().await;
     use vip_core::HeartbeatChannel;
     intruder
         .send(
             &iface,
             &vip_core::Heartbeat {
-                election: vip_core::ElectionId::of("vip"),
+                election,
                 holder: "node-9".into(),
                 term: before.record.lease_transitions + 1,
                 sequence: 0,
                 version: vip_core::version_tag(&written.version),
                 interval: MS(10),
             },
+            &key,
         )
         .await
         .unwrap();

@@ -8,9 +8,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use vip_arp::wire::heartbeat::HeartbeatRepr;
 use vip_arp::{PacketAnnouncer, PacketHeartbeats};
-use vip_core::{
-    AnnounceError, Announcer, ElectionId, HeardBeat, Heartbeat, HeartbeatChannel, Interface,
-};
+use vip_core::{AnnounceError, Announcer, ElectionId, HeardBeat, Heartbeat, Interface};
 use vip_testkit::netns::{Host, NsThread, Segment, drop_privileges_of_this_thread, wait_until};
 
 use crate::{BODY_LIMIT, PROMPTLY, ip, needs_root};

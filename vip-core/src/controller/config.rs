@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use crate::heartbeat::ElectionId;
 use crate::model::{InterfaceSelector, NodeIdentity, Timings, VipSpec};
 
 /// Errors of controller configuration.
@@ -168,8 +167,10 @@ pub struct ControllerConfig {
     /// Fenced fast failover (used when the controller has a heartbeat
     /// channel).
     pub fast_failover: FastFailoverPolicy,
-    /// The election heartbeats belong to (the lock's name, hashed).
-    pub election: ElectionId,
+    /// The lock's name (`namespace/name` of the Lease, or the etcd key),
+    /// bound with the cluster identity and the VIPs into the election
+    /// scope of heartbeats ([`crate::heartbeat_scope`]).
+    pub lock: String,
 }
 
 impl ControllerConfig {
@@ -198,7 +199,7 @@ impl ControllerConfig {
             handover_backoff: Duration::from_secs(30),
             carrier_grace: timings.renew_deadline(),
             fast_failover: FastFailoverPolicy::default(),
-            election: ElectionId::of("vip"),
+            lock: "vip".into(),
         }
     }
 

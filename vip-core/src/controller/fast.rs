@@ -23,21 +23,27 @@
 //!   back must not bring a stale VIP with it), and yields at once when it
 //!   hears a higher term from another holder or its renewal conflicts.
 //!
+//! - No decision on an unverified frame: fast failover is on only once the
+//!   cluster's heartbeat key and election scope are known (`auth.rs`);
+//!   the channel delivers only beats whose code verifies, and
+//!   [`FastFailover::on_beat`] drops replays (`replay.rs`) before a beat
+//!   arms a follower or makes a leader yield.
+//!
 //! [`FastFailover`] decides without IO; the `impl Run` below carries its
-//! decisions out (probe, compare-and-swap, take over, yield). A rule about
-//! which heartbeats count (authentication, replay) belongs in
-//! [`FastFailover::on_beat`], before a beat arms anything.
+//! decisions out (probe, compare-and-swap, take over, yield).
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::heartbeat::BeatPlan;
+use super::replay::{Replay, Replays};
 use super::run::Run;
 use super::{ControllerEvent, FastFailoverPolicy, Role, StepDownReason};
 use crate::backend::VersionedRecord;
 use crate::election::Attempt;
 use crate::heartbeat::{ElectionId, HeardBeat, Heartbeat, version_tag};
+use crate::heartbeat_drops::DropKind;
 use crate::model::MacAddr;
 
 /// The last heartbeat heard from the observed holder and term.
@@ -80,28 +86,47 @@ pub(super) struct Gate {
 #[derive(Debug)]
 pub(super) struct FastFailover {
     /// A channel and a positive interval.
-    on: bool,
+    configured: bool,
+    /// The election scope, once the heartbeat key is known: fast failover
+    /// is on from then on.
+    election: Option<ElectionId>,
     policy: FastFailoverPolicy,
     identity: String,
     heard: Option<Heard>,
+    replays: Replays,
     /// A follower that found the VIP still answering probes again then.
     next_probe: Option<Instant>,
 }
 
 impl FastFailover {
-    pub(super) fn new(on: bool, policy: FastFailoverPolicy, identity: &str) -> Self {
+    /// Fast failover's state; `configured`: a channel and a positive
+    /// interval. It stays off until [`authenticated`](Self::authenticated).
+    pub(super) fn new(configured: bool, policy: FastFailoverPolicy, identity: &str) -> Self {
         Self {
-            on,
+            configured,
+            election: None,
             policy,
             identity: identity.to_string(),
             heard: None,
+            replays: Replays::default(),
             next_probe: None,
         }
     }
 
-    /// Whether fast failover is on.
+    /// Whether fast failover is configured (then the key is asked for).
+    pub(super) fn configured(&self) -> bool {
+        self.configured
+    }
+
+    /// The heartbeat key is known and beats of `election` are verified:
+    /// fast failover is on.
+    pub(super) fn authenticated(&mut self, election: ElectionId) {
+        self.election = Some(election);
+    }
+
+    /// Whether fast failover is on: configured, and authenticated.
     pub(super) fn on(&self) -> bool {
-        self.on
+        self.configured && self.election.is_some()
     }
 
     /// Forget the holder heard (on every way out of leadership).
@@ -110,10 +135,27 @@ impl FastFailover {
         self.next_probe = None;
     }
 
-    /// A heartbeat heard while this node has `role` and observes
-    /// `observed`. A follower is armed by the observed holder's term; a
-    /// leader yields to a higher term of another holder.
+    /// A verified heartbeat heard while this node has `role` and observes
+    /// `observed`. A replay is dropped (and said so); otherwise a follower
+    /// is armed by the observed holder's term and a leader yields to a
+    /// higher term of another holder.
     pub(super) fn on_beat(
+        &mut self,
+        beat: &Heartbeat,
+        role: Role,
+        observed: Option<&VersionedRecord>,
+        now: Instant,
+    ) -> Result<Option<BeatDecision>, Replay> {
+        if !self.on() || beat.holder == self.identity {
+            return Ok(None);
+        }
+        self.replays
+            .admit(beat, observed.map(|r| version_tag(&r.version)))?;
+        Ok(self.decide(beat, role, observed, now))
+    }
+
+    /// What an admitted beat asks of this node.
+    fn decide(
         &mut self,
         beat: &Heartbeat,
         role: Role,
@@ -185,7 +227,7 @@ impl FastFailover {
     /// When this follower should probe and try a fenced takeover, if it
     /// should at all.
     pub(super) fn due(&self, observed: Option<&VersionedRecord>, gate: Gate) -> Option<Instant> {
-        if !self.on || !gate.follower || !gate.eligible || gate.cordoned {
+        if !self.on() || !gate.follower || !gate.eligible || gate.cordoned {
             return None;
         }
         let silent = self.silent_at(observed)?;
@@ -215,15 +257,15 @@ impl FastFailover {
     /// remove them) and its lease valid (until `valid_until`).
     pub(super) fn plan(
         &self,
-        election: ElectionId,
         leading: Option<&VersionedRecord>,
         valid_until: Option<Instant>,
         present: bool,
         addresses_expire: Option<Instant>,
     ) -> Option<BeatPlan> {
-        if !self.on || !present {
+        if !self.configured || !present {
             return None;
         }
+        let election = self.election?;
         let valid = valid_until?;
         Some(BeatPlan {
             election,
@@ -244,7 +286,6 @@ impl Run {
             return;
         }
         let plan = self.fast.plan(
-            self.config.election,
             self.elector.observed_record(),
             self.elector.valid_until(),
             self.vips.present,
@@ -255,18 +296,26 @@ impl Run {
         }
     }
 
-    /// A heartbeat heard on the segment.
+    /// A verified heartbeat heard on the segment.
     pub(super) async fn on_beat(&mut self, hb: HeardBeat) {
-        self.report.event(&ControllerEvent::HeartbeatHeard {
-            holder: hb.beat.holder.clone(),
-            term: hb.beat.term,
-        });
         let decision = self.fast.on_beat(
             &hb.beat,
             self.lease.role,
             self.elector.observed_record(),
             Instant::now(),
         );
+        let decision = match decision {
+            Ok(d) => d,
+            Err(replay) => {
+                tracing::trace!(?replay, from = %hb.from, "heartbeat replay dropped");
+                self.inputs.drops.count(hb.from, DropKind::Replay);
+                return;
+            }
+        };
+        self.report.event(&ControllerEvent::HeartbeatHeard {
+            holder: hb.beat.holder.clone(),
+            term: hb.beat.term,
+        });
         if let Some(BeatDecision::Yield { to, term }) = decision {
             self.count(|c| c.yields += 1);
             self.emit(ControllerEvent::Yielded { to, term });
@@ -395,15 +444,35 @@ mod tests {
         }
     }
 
+    /// A beat with a sequence newer than every earlier one.
     fn beat(holder: &str, term: u32, version: &str) -> Heartbeat {
+        static SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Heartbeat {
             election: ElectionId(1),
             holder: holder.into(),
             term,
-            sequence: 0,
+            sequence: SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             version: version_tag(version),
             interval: 10 * MS,
         }
+    }
+
+    /// Fast failover of node `me`, authenticated for election 1.
+    fn fast() -> FastFailover {
+        let mut f = FastFailover::new(true, policy(), "me");
+        f.authenticated(ElectionId(1));
+        f
+    }
+
+    /// What `b` asks of `f`, replays counting as nothing.
+    fn hear(
+        f: &mut FastFailover,
+        b: &Heartbeat,
+        role: Role,
+        r: &VersionedRecord,
+        now: Instant,
+    ) -> Option<BeatDecision> {
+        f.on_beat(b, role, Some(r), now).ok().flatten()
     }
 
     const OPEN: Gate = Gate {
@@ -417,16 +486,16 @@ mod tests {
     fn a_follower_is_armed_only_by_the_observed_holder_term_and_version() {
         let now = Instant::now();
         let r = record("a", 4, "v7");
-        let mut f = FastFailover::new(true, policy(), "me");
+        let mut f = fast();
         assert_eq!(f.due(Some(&r), OPEN), None, "nothing heard");
         for b in [beat("b", 4, "v7"), beat("a", 3, "v7")] {
-            assert_eq!(f.on_beat(&b, Role::Follower, Some(&r), now), None);
+            assert_eq!(hear(&mut f, &b, Role::Follower, &r, now), None);
             assert_eq!(f.silent_at(Some(&r)), None, "{b:?} must not arm");
         }
         // The right holder and term, an older version: heard, not armed.
-        f.on_beat(&beat("a", 4, "v6"), Role::Follower, Some(&r), now);
+        hear(&mut f, &beat("a", 4, "v6"), Role::Follower, &r, now);
         assert_eq!(f.silent_at(Some(&r)), None);
-        f.on_beat(&beat("a", 4, "v7"), Role::Follower, Some(&r), now);
+        hear(&mut f, &beat("a", 4, "v7"), Role::Follower, &r, now);
         // Three misses and a quarter of the interval.
         assert_eq!(
             f.silent_at(Some(&r)),
@@ -448,8 +517,8 @@ mod tests {
     fn the_gate_and_the_probe_schedule_bound_the_due_time() {
         let now = Instant::now();
         let r = record("a", 1, "v1");
-        let mut f = FastFailover::new(true, policy(), "me");
-        f.on_beat(&beat("a", 1, "v1"), Role::Follower, Some(&r), now);
+        let mut f = fast();
+        hear(&mut f, &beat("a", 1, "v1"), Role::Follower, &r, now);
         let due = f.due(Some(&r), OPEN).unwrap();
         for closed in [
             Gate {
@@ -476,7 +545,7 @@ mod tests {
         f.declined(later);
         assert_eq!(f.due(Some(&r), OPEN), Some(later + 10 * MS));
         // A new heartbeat clears the probe schedule.
-        f.on_beat(&beat("a", 1, "v1"), Role::Follower, Some(&r), now);
+        hear(&mut f, &beat("a", 1, "v1"), Role::Follower, &r, now);
         assert_eq!(f.due(Some(&r), OPEN), Some(due));
         f.reset();
         assert_eq!(f.due(Some(&r), OPEN), None);
@@ -488,44 +557,108 @@ mod tests {
     fn a_leader_yields_only_to_a_higher_term_of_another_holder() {
         let now = Instant::now();
         let mine = record("me", 5, "v9");
-        let mut f = FastFailover::new(true, policy(), "me");
+        let mut f = fast();
         for b in [beat("b", 5, "x"), beat("b", 4, "x"), beat("me", 9, "x")] {
-            assert_eq!(f.on_beat(&b, Role::Leader, Some(&mine), now), None, "{b:?}");
+            assert_eq!(hear(&mut f, &b, Role::Leader, &mine, now), None, "{b:?}");
         }
         assert_eq!(
-            f.on_beat(&beat("b", 6, "x"), Role::Leader, Some(&mine), now),
+            hear(&mut f, &beat("b", 6, "x"), Role::Leader, &mine, now),
             Some(BeatDecision::Yield {
                 to: "b".into(),
                 term: 6
             })
         );
         assert_eq!(
-            f.on_beat(&beat("b", 6, "x"), Role::Starting, Some(&mine), now),
+            hear(&mut f, &beat("b", 6, "x"), Role::Starting, &mine, now),
             None
         );
+    }
+
+    #[test]
+    fn nothing_is_decided_before_the_key_is_known() {
+        let now = Instant::now();
+        let r = record("a", 4, "v7");
+        let mut f = FastFailover::new(true, policy(), "me");
+        assert!(f.configured() && !f.on());
+        assert_eq!(
+            f.on_beat(&beat("a", 4, "v7"), Role::Follower, Some(&r), now),
+            Ok(None)
+        );
+        assert_eq!(f.silent_at(Some(&r)), None, "not armed without the key");
+        let valid = Some(now + Duration::from_secs(5));
+        assert_eq!(f.plan(Some(&r), valid, true, None), None, "no beat sent");
+        let mine = record("me", 4, "v7");
+        assert_eq!(
+            f.on_beat(&beat("b", 9, "x"), Role::Leader, Some(&mine), now),
+            Ok(None),
+            "no yield"
+        );
+        f.authenticated(ElectionId(3));
+        assert!(f.on());
+        assert_eq!(
+            f.plan(Some(&mine), valid, true, None).map(|p| p.election),
+            Some(ElectionId(3))
+        );
+    }
+
+    #[test]
+    fn replays_neither_arm_nor_make_a_leader_yield() {
+        let now = Instant::now();
+        let r = record("a", 4, "v7");
+        let mut f = fast();
+        let b = beat("a", 4, "v7");
+        assert_eq!(f.on_beat(&b, Role::Follower, Some(&r), now), Ok(None));
+        let armed = f.silent_at(Some(&r)).unwrap();
+        // The same frame again, later: a replay, the holder not re-armed.
+        let later = now + 20 * MS;
+        assert_eq!(
+            f.on_beat(&b, Role::Follower, Some(&r), later),
+            Err(Replay::Sequence)
+        );
+        assert_eq!(f.silent_at(Some(&r)), Some(armed));
+        // A leader hears a captured frame of an old term: no yield.
+        let mine = record("me", 5, "v9");
+        let old = beat("b", 6, "x");
+        let newer = beat("b", 6, "x");
+        assert!(matches!(
+            f.on_beat(&newer, Role::Leader, Some(&mine), now),
+            Ok(Some(BeatDecision::Yield { .. }))
+        ));
+        assert_eq!(
+            f.on_beat(&old, Role::Leader, Some(&mine), now),
+            Err(Replay::Sequence)
+        );
+        assert_eq!(
+            f.on_beat(&beat("c", 5, "y"), Role::Leader, Some(&mine), now),
+            Err(Replay::Term)
+        );
+        // Beats naming this node itself are ignored, not remembered.
+        assert_eq!(
+            f.on_beat(&beat("me", 99, "z"), Role::Leader, Some(&mine), now),
+            Ok(None)
+        );
+        assert!(matches!(
+            f.on_beat(&beat("d", 7, "w"), Role::Leader, Some(&mine), now),
+            Ok(Some(BeatDecision::Yield { .. }))
+        ));
     }
 
     #[test]
     fn heartbeats_are_planned_only_with_the_vip_present_and_the_lease_valid() {
         let now = Instant::now();
         let mine = record("me", 2, "v3");
-        let f = FastFailover::new(true, policy(), "me");
+        let f = fast();
         let valid = Some(now + Duration::from_secs(5));
         let early = now + Duration::from_secs(3);
-        assert_eq!(f.plan(ElectionId(1), Some(&mine), valid, false, None), None);
-        assert_eq!(f.plan(ElectionId(1), Some(&mine), None, true, None), None);
-        let p = f
-            .plan(ElectionId(1), Some(&mine), valid, true, Some(early))
-            .unwrap();
+        assert_eq!(f.plan(Some(&mine), valid, false, None), None);
+        assert_eq!(f.plan(Some(&mine), None, true, None), None);
+        let p = f.plan(Some(&mine), valid, true, Some(early)).unwrap();
         assert_eq!(
             (p.holder.as_str(), p.term, p.version),
             ("me", 2, version_tag("v3"))
         );
         assert_eq!(p.until, early, "the earlier of the two ends");
         let off = FastFailover::new(false, policy(), "me");
-        assert_eq!(
-            off.plan(ElectionId(1), Some(&mine), valid, true, None),
-            None
-        );
+        assert_eq!(off.plan(Some(&mine), valid, true, None), None);
     }
 }

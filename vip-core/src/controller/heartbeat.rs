@@ -11,6 +11,7 @@ use tokio::time::{Instant, sleep_until};
 
 use super::{ControllerEvent, Observer};
 use crate::heartbeat::{ElectionId, Heartbeat, HeartbeatChannel};
+use crate::heartbeat_auth::HeartbeatKey;
 use crate::model::Interface;
 
 /// What the sender task sends, until when.
@@ -29,7 +30,7 @@ pub(super) struct BeatPlan {
 
 /// A task aborted when this is dropped.
 #[derive(Debug)]
-struct AbortOnDrop(JoinHandle<()>);
+pub(super) struct AbortOnDrop(pub(super) JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -44,6 +45,7 @@ impl Drop for AbortOnDrop {
 fn spawn_sender(
     channel: Arc<dyn HeartbeatChannel>,
     interface: Interface,
+    key: HeartbeatKey,
     mut plan: watch::Receiver<Option<BeatPlan>>,
     observer: Option<Arc<dyn Observer>>,
 ) -> AbortOnDrop {
@@ -84,7 +86,7 @@ fn spawn_sender(
                     interval: p.interval,
                 };
                 sequence += 1;
-                match channel.send(&interface, &beat).await {
+                match channel.send(&interface, &beat, &key).await {
                     Ok(()) => {
                         warned = false;
                         if let Some(o) = &observer {
@@ -127,16 +129,18 @@ impl Beacon {
         }
     }
 
-    /// Start the sender task on `interface`.
+    /// Start the sender task on `interface`, signing with `key`.
     pub(super) fn start(
         &mut self,
         channel: Arc<dyn HeartbeatChannel>,
         interface: Interface,
+        key: HeartbeatKey,
         observer: Option<Arc<dyn Observer>>,
     ) {
         self.sender = Some(spawn_sender(
             channel,
             interface,
+            key,
             self.plan.subscribe(),
             observer,
         ));

@@ -40,6 +40,8 @@
 //! | `health.rs` | the health monitor task and the controller's gate | `HealthGate` |
 //! | `cordon.rs` | the cordon: hand-over and its back-off, a cordoned follower's grace | `Cordon` |
 //! | `fast.rs` | fast failover's decisions: beats heard, the armed holder, probe schedule, stagger, yield, the beat plan | `FastFailover` |
+//! | `replay.rs` | fast failover's replay rule: which verified beats are new | `Replays` |
+//! | `auth.rs` | fast failover's key: asked for, then the scope, subscription and sender | |
 //! | `heartbeat.rs` | fast failover's sender task | `Beacon` |
 
 use std::sync::Arc;
@@ -56,8 +58,11 @@ use crate::cordon::{CordonState, CordonWatch};
 use crate::election::Elector;
 use crate::health::HealthProbe;
 use crate::heartbeat::HeartbeatChannel;
+use crate::heartbeat_auth::HeartbeatKeySource;
+use crate::heartbeat_drops::HeartbeatDrops;
 
 mod announce;
+mod auth;
 mod config;
 mod cordon;
 mod fast;
@@ -66,6 +71,7 @@ mod health;
 mod heartbeat;
 mod leader;
 mod leadership;
+mod replay;
 mod report;
 mod run;
 mod status;
@@ -92,6 +98,7 @@ use vips::Vips;
 #[derive(Debug)]
 pub struct ControllerHandle {
     status: watch::Receiver<Status>,
+    drops: Arc<HeartbeatDrops>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<ShutdownReport>,
 }
@@ -100,6 +107,13 @@ impl ControllerHandle {
     /// The status, updated on every change.
     pub fn status(&self) -> watch::Receiver<Status> {
         self.status.clone()
+    }
+
+    /// Heartbeat frames dropped so far, by reason and sender: what failed
+    /// verification (counted by the channel) and the replays (counted by
+    /// the controller).
+    pub fn heartbeat_drops(&self) -> Arc<HeartbeatDrops> {
+        self.drops.clone()
     }
 
     /// Run the graceful order (stop announcing, remove, release) and stop.
@@ -135,7 +149,7 @@ pub struct Controller {
     health: Option<Arc<dyn HealthProbe>>,
     cordon: Option<CordonWatch>,
     observer: Option<Arc<dyn Observer>>,
-    heartbeats: Option<Arc<dyn HeartbeatChannel>>,
+    heartbeats: Option<(Arc<dyn HeartbeatChannel>, Arc<dyn HeartbeatKeySource>)>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -182,13 +196,20 @@ impl Controller {
     }
 
     /// Fenced fast failover over this heartbeat channel (when the
-    /// configuration's heartbeat interval is not zero): send heartbeats
-    /// while leading, and replace a silent holder whose VIP no longer
-    /// answers by a compare-and-swap on the lease. Without it, or with
+    /// configuration's heartbeat interval is not zero), authenticated with
+    /// the key and cluster identity of `keys` (the backend's key source,
+    /// or a pre-shared key): send heartbeats while leading, and replace a
+    /// silent holder whose VIP no longer answers by a compare-and-swap on
+    /// the lease. Nothing is sent or trusted until `keys` answered; if it
+    /// refuses, fast failover stays off (one log line). Without it, or with
     /// the interval at zero, a dead leader is replaced when its lease
     /// expires.
-    pub fn with_heartbeats(mut self, channel: Arc<dyn HeartbeatChannel>) -> Self {
-        self.heartbeats = Some(channel);
+    pub fn with_heartbeats(
+        mut self,
+        channel: Arc<dyn HeartbeatChannel>,
+        keys: Arc<dyn HeartbeatKeySource>,
+    ) -> Self {
+        self.heartbeats = Some((channel, keys));
         self
     }
 
@@ -243,6 +264,7 @@ impl Controller {
         let heartbeats = self
             .heartbeats
             .filter(|_| self.config.fast_failover.enabled());
+        let drops = Arc::new(HeartbeatDrops::default());
         let fast = FastFailover::new(
             heartbeats.is_some(),
             self.config.fast_failover,
@@ -256,7 +278,7 @@ impl Controller {
                 status: status_tx,
                 observer: self.observer,
             },
-            inputs: Inputs::new(heartbeats, keepalive),
+            inputs: Inputs::new(heartbeats, drops.clone(), keepalive),
             lease: Leadership::new(&self.config.timings, now),
             vips: Vips::new(&self.config),
             announcements: Announcements::new(self.config.announce, self.config.defence_interval),
@@ -273,6 +295,7 @@ impl Controller {
         let task = tokio::spawn(run.run(stop_rx));
         Ok(ControllerHandle {
             status: status_rx,
+            drops,
             stop: Some(stop_tx),
             task,
         })

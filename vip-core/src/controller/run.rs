@@ -9,10 +9,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep_until};
 
 use super::announce::Announcements;
+use super::auth::spawn_key_fetch;
 use super::cordon::Cordon;
 use super::fast::FastFailover;
 use super::health::{HealthGate, HealthState};
-use super::heartbeat::Beacon;
+use super::heartbeat::{AbortOnDrop, Beacon};
 use super::leadership::Leadership;
 use super::report::Report;
 use super::vips::Vips;
@@ -23,6 +24,8 @@ use crate::backend::{LockBackend, RecordWatch, VersionedRecord};
 use crate::cordon::CordonState;
 use crate::election::{Attempt, Elector};
 use crate::heartbeat::{HeardBeat, HeartbeatChannel};
+use crate::heartbeat_auth::{HeartbeatAuth, HeartbeatKeyError, HeartbeatKeySource};
+use crate::heartbeat_drops::HeartbeatDrops;
 use crate::model::VipAddress;
 
 /// The controller task: the elector, the two parts it acts through, and
@@ -50,18 +53,34 @@ pub(super) struct Inputs {
     record: Option<RecordWatch>,
     link: Option<mpsc::Receiver<LinkEvent>>,
     claims: Option<mpsc::Receiver<Conflict>>,
-    beats: Option<mpsc::Receiver<HeardBeat>>,
-    /// Fast failover's channel, when it is on.
-    heartbeats: Option<Arc<dyn HeartbeatChannel>>,
+    pub(super) beats: Option<mpsc::Receiver<HeardBeat>>,
+    /// Fast failover's channel, when it is configured.
+    pub(super) heartbeats: Option<Arc<dyn HeartbeatChannel>>,
+    /// Where fast failover's key comes from, when it is configured.
+    keys: Option<Arc<dyn HeartbeatKeySource>>,
+    /// The key source's answer, until it came.
+    auth: Option<oneshot::Receiver<Result<HeartbeatAuth, HeartbeatKeyError>>>,
+    /// The task asking the key source.
+    _key_fetch: Option<AbortOnDrop>,
+    /// Heartbeat frames dropped, by reason and sender (the channel counts
+    /// what fails verification, the controller the replays).
+    pub(super) drops: Arc<HeartbeatDrops>,
     /// Senders of the inputs the caller did not provide, kept so their
     /// receivers stay open.
     _keepalive: KeepAlive,
 }
 
 impl Inputs {
-    pub(super) fn new(heartbeats: Option<Arc<dyn HeartbeatChannel>>, keepalive: KeepAlive) -> Self {
+    pub(super) fn new(
+        heartbeats: Option<(Arc<dyn HeartbeatChannel>, Arc<dyn HeartbeatKeySource>)>,
+        drops: Arc<HeartbeatDrops>,
+        keepalive: KeepAlive,
+    ) -> Self {
+        let (heartbeats, keys) = heartbeats.unzip();
         Self {
             heartbeats,
+            keys,
+            drops,
             _keepalive: keepalive,
             ..Self::default()
         }
@@ -98,6 +117,7 @@ enum Wake {
     RecordClosed,
     Link(Option<LinkEvent>),
     Beat(Option<HeardBeat>),
+    Auth(Option<Result<HeartbeatAuth, HeartbeatKeyError>>),
     Claim(Option<Conflict>),
     Health,
     HealthClosed,
@@ -108,6 +128,13 @@ enum Wake {
 async fn recv_opt<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
     match rx {
         Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn answer_opt<T>(rx: &mut Option<oneshot::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.await.ok(),
         None => std::future::pending().await,
     }
 }
@@ -174,6 +201,7 @@ impl Run {
                 ev = recv_opt(&mut inputs.link) => Wake::Link(ev),
                 c = recv_opt(&mut inputs.claims) => Wake::Claim(c),
                 b = recv_opt(&mut inputs.beats) => Wake::Beat(b),
+                a = answer_opt(&mut inputs.auth) => Wake::Auth(a),
                 r = self.health.changed(), if self.health.open => if r { Wake::Health } else { Wake::HealthClosed },
                 r = self.cordon.changed(), if self.cordon.open => if r { Wake::Cordon } else { Wake::CordonClosed },
                 () = sleep_until(deadline) => Wake::Timer,
@@ -196,6 +224,13 @@ impl Run {
                     continue;
                 }
                 Wake::Beat(None) => self.inputs.beats = None,
+                Wake::Auth(answer) => {
+                    self.inputs.auth = None;
+                    self.inputs._key_fetch = None;
+                    if let Some(answer) = answer {
+                        self.on_auth(answer).await;
+                    }
+                }
                 Wake::Health => self.on_health().await,
                 Wake::HealthClosed => {
                     self.health.open = false;
@@ -250,15 +285,12 @@ impl Run {
             }),
         }
         self.inputs.record = self.elector.watch();
-        if let Some(channel) = self.inputs.heartbeats.clone() {
-            match channel.subscribe(&iface, self.config.election).await {
-                Ok(rx) => self.inputs.beats = Some(rx),
-                Err(e) => self.emit(ControllerEvent::Error {
-                    error: format!("listening for heartbeats: {e}"),
-                }),
-            }
-            self.beacon
-                .start(channel, iface, self.report.observer.clone());
+        // Fast failover: no beat is sent or trusted before the key is had.
+        if let Some(keys) = self.inputs.keys.clone().filter(|_| self.fast.configured()) {
+            let retry = self.config.timings.retry_period();
+            let (answer, task) = spawn_key_fetch(keys, retry, self.config.request_timeout);
+            self.inputs.auth = Some(answer);
+            self.inputs._key_fetch = Some(task);
         }
         true
     }

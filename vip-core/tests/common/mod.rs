@@ -11,15 +11,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
+use vip_core::heartbeat_auth_mem::MemoryKeys;
 use vip_core::testutil::{
     MemoryAddressManager, MemoryAnnouncer, MemoryBackend, MemoryHealth, MemoryNetwork, MemoryStore,
     RecordingObserver,
 };
 use vip_core::{
     AddressError, AddressManager, AnnounceError, Announcer, BackendError, Conflict, Controller,
-    ControllerConfig, ControllerEvent, ControllerHandle, CordonState, Interface, InterfaceSelector,
-    LeaderRecord, LinkEvent, LockBackend, MacAddr, NodeIdentity, Presence, RecordWatch, Role,
-    ShutdownReport, Status, Timings, VersionedRecord, VipAddress, VipSpec,
+    ControllerConfig, ControllerEvent, ControllerHandle, CordonState, ElectionId, HeartbeatKey,
+    Interface, InterfaceSelector, LeaderRecord, LinkEvent, LockBackend, MacAddr, NodeIdentity,
+    Presence, RecordWatch, Role, ShutdownReport, Status, Timings, VersionedRecord, VipAddress,
+    VipSpec,
 };
 
 /// One operation, in the order performed.
@@ -200,7 +202,12 @@ pub struct Lab {
     /// the nodes listed in `no_heartbeats`.
     pub fast: bool,
     pub no_heartbeats: Vec<usize>,
+    /// The cluster's heartbeat key store (identity [`CLUSTER`]).
+    pub keys: MemoryKeys,
 }
+
+/// The lab cluster's identity (its Lease's uid).
+pub const CLUSTER: &str = "lab-cluster-uid";
 
 pub fn vip() -> IpAddr {
     "198.18.0.100".parse().unwrap()
@@ -244,7 +251,18 @@ impl Lab {
             tweak: |_| {},
             fast: false,
             no_heartbeats: vec![],
+            keys: MemoryKeys::new(CLUSTER),
         }
+    }
+
+    /// The cluster's heartbeat key and the election scope of its beats, as
+    /// the controllers derive them.
+    pub async fn heartbeat_auth(&self) -> (HeartbeatKey, ElectionId) {
+        use vip_core::HeartbeatKeySource;
+        let key = self.keys.shared_key().await.expect("the lab's key");
+        let vips: Vec<IpAddr> = self.vips.addresses().iter().map(VipAddress::addr).collect();
+        let scope = vip_core::election_scope(CLUSTER, "vip", &vips).expect("a scope");
+        (key, scope)
     }
 
     /// `n` nodes, node-0 started first and leading, the others following
@@ -301,7 +319,10 @@ impl Lab {
         .with_cordon(node.cordon.subscribe())
         .with_observer(Arc::new(self.events.for_node(&n)));
         let handle = if self.fast && !self.no_heartbeats.contains(&i) {
-            handle.with_heartbeats(Arc::new(self.net.heartbeats(&n, node.mac)))
+            handle.with_heartbeats(
+                Arc::new(self.net.heartbeats(&n, node.mac)),
+                Arc::new(self.keys.clone()),
+            )
         } else {
             handle
         };
