@@ -168,8 +168,8 @@ pub enum HeartbeatKeyError {
     /// The backend refused access: a missing RBAC rule or etcd permission.
     /// Permanent until an operator acts.
     #[error(
-        "fast failover off: not allowed to {what} ({detail}); grant it (see `vip manifest rbac`) \
-         or set vip_heartbeat_key_file; failover by lease expiry still works"
+        "fast failover off: not allowed to {what} ({detail}); grant it or set \
+         vip_heartbeat_key_file; failover by lease expiry still works"
     )]
     Forbidden {
         /// What was refused, e.g. `get secret kube-system/plndr-cp-lock-heartbeat`.

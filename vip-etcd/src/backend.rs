@@ -80,7 +80,7 @@ const UNAUTHENTICATED: i32 = 16;
 /// ```
 #[derive(Clone)]
 pub struct EtcdBackend {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for EtcdBackend {
@@ -91,10 +91,10 @@ impl std::fmt::Debug for EtcdBackend {
     }
 }
 
-struct Inner {
-    config: EtcdConfig,
+pub(crate) struct Inner {
+    pub(crate) config: EtcdConfig,
     /// get/create/update/release and the lease calls.
-    requests: Client,
+    pub(crate) requests: Client,
     /// The watch (its own connection, so a renewal never queues behind it).
     watcher: Client,
 }

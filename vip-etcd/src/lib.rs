@@ -7,6 +7,8 @@
 //! [`EtcdBackend`] implements [`vip_core::LockBackend`] by the book, so the
 //! elector and controller keep every safety rule they have over the Lease:
 //! see [`backend`] for the transactions and the TTL argument.
+//! [`EtcdHeartbeatKeys`] keeps the key of authenticated heartbeats next to
+//! the election key, and names the cluster by etcd's cluster id.
 //!
 //! vip and kube-vip cannot share an etcd election: kube-vip campaigns with
 //! etcd's `concurrency` election under the prefix `<namespace>-<lease>/`,
@@ -33,7 +35,9 @@
 
 pub mod backend;
 pub mod config;
+pub mod heartbeat_key;
 pub mod record;
 
 pub use backend::{EtcdBackend, map_error};
 pub use config::{EtcdConfig, EtcdError, TlsFiles, election_key, parse_endpoints};
+pub use heartbeat_key::EtcdHeartbeatKeys;

@@ -130,7 +130,7 @@ fn key_error(what: String, err: kube::Error) -> HeartbeatKeyError {
     match err {
         kube::Error::Api(s) if s.code == 401 || s.code == 403 => HeartbeatKeyError::Forbidden {
             what,
-            detail: format!("HTTP {}", s.code),
+            detail: format!("HTTP {}; `vip manifest rbac` has the rule", s.code),
         },
         kube::Error::Api(s) => HeartbeatKeyError::Unavailable {
             what,

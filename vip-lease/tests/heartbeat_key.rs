@@ -114,7 +114,7 @@ async fn a_missing_secret_permission_is_one_clear_error() {
     assert_eq!(text.lines().count(), 1, "{text}");
     assert!(
         text.starts_with(
-            "fast failover off: not allowed to get secret kube-system/plndr-cp-lock-heartbeat (HTTP 403)"
+            "fast failover off: not allowed to get secret kube-system/plndr-cp-lock-heartbeat (HTTP 403; `vip manifest rbac` has the rule)"
         ),
         "{text}"
     );

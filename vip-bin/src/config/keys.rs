@@ -148,6 +148,13 @@ pub const KEYS: &[Key] = &[
         help: "fast failover: heartbeats a follower may miss before it probes the VIP (1 to 100)",
     },
     Key {
+        env: "vip_heartbeat_key_file",
+        flag: "vip-heartbeat-key-file",
+        kube_vip_flag: None,
+        default: "",
+        help: "fast failover: a pre-shared heartbeat key, a file of 64 hex digits (openssl rand -hex 32) others cannot read, the same on every node; unset: the key is kept by the election backend (a Secret <lease>-heartbeat, or etcd)",
+    },
+    Key {
         env: "vip_probe_ms",
         flag: "vip-probe-ms",
         kube_vip_flag: None,

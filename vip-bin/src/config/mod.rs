@@ -12,6 +12,7 @@ use std::time::Duration;
 use vip_core::{FastFailoverPolicy, InterfaceSelector, NodeIdentity, Timings, VipAddress, VipSpec};
 
 mod election;
+pub mod heartbeat_key;
 mod keys;
 pub use election::{EtcdSettings, LeaderElection};
 pub use keys::{BOOLEANS, KEYS, LISTS, REFUSED_FLAGS, UNSUPPORTED};
@@ -135,6 +136,9 @@ pub struct Settings {
     pub arp_rate: Duration,
     /// Fenced fast failover (heartbeat interval 0: off).
     pub fast_failover: FastFailoverPolicy,
+    /// A pre-shared heartbeat key file (`vip_heartbeat_key_file`); unset,
+    /// the key is kept by the election backend.
+    pub heartbeat_key_file: Option<PathBuf>,
     /// Explicit kubeconfig.
     pub kubeconfig: Option<PathBuf>,
     /// Log level.
@@ -380,6 +384,7 @@ impl Settings {
                 .ok_or_else(|| invalid("vip_arpRate", v, "milliseconds, 500 to 3600000"))?,
         };
         let fast_failover = fast_failover(sources, &timings)?;
+        let heartbeat_key_file = heartbeat_key::key_file(sources)?;
         let kubeconfig = sources.get("k8s_config_file").map(PathBuf::from);
         let log_level = match sources.get("vip_loglevel") {
             None => LogLevel::Info,
@@ -432,6 +437,7 @@ impl Settings {
             timings,
             arp_rate,
             fast_failover,
+            heartbeat_key_file,
             kubeconfig,
             log_level,
             log_format,
@@ -448,7 +454,11 @@ impl Settings {
     /// `vip check-config` run it; `vip manifest` does not (it renders for
     /// other hosts).
     pub fn check_files(&self) -> Result<(), ConfigError> {
-        election::check_files(self.leader_election, &self.etcd)
+        election::check_files(self.leader_election, &self.etcd)?;
+        if let Some(path) = &self.heartbeat_key_file {
+            heartbeat_key::load(path)?;
+        }
+        Ok(())
     }
 
     fn vips(sources: &Sources) -> Result<VipSpec, ConfigError> {
@@ -539,6 +549,13 @@ impl Settings {
             (
                 "vip_heartbeat_misses",
                 self.fast_failover.misses.to_string(),
+            ),
+            (
+                "vip_heartbeat_key_file",
+                self.heartbeat_key_file
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
             ),
             (
                 "vip_probe_ms",

@@ -35,6 +35,26 @@ fn events_rule() -> PolicyRule {
     rule("", "events", &[], &["create", "patch"])
 }
 
+/// The heartbeat key's Secret next to the Lease
+/// (`vip_lease::heartbeat_key`): `get` on that one name, and `create`,
+/// which Kubernetes cannot limit by name (the object does not exist yet).
+/// Only while fast failover is on and no pre-shared key file is set.
+/// Without them the daemon logs one line and keeps fast failover off;
+/// failover by Lease expiry still works.
+fn heartbeat_key_rules(s: &Settings) -> Vec<PolicyRule> {
+    if s.fast_failover.heartbeat.is_zero() || s.heartbeat_key_file.is_some() {
+        return Vec::new();
+    }
+    let secret = vip_lease::heartbeat_key::secret_name(&vip_lease::LeaseName {
+        namespace: s.lease_namespace.clone(),
+        name: s.lease_name.clone(),
+    });
+    vec![
+        rule("", "secrets", &[], &["create"]),
+        rule("", "secrets", &[&secret], &["get"]),
+    ]
+}
+
 /// The RBAC objects of the in-cluster variant, as one YAML stream:
 /// ServiceAccount, Role, RoleBinding, (with `vip_events`: the Events Role
 /// and RoleBinding in `default`, for the Node's Events), ClusterRole,
@@ -69,6 +89,7 @@ pub fn rbac_yaml(s: &Settings, name: &str) -> String {
             ]
             .into_iter()
             .chain(s.events.then(events_rule))
+            .chain(heartbeat_key_rules(s))
             .collect(),
         ),
     };
@@ -118,4 +139,41 @@ pub fn rbac_yaml(s: &Settings, name: &str) -> String {
     docs.extend(node_events.into_iter().flatten());
     docs.extend([yaml_of(&cluster_role), yaml_of(&cluster_role_binding)]);
     docs.join("---\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Sources;
+
+    fn yaml(pairs: &[(&str, &str)]) -> String {
+        let mut all = vec![("address", "198.18.0.10"), ("vip_nodename", "n")];
+        all.extend_from_slice(pairs);
+        rbac_yaml(
+            &Settings::from_sources(&Sources::env_only(&all), "h").unwrap(),
+            "kube-vip",
+        )
+    }
+
+    #[test]
+    fn the_heartbeat_key_secret_is_granted_only_while_needed() {
+        let y = yaml(&[("vip_leasename", "vip-lock")]);
+        assert!(
+            y.contains(
+                "- apiGroups:\n  - \"\"\n  resourceNames:\n  - vip-lock-heartbeat\n  resources:\n  - secrets\n  verbs:\n  - get\n"
+            ),
+            "{y}"
+        );
+        assert!(
+            y.contains("- apiGroups:\n  - \"\"\n  resources:\n  - secrets\n  verbs:\n  - create\n"),
+            "{y}"
+        );
+        assert_eq!(y.matches("secrets").count(), 2, "{y}");
+        for off in [
+            yaml(&[("vip_heartbeat_ms", "0")]),
+            yaml(&[("vip_heartbeat_key_file", "/etc/vip/hb.key")]),
+        ] {
+            assert!(!off.contains("secrets"), "{off}");
+        }
+    }
 }
