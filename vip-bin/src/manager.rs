@@ -15,12 +15,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
-use vip_arp::{NetlinkAddressManager, PacketAnnouncer, PacketHeartbeats};
-use vip_core::{Controller, ControllerConfig, ControllerEvent, LockBackend, Observer, Status};
+use vip_arp::{NetlinkAddressManager, PacketAnnouncer, SignedHeartbeats};
+use vip_core::{
+    Controller, ControllerConfig, ControllerEvent, HeartbeatKey, HeartbeatKeySource, LockBackend,
+    Observer, PresharedKey, Status,
+};
 use vip_etcd::{EtcdBackend, EtcdConfig, election_key};
 use vip_lease::{
     ClusterAccess, CordonConfig, DiscoveryOptions, EventsConfig, HealthConfig, KubeconfigSource,
-    LeaseBackend, LeaseConfig, LeaseName, ReadyzProbe, spawn_cordon_watch, spawn_event_recorder,
+    LeaseBackend, LeaseConfig, LeaseHeartbeatKeys, LeaseName, ReadyzProbe, spawn_cordon_watch,
+    spawn_event_recorder,
 };
 
 use crate::config::{LeaderElection, Settings};
@@ -43,9 +47,21 @@ pub fn controller_config(s: &Settings, health: &HealthConfig) -> ControllerConfi
     );
     c.announce.refresh = s.arp_rate;
     c.fast_failover = s.fast_failover;
-    c.election = vip_core::ElectionId::of(&format!("{}/{}", s.lease_namespace, s.lease_name));
+    c.lock = format!("{}/{}", s.lease_namespace, s.lease_name);
     c.health = health.policy;
     c
+}
+
+/// The heartbeat key source: the backend's own `keys`, or the pre-shared
+/// key of `vip_heartbeat_key_file` with the backend's cluster identity.
+fn key_source<S: HeartbeatKeySource>(
+    keys: S,
+    file: Option<&HeartbeatKey>,
+) -> Arc<dyn HeartbeatKeySource> {
+    match file {
+        Some(key) => Arc::new(PresharedKey::new(keys, key.clone())),
+        None => Arc::new(keys),
+    }
 }
 
 /// The Lease backend's configuration: request bound from the retry
@@ -178,28 +194,41 @@ async fn run_inner(settings: Settings) -> Result<(), String> {
         },
         _ => lease,
     };
-    let backend: Arc<dyn LockBackend> = match (settings.leader_election, &access) {
-        (LeaderElection::Etcd, _) => {
-            let config = EtcdConfig::for_retry_period(
-                settings.etcd.endpoints.clone(),
-                settings.etcd.tls(),
-                election_key(&settings.lease_namespace, &settings.lease_name),
-                retry,
-            );
-            Arc::new(
-                EtcdBackend::connect(config)
-                    .await
-                    .map_err(|e| e.to_string())?,
-            )
-        }
-        (LeaderElection::Kubernetes, Some(access)) => Arc::new(
-            LeaseBackend::new(access, lease_config(&settings, lease.clone()))
-                .map_err(|e| e.to_string())?,
-        ),
-        (LeaderElection::Kubernetes, None) => {
-            return Err("no cluster access for the Lease election".into());
-        }
+    // The pre-shared heartbeat key, if configured (checked before start).
+    let key_file = match &settings.heartbeat_key_file {
+        Some(path) => Some(crate::config::heartbeat_key::load(path).map_err(|e| e.to_string())?),
+        None => None,
     };
+    // The backend, the key source of authenticated heartbeats, and the
+    // lock's name bound into their election scope.
+    let (backend, keys, lock): (Arc<dyn LockBackend>, _, String) =
+        match (settings.leader_election, &access) {
+            (LeaderElection::Etcd, _) => {
+                let key = election_key(&settings.lease_namespace, &settings.lease_name);
+                let config = EtcdConfig::for_retry_period(
+                    settings.etcd.endpoints.clone(),
+                    settings.etcd.tls(),
+                    key.clone(),
+                    retry,
+                );
+                let etcd = EtcdBackend::connect(config)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let keys = key_source(etcd.heartbeat_keys(), key_file.as_ref());
+                (Arc::new(etcd), keys, key)
+            }
+            (LeaderElection::Kubernetes, Some(access)) => {
+                let backend = LeaseBackend::new(access, lease_config(&settings, lease.clone()))
+                    .map_err(|e| e.to_string())?;
+                let keys = LeaseHeartbeatKeys::new(access, lease.clone(), retry.mul_f64(0.75))
+                    .map_err(|e| e.to_string())?;
+                let keys = key_source(keys, key_file.as_ref());
+                (Arc::new(backend), keys, lease.to_string())
+            }
+            (LeaderElection::Kubernetes, None) => {
+                return Err("no cluster access for the Lease election".into());
+            }
+        };
     tracing::info!(backend = %backend.describe(), "election");
     let addresses = NetlinkAddressManager::new().map_err(|e| e.to_string())?;
     let announcer = PacketAnnouncer::new();
@@ -228,7 +257,8 @@ async fn run_inner(settings: Settings) -> Result<(), String> {
         (_, false) => None,
     };
 
-    let config = controller_config(&settings, &health_config);
+    let mut config = controller_config(&settings, &health_config);
+    config.lock = lock;
     let mut controller = Controller::new(config, backend, Arc::new(addresses), Arc::new(announcer))
         .with_observer(Arc::new(Observers(observers)));
     if let Some((watch, _task)) = cordon {
@@ -246,9 +276,10 @@ async fn run_inner(settings: Settings) -> Result<(), String> {
             heartbeat = ?fast.heartbeat,
             misses = fast.misses,
             probe = ?fast.probe_timeout,
-            "fast failover on: layer-2 heartbeats, probe, lease compare-and-swap"
+            key = if key_file.is_some() { "vip_heartbeat_key_file" } else { "from the election backend" },
+            "fast failover configured: authenticated layer-2 heartbeats, probe, lease compare-and-swap (on once the key is read)"
         );
-        controller = controller.with_heartbeats(Arc::new(PacketHeartbeats::new()));
+        controller = controller.with_heartbeats(Arc::new(SignedHeartbeats::new()), keys);
     } else {
         tracing::info!("fast failover off (vip_heartbeat_ms=0): failover at lease expiry");
     }
@@ -266,6 +297,7 @@ async fn run_inner(settings: Settings) -> Result<(), String> {
         signal(SignalKind::user_defined1()).map_err(|e| format!("SIGUSR1 handler: {e}"))?;
 
     let handle = controller.spawn().map_err(|e| e.to_string())?;
+    metrics.watch_heartbeat_drops(handle.heartbeat_drops());
     let status = handle.status();
     let stall = settings.timings.lease_duration() * 2 + retry;
     let server =

@@ -3,8 +3,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,7 +19,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use vip_core::{ControllerEvent, Observer, Role, Status};
+use vip_core::{ControllerEvent, DropKind, HeartbeatDrops, Observer, Role, Status};
 use vip_lease::EventMetrics;
 
 /// Labels of `vip_build_info`.
@@ -53,6 +53,9 @@ pub struct Metrics {
     fast_takeovers: Counter,
     fast_takeovers_declined: Counter,
     yields: Counter,
+    heartbeat_drops: Family<ReasonLabels, Counter>,
+    /// The controller's drop table, read when the metrics are encoded.
+    drop_table: OnceLock<Arc<HeartbeatDrops>>,
     events_written: Counter,
     events_dropped: Counter,
     events_failed: Counter,
@@ -160,6 +163,12 @@ impl Metrics {
             "Leaderships given up on hearing a higher term from another holder",
             yields.clone(),
         );
+        let heartbeat_drops = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "heartbeat_frames_dropped",
+            "Heartbeat frames not acted on, by reason: bad_code, unknown_key, other_election, replay, old_version, malformed",
+            heartbeat_drops.clone(),
+        );
         let events_written = Counter::default();
         registry.register(
             "events_written",
@@ -202,6 +211,8 @@ impl Metrics {
             fast_takeovers,
             fast_takeovers_declined,
             yields,
+            heartbeat_drops,
+            drop_table: OnceLock::new(),
             events_written,
             events_dropped,
             events_failed,
@@ -218,8 +229,29 @@ impl Metrics {
         };
     }
 
+    /// Export the controller's heartbeat drop table (its counts are read
+    /// at every encoding).
+    pub fn watch_heartbeat_drops(&self, drops: Arc<HeartbeatDrops>) {
+        let _ = self.drop_table.set(drops);
+    }
+
+    /// Bring the drop counters up to the table.
+    fn sync_drops(&self) {
+        let Some(table) = self.drop_table.get() else {
+            return;
+        };
+        let total = table.snapshot().total;
+        for kind in DropKind::ALL {
+            let counter = self.heartbeat_drops.get_or_create(&ReasonLabels {
+                reason: kind.label().into(),
+            });
+            counter.inc_by(total.get(kind).saturating_sub(counter.get()));
+        }
+    }
+
     /// The text exposition.
     pub fn encode(&self) -> String {
+        self.sync_drops();
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -457,6 +489,16 @@ mod tests {
         m.written();
         m.dropped();
         m.failed();
+        let drops = Arc::new(HeartbeatDrops::default());
+        m.watch_heartbeat_drops(drops.clone());
+        let forger = vip_core::MacAddr([2, 0, 0, 0, 0, 0x66]);
+        drops.count(forger, DropKind::BadCode);
+        assert!(
+            m.encode()
+                .contains("vip_heartbeat_frames_dropped_total{reason=\"bad_code\"} 1")
+        );
+        drops.count(forger, DropKind::BadCode);
+        drops.count(forger, DropKind::Replay);
         let text = m.encode();
         for line in [
             "vip_heartbeats_sent_total 2",
@@ -464,6 +506,9 @@ mod tests {
             "vip_fast_takeovers_total 1",
             "vip_fast_takeovers_declined_total 1",
             "vip_yields_total 1",
+            "vip_heartbeat_frames_dropped_total{reason=\"bad_code\"} 2",
+            "vip_heartbeat_frames_dropped_total{reason=\"replay\"} 1",
+            "vip_heartbeat_frames_dropped_total{reason=\"other_election\"} 0",
             "vip_leader 1",
             "vip_leader_transitions_total 1",
             "vip_renewal_duration_seconds_count 1",

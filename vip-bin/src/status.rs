@@ -8,14 +8,18 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
-use vip_arp::{NetlinkAddressManager, PacketAnnouncer, PacketHeartbeats};
-use vip_core::{AddressManager, Announcer, ElectionId, HealthProbe, HeartbeatChannel, LockBackend};
+use vip_arp::{NetlinkAddressManager, PacketAnnouncer};
+use vip_core::{AddressManager, Announcer, HealthProbe, LockBackend};
 use vip_lease::{
     ClusterAccess, DiscoveryOptions, HealthConfig, LeaseBackend, LeaseConfig, LeaseName,
     ReadyzProbe,
 };
 
 use crate::config::Settings;
+
+mod heartbeats;
+
+pub use heartbeats::{HEARTBEAT_WINDOW, PeerBeats, PeerDrops};
 
 /// What `vip status` reports.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -34,86 +38,18 @@ pub struct Report {
     pub interface: Option<String>,
     /// Per VIP.
     pub vips: Vec<VipReport>,
-    /// Heartbeats heard on the interface during the listening window, one
-    /// entry per sender.
+    /// Verified heartbeats heard on the interface during the listening
+    /// window, one entry per sender.
     pub heartbeats: Vec<PeerBeats>,
+    /// Heartbeat frames dropped during the window (forged, replayed by
+    /// another cluster, old version...), one entry per sender.
+    pub heartbeat_drops: Vec<PeerDrops>,
     /// How long `vip status` listened for heartbeats.
     pub heartbeat_window_ms: u64,
     /// The local API server's `/readyz`: `ok` or the failure.
     pub local_api: String,
     /// What could not be found out.
     pub errors: Vec<String>,
-}
-
-/// One sender of heartbeats, as heard by `vip status`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct PeerBeats {
-    /// The holder the heartbeats name.
-    pub holder: String,
-    /// The sender's MAC.
-    pub mac: String,
-    /// The term of the last one.
-    pub term: u32,
-    /// Its sequence number.
-    pub sequence: u64,
-    /// The sender's interval, milliseconds.
-    pub interval_ms: u64,
-    /// How many were heard in the window.
-    pub heard: u64,
-    /// Milliseconds since the last one, at the end of the window.
-    pub last_ms_ago: u64,
-}
-
-/// How long `vip status` listens for heartbeats.
-const HEARTBEAT_WINDOW: Duration = Duration::from_millis(300);
-
-/// Listen for heartbeats of `election` on `iface` for the window.
-async fn listen_heartbeats(
-    iface: &vip_core::Interface,
-    election: ElectionId,
-) -> Result<Vec<PeerBeats>, String> {
-    let channel = PacketHeartbeats::new();
-    let mut rx = channel
-        .subscribe(iface, election)
-        .await
-        .map_err(|e| e.to_string())?;
-    let end = tokio::time::Instant::now() + HEARTBEAT_WINDOW;
-    let mut peers: Vec<(PeerBeats, tokio::time::Instant)> = vec![];
-    while let Ok(Some(h)) = tokio::time::timeout_at(end, rx.recv()).await {
-        let mac = h.from.to_string();
-        let now = tokio::time::Instant::now();
-        let beat = PeerBeats {
-            holder: h.beat.holder.clone(),
-            mac: mac.clone(),
-            term: h.beat.term,
-            sequence: h.beat.sequence,
-            interval_ms: h.beat.interval.as_millis() as u64,
-            heard: 1,
-            last_ms_ago: 0,
-        };
-        match peers
-            .iter_mut()
-            .find(|(p, _)| p.mac == mac && p.holder == beat.holder)
-        {
-            Some((p, at)) => {
-                let heard = p.heard + 1;
-                *p = PeerBeats { heard, ..beat };
-                *at = now;
-            }
-            None => peers.push((beat, now)),
-        }
-        if peers.len() > 64 {
-            break;
-        }
-    }
-    let now = tokio::time::Instant::now();
-    Ok(peers
-        .into_iter()
-        .map(|(mut p, at)| {
-            p.last_ms_ago = now.saturating_duration_since(at).as_millis() as u64;
-            p
-        })
-        .collect())
 }
 
 /// One VIP in the report.
@@ -137,14 +73,17 @@ async fn gather(s: &Settings) -> Report {
         interface: None,
         vips: vec![],
         heartbeats: vec![],
+        heartbeat_drops: vec![],
         heartbeat_window_ms: 0,
         local_api: "unknown".into(),
         errors: vec![],
     };
     // The data plane.
+    let mut resolved = None;
     match NetlinkAddressManager::new() {
         Ok(m) => match m.resolve(&s.interface, &s.vips).await {
             Ok(iface) => {
+                resolved = Some(iface.clone());
                 r.interface = Some(iface.name.clone());
                 let announcer = PacketAnnouncer::new();
                 for vip in s.vips.addresses() {
@@ -168,15 +107,6 @@ async fn gather(s: &Settings) -> Report {
                         held_here,
                         answered_by,
                     });
-                }
-                if s.fast_failover.enabled() {
-                    let election =
-                        ElectionId::of(&format!("{}/{}", s.lease_namespace, s.lease_name));
-                    r.heartbeat_window_ms = HEARTBEAT_WINDOW.as_millis() as u64;
-                    match listen_heartbeats(&iface, election).await {
-                        Ok(p) => r.heartbeats = p,
-                        Err(e) => r.errors.push(format!("listening for heartbeats: {e}")),
-                    }
                 }
             }
             Err(e) => r.errors.push(format!("interface: {e}")),
@@ -209,6 +139,16 @@ async fn gather(s: &Settings) -> Report {
             }
         }
         Err(e) => r.errors.push(e.to_string()),
+    }
+    if let Some(iface) = resolved.filter(|_| s.fast_failover.enabled()) {
+        r.heartbeat_window_ms = HEARTBEAT_WINDOW.as_millis() as u64;
+        match heartbeats::listen(s, &access, lease.clone(), &iface).await {
+            Ok(h) => {
+                r.heartbeats = h.beats;
+                r.heartbeat_drops = h.drops;
+            }
+            Err(e) => r.errors.push(format!("listening for heartbeats: {e}")),
+        }
     }
     match LeaseBackend::new(
         &access,
@@ -292,6 +232,15 @@ pub fn table(r: &Report) -> String {
             p.last_ms_ago
         ));
     }
+    for d in &r.heartbeat_drops {
+        let reasons: Vec<String> = d.dropped.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        out.push_str(&format!(
+            "{:<18} from {}: {}\n",
+            "dropped frames",
+            d.mac,
+            reasons.join(", ")
+        ));
+    }
     for e in &r.errors {
         out.push_str(&format!("{:<18} {e}\n", "error"));
     }
@@ -347,6 +296,10 @@ mod tests {
                 heard: 30,
                 last_ms_ago: 4,
             }],
+            heartbeat_drops: vec![PeerDrops {
+                mac: "02:00:00:00:00:66".into(),
+                dropped: [("bad_code", 500), ("other_election", 2)].into(),
+            }],
             heartbeat_window_ms: 300,
             local_api: "ok".into(),
             errors: vec![],
@@ -357,6 +310,10 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("holder             alpha-1 (this node)"), "{t}");
+        assert!(
+            t.contains("dropped frames     from 02:00:00:00:00:66: 500 bad_code, 2 other_election"),
+            "{t}"
+        );
         assert!(
             t.contains("192.168.20.140 here: yes; answered by: 02:00:00:00:00:01 (this node)"),
             "{t}"
@@ -369,5 +326,6 @@ mod tests {
         let j = serde_json::to_value(&r).unwrap();
         assert_eq!(j["vips"][0]["held_here"], true);
         assert_eq!(j["transitions"], 3);
+        assert_eq!(j["heartbeat_drops"][0]["dropped"]["bad_code"], 500);
     }
 }

@@ -114,6 +114,12 @@ impl LeaseHeartbeatKeys {
         }
     }
 
+    /// The stored key, if any node created it; never creates one (for
+    /// read-only callers such as `vip status`).
+    pub async fn existing_key(&self) -> Result<Option<HeartbeatKey>, HeartbeatKeyError> {
+        self.read().await
+    }
+
     async fn read(&self) -> Result<Option<HeartbeatKey>, HeartbeatKeyError> {
         let what = format!("get secret {}", self.secret());
         match self.secrets.get_opt(&self.secret).await {
