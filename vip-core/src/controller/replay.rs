@@ -159,14 +159,8 @@ mod tests {
         let mut r = Replays::default();
         assert_eq!(r.admit(&beat("a", 2, 0, 10), None), Ok(()));
         assert_eq!(r.admit(&beat("a", 2, 1, 10), None), Ok(()));
-        assert_eq!(
-            r.admit(&beat("a", 2, 1, 10), None),
-            Err(Replay::Sequence)
-        );
-        assert_eq!(
-            r.admit(&beat("a", 2, 0, 10), None),
-            Err(Replay::Sequence)
-        );
+        assert_eq!(r.admit(&beat("a", 2, 1, 10), None), Err(Replay::Sequence));
+        assert_eq!(r.admit(&beat("a", 2, 0, 10), None), Err(Replay::Sequence));
         // A renewal: a new version with the next sequence.
         assert_eq!(r.admit(&beat("a", 2, 2, 11), None), Ok(()));
         assert_eq!(
