@@ -16,6 +16,11 @@
 //!   and its lease valid. So an armed follower knows the holder had its
 //!   VIP after the very write it would replace; a holder that renews after
 //!   its VIP went away is not replaced early until it is heard again.
+//! - Detection hides the probe: a follower probes the VIP one interval
+//!   before the holder counts as silent (while the last miss is awaited)
+//!   and takes the lease when it does, if that probe found nobody and no
+//!   beat came since the probe began; a beat voids the probe. So a crash
+//!   costs `misses x interval` (plus the stagger) and one compare-and-swap.
 //! - A silent holder is replaced only if nobody answers for the VIP: a
 //!   daemon that is dead or hung on a live host keeps answering until its
 //!   kernel's lifetime removes the VIP, and only then is it replaced.
@@ -96,6 +101,9 @@ pub(super) struct FastFailover {
     replays: Replays,
     /// A follower that found the VIP still answering probes again then.
     next_probe: Option<Instant>,
+    /// When a probe that found nobody answering started (valid until the
+    /// holder is heard again).
+    clear: Option<Instant>,
 }
 
 impl FastFailover {
@@ -110,6 +118,7 @@ impl FastFailover {
             heard: None,
             replays: Replays::default(),
             next_probe: None,
+            clear: None,
         }
     }
 
@@ -133,6 +142,7 @@ impl FastFailover {
     pub(super) fn reset(&mut self) {
         self.heard = None;
         self.next_probe = None;
+        self.clear = None;
     }
 
     /// A verified heartbeat heard while this node has `role` and observes
@@ -186,6 +196,7 @@ impl FastFailover {
                         interval: beat.interval.max(Duration::from_millis(1)),
                     });
                     self.next_probe = None;
+                    self.clear = None;
                 }
                 None
             }
@@ -224,15 +235,45 @@ impl FastFailover {
         self.policy.stagger * ((h % 3) as u32)
     }
 
-    /// When this follower should probe and try a fenced takeover, if it
-    /// should at all.
+    /// When this follower probes the VIP: one interval before the holder
+    /// counts as silent (the probe runs while the last miss is awaited),
+    /// plus its stagger.
+    fn probe_at(&self, observed: Option<&VersionedRecord>) -> Option<Instant> {
+        let silent = self.silent_at(observed)?;
+        let interval = self.heard.as_ref()?.interval;
+        let term = observed?.record.lease_transitions;
+        Some(silent.checked_sub(interval).unwrap_or(silent) + self.stagger(term))
+    }
+
+    /// When this follower may take the lease: once the holder counts as
+    /// silent, plus its stagger.
+    pub(super) fn decide_at(&self, observed: Option<&VersionedRecord>) -> Option<Instant> {
+        let silent = self.silent_at(observed)?;
+        Some(silent + self.stagger(observed?.record.lease_transitions))
+    }
+
+    /// Whether a probe found nobody answering since the holder was last
+    /// heard: then the takeover needs no other probe.
+    pub(super) fn probed_clear(&self) -> bool {
+        matches!((self.clear, &self.heard), (Some(c), Some(h)) if c > h.at)
+    }
+
+    /// A probe that started at `started` found nobody answering.
+    pub(super) fn clear_since(&mut self, started: Instant) {
+        self.clear = Some(started);
+    }
+
+    /// When this follower should act next for a fenced takeover (probe,
+    /// or take the lease once a probe found nobody), if it should at all.
     pub(super) fn due(&self, observed: Option<&VersionedRecord>, gate: Gate) -> Option<Instant> {
         if !self.on() || !gate.follower || !gate.eligible || gate.cordoned {
             return None;
         }
-        let silent = self.silent_at(observed)?;
-        let term = observed?.record.lease_transitions;
-        let mut due = silent + self.stagger(term);
+        let mut due = if self.probed_clear() {
+            self.decide_at(observed)?
+        } else {
+            self.probe_at(observed)?
+        };
         if let Some(p) = self.next_probe {
             due = due.max(p);
         }
@@ -244,6 +285,7 @@ impl FastFailover {
 
     /// The VIP still answered a probe: probe again one interval later.
     pub(super) fn declined(&mut self, now: Instant) {
+        self.clear = None;
         self.next_probe = Some(now + self.policy.heartbeat);
     }
 
@@ -359,8 +401,9 @@ impl Run {
         answered
     }
 
-    /// The holder is silent: probe, and if nobody answers, take the lease
-    /// by compare-and-swap; then add, burst and beat.
+    /// The holder is about to count as silent: probe (one interval before
+    /// the last miss), and once it is silent with nobody answering, take
+    /// the lease by compare-and-swap; then add, burst and beat.
     pub(super) async fn fast_takeover(&mut self) {
         let Some(silent_at) = self.fast.silent_at(self.elector.observed_record()) else {
             return;
@@ -369,25 +412,27 @@ impl Run {
             return;
         };
         let last_heard = self.fast.last_heard().unwrap_or(silent_at);
-        if let Some(mac) = self.probe_vips().await {
-            self.count(|c| c.fast_takeovers_declined += 1);
-            self.emit(ControllerEvent::FastTakeoverDeclined {
-                holder,
-                answered_by: mac,
-            });
-            // Keep probing: take over the moment the answers stop.
-            self.fast.declined(Instant::now());
-            return;
+        if !self.fast.probed_clear() {
+            let started = Instant::now();
+            if let Some(mac) = self.probe_vips().await {
+                self.count(|c| c.fast_takeovers_declined += 1);
+                self.emit(ControllerEvent::FastTakeoverDeclined {
+                    holder,
+                    answered_by: mac,
+                });
+                // Keep probing: take over the moment the answers stop.
+                self.fast.declined(Instant::now());
+                return;
+            }
+            self.fast.clear_since(started);
         }
-        // A heartbeat may have come while we probed.
+        // A heartbeat may have come while we probed (it voids the probe).
         while let Some(hb) = self.inputs.try_beat() {
             self.on_beat(hb).await;
         }
-        if self
-            .fast
-            .silent_at(self.elector.observed_record())
-            .is_none_or(|s| Instant::now() < s)
-        {
+        let decide = self.fast.decide_at(self.elector.observed_record());
+        if !self.fast.probed_clear() || decide.is_none_or(|d| Instant::now() < d) {
+            // Not yet: the loop wakes again at the decision time.
             return;
         }
         let before = self.elector.observed_holder().map(str::to_string);
@@ -501,12 +546,11 @@ mod tests {
             f.silent_at(Some(&r)),
             Some(now + 32 * MS + 500 * Duration::from_micros(1))
         );
+        // The probe runs one interval before the last miss, staggered.
         let due = f.due(Some(&r), OPEN).unwrap();
-        assert!(due >= f.silent_at(Some(&r)).unwrap());
-        assert!(
-            due <= f.silent_at(Some(&r)).unwrap() + 10 * MS,
-            "at most two staggers"
-        );
+        let silent = f.silent_at(Some(&r)).unwrap();
+        assert!(due >= silent - 10 * MS, "{due:?}");
+        assert!(due <= silent, "at most two staggers");
         // A new version (the holder renewed) disarms until heard again.
         assert_eq!(f.silent_at(Some(&record("a", 4, "v8"))), None);
         // A released record, or this node's own, never arms.
@@ -572,6 +616,39 @@ mod tests {
             hear(&mut f, &beat("b", 6, "x"), Role::Starting, &mine, now),
             None
         );
+    }
+
+    #[test]
+    fn the_probe_runs_during_the_last_miss_and_the_takeover_waits_for_it() {
+        let now = Instant::now();
+        let r = record("a", 2, "v1");
+        let mut f = fast();
+        hear(&mut f, &beat("a", 2, "v1"), Role::Follower, &r, now);
+        let silent = f.silent_at(Some(&r)).unwrap();
+        let stagger = f.decide_at(Some(&r)).unwrap() - silent;
+        assert!(stagger <= 10 * MS);
+        // Before any probe: due at the probe time, one interval early.
+        assert!(!f.probed_clear());
+        assert_eq!(f.due(Some(&r), OPEN), Some(silent - 10 * MS + stagger));
+        // A probe found nobody: due at the decision time, no other probe.
+        let probed = silent - 10 * MS + stagger;
+        f.clear_since(probed);
+        assert!(f.probed_clear());
+        assert_eq!(f.due(Some(&r), OPEN), Some(silent + stagger));
+        // The holder is heard after the probe: the probe no longer counts.
+        let later = probed + MS;
+        hear(&mut f, &beat("a", 2, "v1"), Role::Follower, &r, later);
+        assert!(!f.probed_clear());
+        assert!(f.due(Some(&r), OPEN).unwrap() > probed);
+        // A probe that was answered never counts as clear either.
+        f.clear_since(later + MS);
+        f.declined(later + 2 * MS);
+        assert!(!f.probed_clear());
+        // Nor does one from before the holder was last heard.
+        let mut g = fast();
+        g.clear_since(now);
+        hear(&mut g, &beat("a", 2, "v1"), Role::Follower, &r, now);
+        assert!(!g.probed_clear(), "a probe at the same instant as a beat");
     }
 
     #[test]
