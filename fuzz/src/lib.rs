@@ -124,14 +124,8 @@ pub fn heartbeat_v2(data: &[u8]) {
     let Ok(view) = SignedFrame::new_checked(data) else {
         return;
     };
-    let _ = (
-        view.eth_destination(),
-        view.flags(),
-        view.interval_ms(),
-        view.holder(),
-        view.tag(),
-        view.code_matches(&key),
-    );
+    // Every accessor of the view (the shared ones are read by parse).
+    let _ = (view.flags(), view.tag(), view.code_matches(&key));
     let claimed = SignedRepr::parse(&view);
     let resigned = SignedRepr {
         key_id: key.id(),
@@ -140,7 +134,7 @@ pub fn heartbeat_v2(data: &[u8]) {
     let mut bytes = resigned.to_vec(&key).expect("a checked frame re-signs");
     assert_eq!(bytes.len(), data.len());
     assert_eq!(
-        verify(&bytes, &key, resigned.election),
+        verify(&bytes, &key, resigned.beat.election),
         Ok(resigned),
         "a re-signed frame does not verify"
     );
@@ -155,7 +149,7 @@ pub fn heartbeat_v2(data: &[u8]) {
     }) % (bytes.len() * 8);
     bytes[bit / 8] ^= 1 << (bit % 8);
     assert!(
-        verify(&bytes, &key, resigned.election).is_err(),
+        verify(&bytes, &key, resigned.beat.election).is_err(),
         "a frame with bit {bit} flipped verifies"
     );
 }
