@@ -35,3 +35,24 @@ fn builder_round_trip_corpus() {
 fn heartbeat_parser_corpus() {
     replay("heartbeat_parser", vip_fuzz::heartbeat_parser);
 }
+
+#[test]
+fn heartbeat_v2_corpus() {
+    replay("heartbeat_v2", vip_fuzz::heartbeat_v2);
+}
+
+/// The seeds reach the accepted path: at least one verifies as it is.
+#[test]
+fn heartbeat_v2_corpus_holds_a_verifying_frame() {
+    use vip_arp::wire::heartbeat_v2::{BeatKey, verify};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/heartbeat_v2");
+    let key = BeatKey::new(&vip_core::HeartbeatKey::new(vip_fuzz::FUZZ_KEY));
+    let verifying = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| {
+            let data = std::fs::read(e.as_ref().unwrap().path()).unwrap();
+            verify(&data, &key, vip_fuzz::FUZZ_ELECTION).is_ok()
+        })
+        .count();
+    assert!(verifying >= 1, "no seed verifies");
+}

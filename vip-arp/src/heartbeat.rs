@@ -42,6 +42,35 @@ struct Subscriber {
 #[derive(Debug, Default)]
 struct Subscribers(Mutex<Vec<Subscriber>>);
 
+/// What a heartbeat link's reader hands every received frame to.
+pub(crate) trait Deliver: Default + Send + Sync + 'static {
+    /// One received frame; `own` is the interface's MAC.
+    fn deliver(&self, own: MacAddr, frame: &[u8]);
+}
+
+/// `interface`'s heartbeat link in `links`: on first use the heartbeat
+/// socket is opened and a reader spawned that hands every frame to the
+/// link's `S`.
+pub(crate) fn heartbeat_link<S: Deliver>(
+    links: &Links<Arc<S>>,
+    interface: &Interface,
+) -> Result<Arc<Link<Arc<S>>>, AnnounceError> {
+    links.get_or_open(
+        interface,
+        |index| PacketSocket::open_heartbeat(index, HEARTBEAT_MAC),
+        Arc::default,
+        |socket, shared| {
+            // Only when the link is opened: a send allocates nothing.
+            let (name, own) = (interface.name.clone(), interface.mac);
+            async move {
+                socket
+                    .read_frames(&name, |frame| shared.deliver(own, frame))
+                    .await;
+            }
+        },
+    )
+}
+
 impl Subscribers {
     fn lock(&self) -> MutexGuard<'_, Vec<Subscriber>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
@@ -54,7 +83,9 @@ impl Subscribers {
         subscribers.push(Subscriber { election, beats });
         rx
     }
+}
 
+impl Deliver for Subscribers {
     /// Hand one received frame to the subscriptions of its election,
     /// unless it is not a heartbeat or comes from `own` (the interface's
     /// own MAC). Closed subscriptions are pruned.
@@ -118,20 +149,7 @@ impl PacketHeartbeats {
     }
 
     fn link(&self, interface: &Interface) -> Result<Arc<Link<Arc<Subscribers>>>, AnnounceError> {
-        self.links.get_or_open(
-            interface,
-            |index| PacketSocket::open_heartbeat(index, HEARTBEAT_MAC),
-            Arc::default,
-            |socket, subscribers| {
-                // Only when the link is opened: a send allocates nothing.
-                let (name, own) = (interface.name.clone(), interface.mac);
-                async move {
-                    socket
-                        .read_frames(&name, |frame| subscribers.deliver(own, frame))
-                        .await;
-                }
-            },
-        )
+        heartbeat_link(&self.links, interface)
     }
 
     /// Send `beat` from the interface's MAC to [`HEARTBEAT_MAC`]. A beat
@@ -165,22 +183,27 @@ impl PacketHeartbeats {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::time::Duration;
 
     const OWN: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x01]);
     const PEER: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x02]);
 
-    fn frame(from: MacAddr, election: ElectionId, sequence: u64) -> Vec<u8> {
-        let beat = Heartbeat {
+    /// A peer's beat: node-2, term 4, record version 9, 10 ms.
+    pub(crate) fn peer_beat(election: ElectionId, sequence: u64) -> Heartbeat {
+        Heartbeat {
             election,
             holder: "node-2".into(),
             term: 4,
             sequence,
             version: 9,
             interval: Duration::from_millis(10),
-        };
+        }
+    }
+
+    fn frame(from: MacAddr, election: ElectionId, sequence: u64) -> Vec<u8> {
+        let beat = peer_beat(election, sequence);
         HeartbeatRepr::new(from, &beat).unwrap().to_vec().unwrap()
     }
 

@@ -30,9 +30,8 @@ use vip_core::{
     HeartbeatKey, Interface, MacAddr,
 };
 
-use crate::heartbeat::HEARTBEAT_CAPACITY;
-use crate::packet::{Link, Links, PacketSocket};
-use crate::wire::heartbeat::HEARTBEAT_MAC;
+use crate::heartbeat::{Deliver, HEARTBEAT_CAPACITY, heartbeat_link};
+use crate::packet::Links;
 use crate::wire::heartbeat_v2::{BeatKey, BeatTemplate, MAX_FRAME_LEN, SignedRepr, verify};
 
 /// One verifying subscription.
@@ -70,7 +69,9 @@ impl Verifiers {
         });
         SignedSubscription { beats: rx, drops }
     }
+}
 
+impl Deliver for Verifiers {
     /// Verify one received frame for every subscription: deliver it where
     /// it verifies, count it where it does not. Frames from `own` are
     /// skipped.
@@ -162,22 +163,6 @@ impl SignedHeartbeats {
         Self::default()
     }
 
-    fn link(&self, interface: &Interface) -> Result<Arc<Link<Arc<Verifiers>>>, AnnounceError> {
-        self.links.get_or_open(
-            interface,
-            |index| PacketSocket::open_heartbeat(index, HEARTBEAT_MAC),
-            Arc::default,
-            |socket, verifiers| {
-                let (name, own) = (interface.name.clone(), interface.mac);
-                async move {
-                    socket
-                        .read_frames(&name, |frame| verifiers.deliver(own, frame))
-                        .await;
-                }
-            },
-        )
-    }
-
     /// The leader's frame for `beat` (its sequence is replaced by every
     /// [`send_beat`](Self::send_beat)) from `interface`'s MAC, signed with
     /// `key`. A beat that cannot be framed (an empty holder or one over
@@ -206,7 +191,7 @@ impl SignedHeartbeats {
         template: &mut BeatTemplate,
         sequence: u64,
     ) -> Result<(), AnnounceError> {
-        let link = self.link(interface)?;
+        let link = heartbeat_link(&self.links, interface)?;
         let frame = template.next(sequence);
         self.links
             .send(interface, &link, frame, "sending a heartbeat")
@@ -222,7 +207,9 @@ impl SignedHeartbeats {
         election: ElectionId,
     ) -> Result<SignedSubscription, AnnounceError> {
         let drops = Arc::new(HeartbeatDrops::default());
-        Ok(self.link(interface)?.shared.add(key, election, drops))
+        Ok(heartbeat_link(&self.links, interface)?
+            .shared
+            .add(key, election, drops))
     }
 }
 
@@ -263,7 +250,7 @@ impl HeartbeatChannel for SignedHeartbeats {
             frame[..bytes.len()].copy_from_slice(bytes);
             bytes.len()
         };
-        let link = self.link(interface)?;
+        let link = heartbeat_link(&self.links, interface)?;
         self.links
             .send(interface, &link, &frame[..len], "sending a heartbeat")
             .await
@@ -276,16 +263,19 @@ impl HeartbeatChannel for SignedHeartbeats {
         election: ElectionId,
         drops: Arc<HeartbeatDrops>,
     ) -> Result<mpsc::Receiver<HeardBeat>, AnnounceError> {
-        Ok(self.link(interface)?.shared.add(key, election, drops).beats)
+        Ok(heartbeat_link(&self.links, interface)?
+            .shared
+            .add(key, election, drops)
+            .beats)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
     use vip_core::DropKind;
 
+    use crate::heartbeat::tests::peer_beat;
     use crate::wire::heartbeat::HeartbeatRepr;
 
     const OWN: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x01]);
@@ -296,19 +286,8 @@ mod tests {
         HeartbeatKey::new([0x11; 32])
     }
 
-    fn beat(election: ElectionId, sequence: u64) -> Heartbeat {
-        Heartbeat {
-            election,
-            holder: "node-2".into(),
-            term: 4,
-            sequence,
-            version: 9,
-            interval: Duration::from_millis(10),
-        }
-    }
-
     fn signed(from: MacAddr, key: &HeartbeatKey, election: ElectionId, seq: u64) -> Vec<u8> {
-        let (beat, key) = (beat(election, seq), BeatKey::new(key));
+        let (beat, key) = (peer_beat(election, seq), BeatKey::new(key));
         SignedRepr::new(from, &beat, &key)
             .unwrap()
             .to_vec(&key)
@@ -327,7 +306,7 @@ mod tests {
         tampered[35] ^= 1; // the term
         verifiers.deliver(OWN, &tampered);
         verifiers.deliver(OWN, &signed(PEER, &key(), theirs, 11));
-        let v1 = HeartbeatRepr::new(FORGER, &beat(ours, 12))
+        let v1 = HeartbeatRepr::new(FORGER, &peer_beat(ours, 12))
             .unwrap()
             .to_vec()
             .unwrap();

@@ -208,7 +208,7 @@ impl HeartbeatKeyError {
 /// Implementations: the Lease backend (`vip_lease::LeaseHeartbeatKeys`),
 /// the etcd backend (`vip_etcd::EtcdHeartbeatKeys`), [`PresharedKey`] (a
 /// key file around either), and the in-memory one of
-/// [`crate::heartbeat_auth_mem`] (feature `test-util`).
+/// `heartbeat_auth_mem` (feature `test-util`).
 #[async_trait]
 pub trait HeartbeatKeySource: Send + Sync + 'static {
     /// The cluster identity: stable for the cluster's lifetime and

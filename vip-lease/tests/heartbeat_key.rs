@@ -20,6 +20,12 @@ async fn keys(api: &TestApi, listener: usize, user: &str) -> LeaseHeartbeatKeys 
         .expect("key source")
 }
 
+/// The Lease, held by node-a.
+async fn create_lease(api: &TestApi) {
+    let lease = backend(api, 0, "node-a", T).await;
+    lease.create(&held("node-a", 0)).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_nodes_get_one_key_and_the_lease_uid() {
     let users = ["node-a", "node-b", "node-c"];
@@ -33,11 +39,7 @@ async fn racing_nodes_get_one_key_and_the_lease_uid() {
     assert!(err.is_transient(), "{err}");
     assert!(err.to_string().contains("does not exist yet"), "{err}");
 
-    backend(&api, 0, "node-a", T)
-        .await
-        .create(&held("node-a", 0))
-        .await
-        .unwrap();
+    create_lease(&api).await;
     let results = futures::future::join_all(sources.iter().map(|s| s.heartbeat_auth())).await;
     let auths: Vec<_> = results.into_iter().map(|r| r.unwrap()).collect();
     assert!(auths.windows(2).all(|w| w[0] == w[1]), "{auths:?}");
@@ -71,11 +73,7 @@ async fn two_clusters_with_default_names_get_different_scopes_and_keys() {
     let mut scopes = Vec::new();
     for _ in 0..2 {
         let api = lab(1, &["node-a"]).await;
-        backend(&api, 0, "node-a", T)
-            .await
-            .create(&held("node-a", 0))
-            .await
-            .unwrap();
+        create_lease(&api).await;
         let auth = keys(&api, 0, "node-a")
             .await
             .heartbeat_auth()
@@ -96,11 +94,7 @@ async fn a_missing_secret_permission_is_one_clear_error() {
     }))
     .await
     .unwrap();
-    backend(&api, 0, "node-a", T)
-        .await
-        .create(&held("node-a", 0))
-        .await
-        .unwrap();
+    create_lease(&api).await;
     let source = keys(&api, 0, "node-a").await;
     // The Lease is still readable: the election itself is unaffected.
     assert!(source.cluster_identity().await.is_ok());

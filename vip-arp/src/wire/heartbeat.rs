@@ -54,7 +54,7 @@ use std::str::Utf8Error;
 
 use vip_core::{ElectionId, HeardBeat, Heartbeat, MacAddr};
 
-use super::ETHERNET_HEADER_LEN;
+use super::heartbeat_fields::{self, Layout};
 
 /// The heartbeat's destination: locally administered multicast.
 pub const HEARTBEAT_MAC: MacAddr = MacAddr([0x03, 0x76, 0x69, 0x70, 0x00, 0x01]);
@@ -73,16 +73,11 @@ pub const MIN_FRAME_LEN: usize = 60;
 /// The longest frame accepted: a 253-byte holder and no padding.
 pub const MAX_FRAME_LEN: usize = HEADER_LEN + MAX_HOLDER_LEN;
 
-const ETHERTYPE: usize = 12;
-const MAGIC_AT: usize = ETHERNET_HEADER_LEN;
-const VERSION_AT: usize = 18;
-const FLAGS_AT: usize = 19;
-const ELECTION_AT: usize = 20;
-const TERM_AT: usize = 28;
-const SEQUENCE_AT: usize = 32;
-const RECORD_AT: usize = 40;
-const INTERVAL_AT: usize = 48;
-const HOLDER_LEN_AT: usize = 52;
+/// Where version 1 keeps its fields.
+pub(super) const LAYOUT: Layout = Layout {
+    version: VERSION,
+    election: 20,
+};
 
 /// Why bytes are not a heartbeat vip understands, or a heartbeat cannot be
 /// written.
@@ -157,24 +152,6 @@ pub enum HeartbeatError {
     },
 }
 
-fn be<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
-    let mut out = [0u8; N];
-    if let Some(src) = bytes.get(at..at + N) {
-        out.copy_from_slice(src);
-    }
-    out
-}
-
-/// The holder identity of a checked frame. new_checked validated it; the
-/// empty fallback is unreachable and only keeps this panic-free.
-fn holder_of(bytes: &[u8]) -> &str {
-    let n = bytes.get(HOLDER_LEN_AT).map_or(0, |n| usize::from(*n));
-    bytes
-        .get(HEADER_LEN..HEADER_LEN + n)
-        .and_then(|h| std::str::from_utf8(h).ok())
-        .unwrap_or_default()
-}
-
 /// A checked, zero-copy view of a received heartbeat frame.
 ///
 /// After [`new_checked`](Self::new_checked) succeeds, every accessor is
@@ -199,89 +176,13 @@ impl<T: AsRef<[u8]>> HeartbeatFrame<T> {
         if len > MAX_FRAME_LEN {
             return Err(HeartbeatError::Oversized { len });
         }
-        let ethertype = u16::from_be_bytes(be(bytes, ETHERTYPE));
-        if ethertype != ETHERTYPE_HEARTBEAT {
-            return Err(HeartbeatError::NotHeartbeat { ethertype });
-        }
-        let found: [u8; 4] = be(bytes, MAGIC_AT);
-        if found != MAGIC {
-            return Err(HeartbeatError::Magic { found });
-        }
-        let version = be::<1>(bytes, VERSION_AT)[0];
-        if version != VERSION {
-            return Err(HeartbeatError::Version(version));
-        }
-        let ms = u32::from_be_bytes(be(bytes, INTERVAL_AT));
-        if ms == 0 {
-            return Err(HeartbeatError::Interval { ms: 0 });
-        }
-        let n = usize::from(be::<1>(bytes, HOLDER_LEN_AT)[0]);
-        if n == 0 || n > MAX_HOLDER_LEN {
-            return Err(HeartbeatError::HolderLength(n));
-        }
-        let holder = bytes
-            .get(HEADER_LEN..HEADER_LEN + n)
-            .ok_or(HeartbeatError::Truncated {
-                len,
-                needed: HEADER_LEN + n,
-            })?;
-        std::str::from_utf8(holder).map_err(HeartbeatError::HolderUtf8)?;
+        heartbeat_fields::check_head(bytes, VERSION)?;
+        heartbeat_fields::check_lengths(bytes, &LAYOUT)?;
+        heartbeat_fields::holder_checked(bytes, &LAYOUT)?;
         Ok(Self { buffer })
     }
 
-    fn bytes(&self) -> &[u8] {
-        self.buffer.as_ref()
-    }
-
-    /// Ethernet destination.
-    pub fn eth_destination(&self) -> MacAddr {
-        MacAddr(be(self.bytes(), 0))
-    }
-
-    /// Ethernet source: the sender.
-    pub fn eth_source(&self) -> MacAddr {
-        MacAddr(be(self.bytes(), 6))
-    }
-
-    /// The flags byte (reserved; 0 from this version's senders).
-    pub fn flags(&self) -> u8 {
-        be::<1>(self.bytes(), FLAGS_AT)[0]
-    }
-
-    /// The election.
-    pub fn election(&self) -> ElectionId {
-        ElectionId(u64::from_be_bytes(be(self.bytes(), ELECTION_AT)))
-    }
-
-    /// The sender's term.
-    pub fn term(&self) -> u32 {
-        u32::from_be_bytes(be(self.bytes(), TERM_AT))
-    }
-
-    /// The sequence number within the term.
-    pub fn sequence(&self) -> u64 {
-        u64::from_be_bytes(be(self.bytes(), SEQUENCE_AT))
-    }
-
-    /// The tag of the record version the sender last wrote.
-    pub fn record_version(&self) -> u64 {
-        u64::from_be_bytes(be(self.bytes(), RECORD_AT))
-    }
-
-    /// The sender's interval in milliseconds (at least 1).
-    pub fn interval_ms(&self) -> u32 {
-        u32::from_be_bytes(be(self.bytes(), INTERVAL_AT))
-    }
-
-    /// The holder identity (validated UTF-8, 1 to 253 bytes).
-    pub fn holder(&self) -> &str {
-        holder_of(self.bytes())
-    }
-
-    /// The underlying buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
+    heartbeat_fields::shared_accessors!(LAYOUT);
 }
 
 /// A parsed heartbeat frame: every field that carries meaning (the
@@ -332,7 +233,8 @@ impl<'a> HeartbeatRepr<'a> {
         Ok(repr)
     }
 
-    fn check(&self) -> Result<(), HeartbeatError> {
+    /// Refuse a holder of 0 or more than 253 bytes and a 0 ms interval.
+    pub(super) fn check(&self) -> Result<(), HeartbeatError> {
         let n = self.holder.len();
         if n == 0 || n > MAX_HOLDER_LEN {
             return Err(HeartbeatError::HolderLength(n));
@@ -346,16 +248,7 @@ impl<'a> HeartbeatRepr<'a> {
     /// Parse a checked frame; the holder borrows from its bytes.
     pub fn parse<T: AsRef<[u8]> + ?Sized>(frame: &HeartbeatFrame<&'a T>) -> Self {
         let bytes: &'a [u8] = frame.buffer.as_ref();
-        Self {
-            eth_destination: frame.eth_destination(),
-            eth_source: frame.eth_source(),
-            election: frame.election(),
-            term: frame.term(),
-            sequence: frame.sequence(),
-            record_version: frame.record_version(),
-            interval_ms: frame.interval_ms(),
-            holder: holder_of(bytes),
-        }
+        heartbeat_fields::parse(bytes, &LAYOUT)
     }
 
     /// Check and parse raw bytes.
@@ -377,21 +270,7 @@ impl<'a> HeartbeatRepr<'a> {
         let Some(out) = buf.get_mut(..needed) else {
             return Err(HeartbeatError::BufferTooSmall { len, needed });
         };
-        out[0..6].copy_from_slice(&self.eth_destination.0);
-        out[6..12].copy_from_slice(&self.eth_source.0);
-        out[ETHERTYPE..MAGIC_AT].copy_from_slice(&ETHERTYPE_HEARTBEAT.to_be_bytes());
-        out[MAGIC_AT..VERSION_AT].copy_from_slice(&MAGIC);
-        out[VERSION_AT] = VERSION;
-        out[FLAGS_AT] = 0;
-        out[ELECTION_AT..TERM_AT].copy_from_slice(&self.election.0.to_be_bytes());
-        out[TERM_AT..SEQUENCE_AT].copy_from_slice(&self.term.to_be_bytes());
-        out[SEQUENCE_AT..RECORD_AT].copy_from_slice(&self.sequence.to_be_bytes());
-        out[RECORD_AT..INTERVAL_AT].copy_from_slice(&self.record_version.to_be_bytes());
-        out[INTERVAL_AT..HOLDER_LEN_AT].copy_from_slice(&self.interval_ms.to_be_bytes());
-        // check() bounds the length to 253.
-        out[HOLDER_LEN_AT] = self.holder.len() as u8;
-        let end = HEADER_LEN + self.holder.len();
-        out[HEADER_LEN..end].copy_from_slice(self.holder.as_bytes());
+        let end = heartbeat_fields::emit(self, &LAYOUT, out);
         out[end..].fill(0);
         Ok(needed)
     }
@@ -420,7 +299,7 @@ impl<'a> HeartbeatRepr<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::time::Duration;
@@ -445,7 +324,8 @@ mod tests {
         0,    // padding to 60 bytes
     ];
 
-    fn beat() -> Heartbeat {
+    /// The beat of the golden frames (both versions).
+    pub(in crate::wire) fn beat() -> Heartbeat {
         Heartbeat {
             election: ElectionId(0x0123_4567_89ab_cdef),
             holder: "node-1".into(),
@@ -618,9 +498,10 @@ mod tests {
         assert_eq!(HeartbeatRepr::new(MAC, &odd).unwrap().interval_ms, 10);
     }
 
-    type Parts = ([u8; 6], [u8; 6], u64, u32, (u64, u64), u32, String);
+    /// The fields of a representation, the holder not yet cut to size.
+    pub(in crate::wire) type Parts = ([u8; 6], [u8; 6], u64, u32, (u64, u64), u32, String);
 
-    fn repr_parts() -> impl Strategy<Value = Parts> {
+    pub(in crate::wire) fn repr_parts() -> impl Strategy<Value = Parts> {
         (
             any::<[u8; 6]>(),
             any::<[u8; 6]>(),
@@ -633,7 +514,24 @@ mod tests {
         )
     }
 
-    fn fit(mut holder: String) -> String {
+    /// The representation of `parts` with `holder` (cut by [`fit`]).
+    pub(in crate::wire) fn repr_of<'a>(
+        (d, s, e, t, (q, v), i, _): &Parts,
+        holder: &'a str,
+    ) -> HeartbeatRepr<'a> {
+        HeartbeatRepr {
+            eth_destination: MacAddr(*d),
+            eth_source: MacAddr(*s),
+            election: ElectionId(*e),
+            term: *t,
+            sequence: *q,
+            record_version: *v,
+            interval_ms: *i,
+            holder,
+        }
+    }
+
+    pub(in crate::wire) fn fit(mut holder: String) -> String {
         while holder.len() > MAX_HOLDER_LEN {
             holder.pop();
         }
@@ -642,18 +540,9 @@ mod tests {
 
     proptest! {
         #[test]
-        fn round_trip((d, s, e, t, (q, v), i, h) in repr_parts()) {
-            let holder = fit(h);
-            let r = HeartbeatRepr {
-                eth_destination: MacAddr(d),
-                eth_source: MacAddr(s),
-                election: ElectionId(e),
-                term: t,
-                sequence: q,
-                record_version: v,
-                interval_ms: i,
-                holder: &holder,
-            };
+        fn round_trip(parts in repr_parts()) {
+            let holder = fit(parts.6.clone());
+            let r = repr_of(&parts, &holder);
             let bytes = r.to_vec().unwrap();
             prop_assert_eq!(bytes.len(), r.buffer_len());
             prop_assert!(bytes.len() >= MIN_FRAME_LEN && bytes.len() <= MAX_FRAME_LEN);

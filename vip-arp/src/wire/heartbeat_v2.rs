@@ -1,7 +1,7 @@
 //! Version 2 of the layer-2 heartbeat: authenticated and scoped to one
 //! cluster.
 //!
-//! Addressing (destination [`HEARTBEAT_MAC`], the sender's source MAC,
+//! Addressing (destination [`HEARTBEAT_MAC`](super::heartbeat::HEARTBEAT_MAC), the sender's source MAC,
 //! EtherType 0x88B5) and magic are those of version 1
 //! ([`super::heartbeat`]). What changes:
 //!
@@ -27,7 +27,7 @@
 //!
 //! | offset | length | field | value |
 //! |---|---|---|---|
-//! | 0 | 6 | destination MAC | [`HEARTBEAT_MAC`] |
+//! | 0 | 6 | destination MAC | [`HEARTBEAT_MAC`](super::heartbeat::HEARTBEAT_MAC) |
 //! | 6 | 6 | source MAC | the sender's |
 //! | 12 | 2 | EtherType | `0x88B5` |
 //! | 14 | 4 | magic | `b"VIPH"` |
@@ -62,38 +62,27 @@ use std::fmt;
 use subtle::ConstantTimeEq;
 use vip_core::{DropKind, ElectionId, HeardBeat, Heartbeat, HeartbeatKey, MacAddr};
 
-use super::heartbeat::{ETHERTYPE_HEARTBEAT, HEARTBEAT_MAC, HeartbeatError, MAGIC, MAX_HOLDER_LEN};
+use super::heartbeat::{HeartbeatError, HeartbeatRepr, MAX_HOLDER_LEN};
+use super::heartbeat_fields::{self, Layout};
 
 /// The version this module reads and writes.
 pub const VERSION: u8 = 2;
 /// The length of the truncated authentication code.
 pub const TAG_LEN: usize = 16;
 /// Length of everything before the holder identity.
-pub const HEADER_LEN: usize = 57;
+pub const HEADER_LEN: usize = LAYOUT.header_len();
 /// The shortest frame: a one-byte holder.
 pub const MIN_FRAME_LEN: usize = HEADER_LEN + 1 + TAG_LEN;
 /// The longest frame: a 253-byte holder.
 pub const MAX_FRAME_LEN: usize = HEADER_LEN + MAX_HOLDER_LEN + TAG_LEN;
 
-const ETHERTYPE_AT: usize = 12;
-const MAGIC_AT: usize = 14;
-const VERSION_AT: usize = 18;
-const FLAGS_AT: usize = 19;
 const KEY_ID_AT: usize = 20;
-const ELECTION_AT: usize = 24;
-const TERM_AT: usize = 32;
-const SEQUENCE_AT: usize = 36;
-const RECORD_AT: usize = 44;
-const INTERVAL_AT: usize = 52;
-const HOLDER_LEN_AT: usize = 56;
 
-fn be<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
-    let mut out = [0u8; N];
-    if let Some(src) = bytes.get(at..at + N) {
-        out.copy_from_slice(src);
-    }
-    out
-}
+/// Where version 2 keeps the fields it shares with version 1.
+const LAYOUT: Layout = Layout {
+    version: VERSION,
+    election: 24,
+};
 
 /// A heartbeat key ready for HMAC-SHA256, with its id.
 #[derive(Clone)]
@@ -104,9 +93,7 @@ pub struct BeatKey {
 
 impl fmt::Debug for BeatKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BeatKey")
-            .field("id", &format_args!("{:08x}", self.id))
-            .finish_non_exhaustive()
+        write!(f, "BeatKey {{ id: {:08x}, .. }}", self.id)
     }
 }
 
@@ -126,10 +113,7 @@ impl BeatKey {
 
     /// The truncated code of `signed`.
     fn tag(&self, signed: &[u8]) -> [u8; TAG_LEN] {
-        let full = ring::hmac::sign(&self.key, signed);
-        let mut tag = [0u8; TAG_LEN];
-        tag.copy_from_slice(&full.as_ref()[..TAG_LEN]);
-        tag
+        heartbeat_fields::be(ring::hmac::sign(&self.key, signed).as_ref(), 0)
     }
 }
 
@@ -146,232 +130,105 @@ impl<T: AsRef<[u8]>> SignedFrame<T> {
     /// Check that `buffer` holds exactly one version 2 heartbeat. A
     /// version 1 frame is [`HeartbeatError::Version`]`(1)`.
     pub fn new_checked(buffer: T) -> Result<Self, HeartbeatError> {
-        let bytes = buffer.as_ref();
-        let len = bytes.len();
-        if len <= VERSION_AT {
-            return Err(HeartbeatError::Truncated {
-                len,
-                needed: MIN_FRAME_LEN,
-            });
+        let (bytes, len) = (buffer.as_ref(), buffer.as_ref().len());
+        let truncated = HeartbeatError::Truncated {
+            len,
+            needed: MIN_FRAME_LEN,
+        };
+        if len <= heartbeat_fields::VERSION_AT {
+            return Err(truncated);
         }
-        let ethertype = u16::from_be_bytes(be(bytes, ETHERTYPE_AT));
-        if ethertype != ETHERTYPE_HEARTBEAT {
-            return Err(HeartbeatError::NotHeartbeat { ethertype });
-        }
-        let found: [u8; 4] = be(bytes, MAGIC_AT);
-        if found != MAGIC {
-            return Err(HeartbeatError::Magic { found });
-        }
-        let version = be::<1>(bytes, VERSION_AT)[0];
-        if version != VERSION {
-            return Err(HeartbeatError::Version(version));
-        }
+        heartbeat_fields::check_head(bytes, VERSION)?;
         if len < MIN_FRAME_LEN {
-            return Err(HeartbeatError::Truncated {
-                len,
-                needed: MIN_FRAME_LEN,
-            });
+            return Err(truncated);
         }
         if len > MAX_FRAME_LEN {
             return Err(HeartbeatError::Oversized { len });
         }
-        let ms = u32::from_be_bytes(be(bytes, INTERVAL_AT));
-        if ms == 0 {
-            return Err(HeartbeatError::Interval { ms: 0 });
-        }
-        let n = usize::from(be::<1>(bytes, HOLDER_LEN_AT)[0]);
-        if n == 0 || n > MAX_HOLDER_LEN {
-            return Err(HeartbeatError::HolderLength(n));
-        }
+        let n = heartbeat_fields::check_lengths(bytes, &LAYOUT)?;
         let expected = HEADER_LEN + n + TAG_LEN;
         if len != expected {
             return Err(HeartbeatError::Length { len, expected });
         }
-        let holder = bytes.get(HEADER_LEN..HEADER_LEN + n).unwrap_or_default();
-        std::str::from_utf8(holder).map_err(HeartbeatError::HolderUtf8)?;
+        heartbeat_fields::holder_checked(bytes, &LAYOUT)?;
         Ok(Self { buffer })
     }
 
-    fn bytes(&self) -> &[u8] {
-        self.buffer.as_ref()
-    }
-
-    fn holder_len(&self) -> usize {
-        usize::from(be::<1>(self.bytes(), HOLDER_LEN_AT)[0])
-    }
-
-    /// Ethernet destination.
-    pub fn eth_destination(&self) -> MacAddr {
-        MacAddr(be(self.bytes(), 0))
-    }
-
-    /// Ethernet source: the sender.
-    pub fn eth_source(&self) -> MacAddr {
-        MacAddr(be(self.bytes(), 6))
-    }
-
-    /// The flags byte (reserved; 0 from this version's senders).
-    pub fn flags(&self) -> u8 {
-        be::<1>(self.bytes(), FLAGS_AT)[0]
-    }
+    heartbeat_fields::shared_accessors!(LAYOUT);
 
     /// The id of the key that signed the frame.
     pub fn key_id(&self) -> u32 {
-        u32::from_be_bytes(be(self.bytes(), KEY_ID_AT))
+        u32::from_be_bytes(heartbeat_fields::be(self.bytes(), KEY_ID_AT))
     }
 
-    /// The election scope.
-    pub fn election(&self) -> ElectionId {
-        ElectionId(u64::from_be_bytes(be(self.bytes(), ELECTION_AT)))
-    }
-
-    /// The sender's term.
-    pub fn term(&self) -> u32 {
-        u32::from_be_bytes(be(self.bytes(), TERM_AT))
-    }
-
-    /// The sequence number within the term.
-    pub fn sequence(&self) -> u64 {
-        u64::from_be_bytes(be(self.bytes(), SEQUENCE_AT))
-    }
-
-    /// The tag of the record version the sender last wrote.
-    pub fn record_version(&self) -> u64 {
-        u64::from_be_bytes(be(self.bytes(), RECORD_AT))
-    }
-
-    /// The sender's interval in milliseconds (at least 1).
-    pub fn interval_ms(&self) -> u32 {
-        u32::from_be_bytes(be(self.bytes(), INTERVAL_AT))
-    }
-
-    /// The holder identity (validated UTF-8, 1 to 253 bytes).
-    pub fn holder(&self) -> &str {
-        let n = self.holder_len();
-        self.bytes()
-            .get(HEADER_LEN..HEADER_LEN + n)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .unwrap_or_default()
+    /// Where the code starts: after the holder.
+    fn tag_at(&self) -> usize {
+        HEADER_LEN + self.holder().len()
     }
 
     /// The bytes the code covers: everything before it.
     pub fn signed_bytes(&self) -> &[u8] {
-        let end = HEADER_LEN + self.holder_len();
-        self.bytes().get(..end).unwrap_or_default()
+        self.bytes().get(..self.tag_at()).unwrap_or_default()
     }
 
     /// The code as received.
     pub fn tag(&self) -> [u8; TAG_LEN] {
-        be(self.bytes(), HEADER_LEN + self.holder_len())
+        heartbeat_fields::be(self.bytes(), self.tag_at())
     }
 
     /// Whether the code is right for `key` (compared in constant time).
     pub fn code_matches(&self, key: &BeatKey) -> bool {
         bool::from(key.tag(self.signed_bytes()).ct_eq(&self.tag()))
     }
-
-    /// The underlying buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
 }
 
-/// A parsed version 2 heartbeat: every field that carries meaning (the
-/// reserved flags and the code are not kept; [`emit`](Self::emit) signs).
+/// A parsed version 2 heartbeat: the fields it shares with version 1 and
+/// the key id (the reserved flags and the code are not kept;
+/// [`emit`](Self::emit) signs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SignedRepr<'a> {
-    /// Ethernet destination ([`HEARTBEAT_MAC`] when built by
-    /// [`new`](Self::new)).
-    pub eth_destination: MacAddr,
-    /// Ethernet source: the sender's MAC.
-    pub eth_source: MacAddr,
+    /// The beat: Ethernet addresses, election scope, term, sequence,
+    /// record version, interval, holder.
+    pub beat: HeartbeatRepr<'a>,
     /// The id of the signing key.
     pub key_id: u32,
-    /// The election scope.
-    pub election: ElectionId,
-    /// The sender's term.
-    pub term: u32,
-    /// The sequence number within the term.
-    pub sequence: u64,
-    /// The tag of the record version the sender last wrote.
-    pub record_version: u64,
-    /// The sender's interval, whole milliseconds, at least 1.
-    pub interval_ms: u32,
-    /// The holder identity, 1 to 253 bytes.
-    pub holder: &'a str,
 }
 
 impl<'a> SignedRepr<'a> {
     /// The frame a node with MAC `source` sends for `beat` under `key`, to
-    /// [`HEARTBEAT_MAC`]. The interval is sent in whole milliseconds; it
+    /// [`HEARTBEAT_MAC`](super::heartbeat::HEARTBEAT_MAC). The interval is sent in whole milliseconds; it
     /// must be 1 ms to `u32::MAX` ms, and the holder 1 to 253 bytes.
     pub fn new(
         source: MacAddr,
         beat: &'a Heartbeat,
         key: &BeatKey,
     ) -> Result<Self, HeartbeatError> {
-        let ms = beat.interval.as_millis();
-        let interval_ms = u32::try_from(ms)
-            .ok()
-            .filter(|ms| *ms > 0)
-            .ok_or(HeartbeatError::Interval { ms })?;
-        let repr = Self {
-            eth_destination: HEARTBEAT_MAC,
-            eth_source: source,
+        Ok(Self {
+            beat: HeartbeatRepr::new(source, beat)?,
             key_id: key.id(),
-            election: beat.election,
-            term: beat.term,
-            sequence: beat.sequence,
-            record_version: beat.version,
-            interval_ms,
-            holder: &beat.holder,
-        };
-        repr.check()?;
-        Ok(repr)
-    }
-
-    fn check(&self) -> Result<(), HeartbeatError> {
-        let n = self.holder.len();
-        if n == 0 || n > MAX_HOLDER_LEN {
-            return Err(HeartbeatError::HolderLength(n));
-        }
-        if self.interval_ms == 0 {
-            return Err(HeartbeatError::Interval { ms: 0 });
-        }
-        Ok(())
+        })
     }
 
     /// Parse a checked frame (its code unverified); the holder borrows
     /// from its bytes.
     pub fn parse<T: AsRef<[u8]> + ?Sized>(frame: &SignedFrame<&'a T>) -> Self {
         let bytes: &'a [u8] = frame.buffer.as_ref();
-        let n = frame.holder_len();
         Self {
-            eth_destination: frame.eth_destination(),
-            eth_source: frame.eth_source(),
+            beat: heartbeat_fields::parse(bytes, &LAYOUT),
             key_id: frame.key_id(),
-            election: frame.election(),
-            term: frame.term(),
-            sequence: frame.sequence(),
-            record_version: frame.record_version(),
-            interval_ms: frame.interval_ms(),
-            holder: bytes
-                .get(HEADER_LEN..HEADER_LEN + n)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .unwrap_or_default(),
         }
     }
 
     /// The frame's length: header, holder and code.
     pub fn buffer_len(&self) -> usize {
-        HEADER_LEN + self.holder.len() + TAG_LEN
+        HEADER_LEN + self.beat.holder.len() + TAG_LEN
     }
 
     /// Write the frame into the first [`buffer_len`](Self::buffer_len)
     /// bytes of `buf` and sign it with `key` (whose id must be
     /// [`key_id`](Self::key_id)); returns that length.
     pub fn emit(&self, buf: &mut [u8], key: &BeatKey) -> Result<usize, HeartbeatError> {
-        self.check()?;
+        self.beat.check()?;
         if key.id() != self.key_id {
             return Err(HeartbeatError::KeyId {
                 frame: self.key_id,
@@ -383,22 +240,8 @@ impl<'a> SignedRepr<'a> {
         let Some(out) = buf.get_mut(..needed) else {
             return Err(HeartbeatError::BufferTooSmall { len, needed });
         };
-        out[0..6].copy_from_slice(&self.eth_destination.0);
-        out[6..12].copy_from_slice(&self.eth_source.0);
-        out[ETHERTYPE_AT..MAGIC_AT].copy_from_slice(&ETHERTYPE_HEARTBEAT.to_be_bytes());
-        out[MAGIC_AT..VERSION_AT].copy_from_slice(&MAGIC);
-        out[VERSION_AT] = VERSION;
-        out[FLAGS_AT] = 0;
-        out[KEY_ID_AT..ELECTION_AT].copy_from_slice(&self.key_id.to_be_bytes());
-        out[ELECTION_AT..TERM_AT].copy_from_slice(&self.election.0.to_be_bytes());
-        out[TERM_AT..SEQUENCE_AT].copy_from_slice(&self.term.to_be_bytes());
-        out[SEQUENCE_AT..RECORD_AT].copy_from_slice(&self.sequence.to_be_bytes());
-        out[RECORD_AT..INTERVAL_AT].copy_from_slice(&self.record_version.to_be_bytes());
-        out[INTERVAL_AT..HOLDER_LEN_AT].copy_from_slice(&self.interval_ms.to_be_bytes());
-        // check() bounds the length to 253.
-        out[HOLDER_LEN_AT] = self.holder.len() as u8;
-        let end = HEADER_LEN + self.holder.len();
-        out[HEADER_LEN..end].copy_from_slice(self.holder.as_bytes());
+        let end = heartbeat_fields::emit(&self.beat, &LAYOUT, out);
+        out[KEY_ID_AT..KEY_ID_AT + 4].copy_from_slice(&self.key_id.to_be_bytes());
         let tag = key.tag(&out[..end]);
         out[end..].copy_from_slice(&tag);
         Ok(needed)
@@ -413,17 +256,7 @@ impl<'a> SignedRepr<'a> {
 
     /// The heartbeat it carries, as heard from its Ethernet source.
     pub fn to_heard(&self) -> HeardBeat {
-        HeardBeat {
-            beat: Heartbeat {
-                election: self.election,
-                holder: self.holder.to_string(),
-                term: self.term,
-                sequence: self.sequence,
-                version: self.record_version,
-                interval: std::time::Duration::from_millis(u64::from(self.interval_ms)),
-            },
-            from: self.eth_source,
-        }
+        self.beat.to_heard()
     }
 }
 
@@ -508,7 +341,8 @@ impl BeatTemplate {
     /// The signed frame with sequence `sequence`.
     pub fn next(&mut self, sequence: u64) -> &[u8] {
         let end = self.len - TAG_LEN;
-        self.frame[SEQUENCE_AT..RECORD_AT].copy_from_slice(&sequence.to_be_bytes());
+        self.frame[LAYOUT.sequence()..LAYOUT.sequence() + 8]
+            .copy_from_slice(&sequence.to_be_bytes());
         let tag = self.key.tag(&self.frame[..end]);
         self.frame[end..self.len].copy_from_slice(&tag);
         &self.frame[..self.len]
@@ -518,6 +352,7 @@ impl BeatTemplate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::heartbeat::tests::{Parts, beat, fit, repr_of as v1_repr_of, repr_parts};
     use proptest::prelude::*;
     use std::time::Duration;
 
@@ -554,17 +389,6 @@ mod tests {
         BeatKey::new(&HeartbeatKey::new([0x5a; 32]))
     }
 
-    fn beat() -> Heartbeat {
-        Heartbeat {
-            election: ELECTION,
-            holder: "node-1".into(),
-            term: 7,
-            sequence: 300,
-            version: 0xfedc_ba98_7654_3210,
-            interval: Duration::from_millis(10),
-        }
-    }
-
     #[test]
     fn golden_bytes() {
         let (beat, key) = (beat(), key());
@@ -575,14 +399,14 @@ mod tests {
         assert_eq!(repr.emit(&mut buf, &key), Ok(GOLDEN.len()));
         assert_eq!(&buf[..GOLDEN.len()], &GOLDEN[..]);
         // The template gives the same bytes for the same sequence.
-        let mut template = BeatTemplate::new(
-            &SignedRepr {
+        let start = SignedRepr {
+            beat: HeartbeatRepr {
                 sequence: 0,
-                ..repr
+                ..repr.beat
             },
-            key,
-        )
-        .unwrap();
+            ..repr
+        };
+        let mut template = BeatTemplate::new(&start, key).unwrap();
         assert_eq!(template.next(300), &GOLDEN[..]);
     }
 
@@ -635,7 +459,6 @@ mod tests {
 
     #[test]
     fn version_1_frames_are_old_never_trusted() {
-        use super::super::heartbeat::HeartbeatRepr;
         let beat = beat();
         let v1 = HeartbeatRepr::new(MAC, &beat).unwrap().to_vec().unwrap();
         assert_eq!(verify(&v1, &key(), ELECTION), Err(DropReason::OldVersion));
@@ -730,38 +553,10 @@ mod tests {
         );
     }
 
-    type Parts = ([u8; 6], [u8; 6], u64, u32, (u64, u64), u32, String);
-
-    fn repr_parts() -> impl Strategy<Value = Parts> {
-        (
-            any::<[u8; 6]>(),
-            any::<[u8; 6]>(),
-            any::<u64>(),
-            any::<u32>(),
-            (any::<u64>(), any::<u64>()),
-            1u32..,
-            "\\PC{1,120}",
-        )
-    }
-
-    fn fit(mut holder: String) -> String {
-        while holder.len() > MAX_HOLDER_LEN {
-            holder.pop();
-        }
-        holder
-    }
-
-    fn repr_of<'a>((d, s, e, t, (q, v), i, _): &Parts, holder: &'a str) -> SignedRepr<'a> {
+    fn repr_of<'a>(parts: &Parts, holder: &'a str) -> SignedRepr<'a> {
         SignedRepr {
-            eth_destination: MacAddr(*d),
-            eth_source: MacAddr(*s),
+            beat: v1_repr_of(parts, holder),
             key_id: key().id(),
-            election: ElectionId(*e),
-            term: *t,
-            sequence: *q,
-            record_version: *v,
-            interval_ms: *i,
-            holder,
         }
     }
 
@@ -773,7 +568,7 @@ mod tests {
             let key = key();
             let bytes = r.to_vec(&key).unwrap();
             prop_assert!(bytes.len() >= MIN_FRAME_LEN && bytes.len() <= MAX_FRAME_LEN);
-            prop_assert_eq!(verify(&bytes, &key, r.election), Ok(r));
+            prop_assert_eq!(verify(&bytes, &key, r.beat.election), Ok(r));
         }
 
         #[test]
@@ -784,7 +579,7 @@ mod tests {
             let mut bytes = r.to_vec(&key).unwrap();
             let bit = bit.index(bytes.len() * 8);
             bytes[bit / 8] ^= 1 << (bit % 8);
-            prop_assert!(verify(&bytes, &key, r.election).is_err());
+            prop_assert!(verify(&bytes, &key, r.beat.election).is_err());
         }
 
         #[test]
@@ -794,9 +589,9 @@ mod tests {
             let mut template = BeatTemplate::new(&r, key()).unwrap();
             for q in seqs {
                 let bytes = template.next(q).to_vec();
-                let want = SignedRepr { sequence: q, ..r };
+                let want = SignedRepr { beat: HeartbeatRepr { sequence: q, ..r.beat }, ..r };
                 prop_assert_eq!(&bytes, &want.to_vec(&key()).unwrap());
-                prop_assert_eq!(verify(&bytes, &key(), r.election), Ok(want));
+                prop_assert_eq!(verify(&bytes, &key(), r.beat.election), Ok(want));
             }
         }
 

@@ -20,6 +20,7 @@
 
 pub mod arp;
 pub mod heartbeat;
+mod heartbeat_fields;
 pub mod heartbeat_v2;
 pub mod ndp;
 

@@ -273,7 +273,11 @@ async fn handle(
             StatusCode::OK,
             &resource_list(
                 "v1",
-                &[(Kind::Node, &["no"]), (Kind::Event, &["ev"]), (Kind::Secret, &[])],
+                &[
+                    (Kind::Node, &["no"]),
+                    (Kind::Event, &["ev"]),
+                    (Kind::Secret, &[]),
+                ],
             ),
         ),
         Route::CoordinationV1 => json_response(
@@ -315,8 +319,8 @@ async fn handle(
                     req.method().as_str(),
                 )));
             };
-            let no_secrets = kind == Kind::Secret
-                && token.as_ref().is_some_and(|t| t.role == Role::NoSecrets);
+            let no_secrets =
+                kind == Kind::Secret && token.as_ref().is_some_and(|t| t.role == Role::NoSecrets);
             if forbidden || no_secrets {
                 let user = user.unwrap_or_default();
                 return Ok(status_response(&Status::forbidden(

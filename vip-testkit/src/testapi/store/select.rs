@@ -119,7 +119,11 @@ fn check_field_label(kind: Kind, key: &str) -> Result<(), Status> {
         Kind::Event => Err(Status::bad_request(format!(
             "field label not supported: {key}"
         ))),
-        Kind::Lease | Kind::Node | Kind::Secret if key == "metadata.name" || key == "metadata.namespace" => Ok(()),
+        Kind::Lease | Kind::Node | Kind::Secret
+            if key == "metadata.name" || key == "metadata.namespace" =>
+        {
+            Ok(())
+        }
         Kind::Lease | Kind::Node | Kind::Secret => Err(Status::bad_request(format!(
             "\"{key}\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
         ))),
