@@ -73,7 +73,7 @@ pub mod testutil;
 pub use address::{AddressError, AddressManager, LinkEvent, Presence};
 pub use announce::{AnnounceError, Announcer, Conflict};
 pub use backend::{
-    BackendError, LeaderRecord, LockBackend, RecordWatch, VersionedRecord, micro_now,
+    BackendError, LeaderRecord, LockBackend, RecordWatch, VersionedRecord, WatchBackoff, micro_now,
 };
 pub use controller::{
     AnnouncePolicy, Controller, ControllerConfig, ControllerError, ControllerEvent,
