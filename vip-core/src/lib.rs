@@ -83,7 +83,9 @@ pub use controller::{
 pub use cordon::{CordonState, CordonWatch};
 pub use election::{Attempt, ElectionError, Elector};
 pub use health::{HealthError, HealthProbe};
-pub use heartbeat::{ElectionId, HeardBeat, Heartbeat, HeartbeatChannel, version_tag};
+pub use heartbeat::{
+    ElectionId, HeardBeat, Heartbeat, HeartbeatChannel, HeartbeatError, version_tag,
+};
 pub use model::{
     Interface, InterfaceSelector, MacAddr, ModelError, NodeIdentity, Timings, VipAddress, VipSpec,
 };
