@@ -20,14 +20,13 @@
 //!   MAC (frames from the interface's own MAC are skipped uncounted, as
 //!   before). Replays are the controller's to count, in the same table.
 
-use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 use vip_core::{
     AnnounceError, ElectionId, HeardBeat, Heartbeat, HeartbeatChannel, HeartbeatDrops,
-    HeartbeatKey, Interface, MacAddr,
+    HeartbeatError, HeartbeatKey, Interface, MacAddr,
 };
 
 use crate::heartbeat::{Deliver, HEARTBEAT_CAPACITY, heartbeat_link};
@@ -110,7 +109,7 @@ pub struct SignedSubscription {
 /// Sends and hears signed (version 2) heartbeats on `AF_PACKET` sockets.
 ///
 /// ```no_run
-/// # async fn demo(interface: vip_core::Interface) -> Result<(), vip_core::AnnounceError> {
+/// # async fn demo(interface: vip_core::Interface) -> Result<(), Box<dyn std::error::Error>> {
 /// use std::time::Duration;
 /// use vip_core::{Heartbeat, HeartbeatKey, election_scope};
 /// let channel = vip_arp::SignedHeartbeats::new();
@@ -166,21 +165,21 @@ impl SignedHeartbeats {
     /// The leader's frame for `beat` (its sequence is replaced by every
     /// [`send_beat`](Self::send_beat)) from `interface`'s MAC, signed with
     /// `key`. A beat that cannot be framed (an empty holder or one over
-    /// 253 bytes, an interval under 1 ms or over `u32::MAX` ms) is an `Io`
-    /// error of kind `InvalidInput`.
+    /// 253 bytes, an interval under 1 ms or over `u32::MAX` ms) is a
+    /// [`HeartbeatError::Frame`] naming the wire format's refusal.
     pub fn template(
         &self,
         interface: &Interface,
         beat: &Heartbeat,
         key: &HeartbeatKey,
-    ) -> Result<BeatTemplate, AnnounceError> {
+    ) -> Result<BeatTemplate, HeartbeatError> {
         let key = BeatKey::new(key);
         SignedRepr::new(interface.mac, beat, &key)
             .and_then(|repr| BeatTemplate::new(&repr, key.clone()))
-            .map_err(|e| AnnounceError::Io {
-                operation: "building a heartbeat",
+            .map_err(|e| HeartbeatError::Frame {
                 interface: interface.name.clone(),
-                source: io::Error::new(io::ErrorKind::InvalidInput, e),
+                holder: beat.holder.clone(),
+                source: Box::new(e),
             })
     }
 
@@ -223,7 +222,7 @@ impl HeartbeatChannel for SignedHeartbeats {
         interface: &Interface,
         beat: &Heartbeat,
         key: &HeartbeatKey,
-    ) -> Result<(), AnnounceError> {
+    ) -> Result<(), HeartbeatError> {
         let mut frame = [0u8; MAX_FRAME_LEN];
         let len = {
             let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
@@ -251,9 +250,10 @@ impl HeartbeatChannel for SignedHeartbeats {
             bytes.len()
         };
         let link = heartbeat_link(&self.links, interface)?;
-        self.links
+        Ok(self
+            .links
             .send(interface, &link, &frame[..len], "sending a heartbeat")
-            .await
+            .await?)
     }
 
     async fn subscribe(
@@ -262,7 +262,7 @@ impl HeartbeatChannel for SignedHeartbeats {
         key: &HeartbeatKey,
         election: ElectionId,
         drops: Arc<HeartbeatDrops>,
-    ) -> Result<mpsc::Receiver<HeardBeat>, AnnounceError> {
+    ) -> Result<mpsc::Receiver<HeardBeat>, HeartbeatError> {
         Ok(heartbeat_link(&self.links, interface)?
             .shared
             .add(key, election, drops)

@@ -19,17 +19,36 @@
 //! (`controller/fast.rs`). A node without the key sends and trusts no
 //! beat: fast failover stays off and the lease's expiry fails over.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use std::sync::Arc;
-
 use crate::announce::AnnounceError;
 use crate::heartbeat_auth::HeartbeatKey;
 use crate::heartbeat_drops::HeartbeatDrops;
 use crate::model::{Interface, MacAddr};
+
+/// Errors of a [`HeartbeatChannel`].
+#[derive(Debug, thiserror::Error)]
+pub enum HeartbeatError {
+    /// The heartbeat cannot be put in a frame (an empty or over-long
+    /// holder, an interval out of range); nothing was sent.
+    #[error("the heartbeat of {holder:?} cannot be framed for {interface}")]
+    Frame {
+        /// The interface.
+        interface: String,
+        /// The holder the heartbeat names.
+        holder: String,
+        /// What the wire format refused.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The packet socket failed (opening it, sending).
+    #[error(transparent)]
+    Socket(#[from] AnnounceError),
+}
 
 /// Which election a heartbeat belongs to: the 64-bit FNV-1a hash of the
 /// lock's name (`namespace/name` for a Lease), so that two clusters on
@@ -111,7 +130,7 @@ pub trait HeartbeatChannel: Send + Sync + 'static {
         interface: &Interface,
         beat: &Heartbeat,
         key: &HeartbeatKey,
-    ) -> Result<(), AnnounceError>;
+    ) -> Result<(), HeartbeatError>;
 
     /// Heartbeats of `election` heard on `interface` from other hosts
     /// whose code verifies under `key` (the interface's own frames are
@@ -124,7 +143,7 @@ pub trait HeartbeatChannel: Send + Sync + 'static {
         key: &HeartbeatKey,
         election: ElectionId,
         drops: Arc<HeartbeatDrops>,
-    ) -> Result<mpsc::Receiver<HeardBeat>, AnnounceError>;
+    ) -> Result<mpsc::Receiver<HeardBeat>, HeartbeatError>;
 }
 
 #[cfg(test)]

@@ -78,7 +78,7 @@ pub mod testutil;
 pub use address::{AddressError, AddressManager, LinkEvent, Presence};
 pub use announce::{AnnounceError, Announcer, Conflict};
 pub use backend::{
-    BackendError, LeaderRecord, LockBackend, RecordWatch, VersionedRecord, micro_now,
+    BackendError, LeaderRecord, LockBackend, RecordWatch, VersionedRecord, WatchBackoff, micro_now,
 };
 pub use controller::{
     AnnouncePolicy, Controller, ControllerConfig, ControllerError, ControllerEvent,
@@ -88,7 +88,9 @@ pub use controller::{
 pub use cordon::{CordonState, CordonWatch};
 pub use election::{Attempt, ElectionError, Elector};
 pub use health::{HealthError, HealthProbe};
-pub use heartbeat::{ElectionId, HeardBeat, Heartbeat, HeartbeatChannel, version_tag};
+pub use heartbeat::{
+    ElectionId, HeardBeat, Heartbeat, HeartbeatChannel, HeartbeatError, version_tag,
+};
 pub use heartbeat_auth::{
     HEARTBEAT_KEY_LEN, HeartbeatAuth, HeartbeatKey, HeartbeatKeyError, HeartbeatKeySource,
     PresharedKey,

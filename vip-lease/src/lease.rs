@@ -27,8 +27,11 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, PostParams, WatchEvent, WatchParams};
 use tokio::sync::watch;
+use vip_core::backend::{publish, spawn_record_watch};
 use vip_core::names::{self, DnsNameError};
-use vip_core::{BackendError, LeaderRecord, LockBackend, RecordWatch, VersionedRecord};
+use vip_core::{
+    BackendError, LeaderRecord, LockBackend, RecordWatch, VersionedRecord, WatchBackoff,
+};
 
 use crate::access::{AccessError, ClientOptions, ClusterAccess};
 
@@ -495,26 +498,13 @@ impl LockBackend for LeaseBackend {
     }
 
     fn watch(&self) -> Option<RecordWatch> {
-        let handle = tokio::runtime::Handle::try_current().ok()?;
-        let (tx, rx) = watch::channel(None);
-        handle.spawn(run_watch(self.inner.clone(), tx));
-        Some(rx)
+        let inner = self.inner.clone();
+        spawn_record_watch(|tx| run_watch(inner, tx))
     }
 
     fn describe(&self) -> String {
         format!("lease {}", self.inner.config.lease)
     }
-}
-
-fn publish(tx: &watch::Sender<Option<VersionedRecord>>, value: Option<VersionedRecord>) {
-    tx.send_if_modified(|cur| {
-        if *cur == value {
-            false
-        } else {
-            *cur = value;
-            true
-        }
-    });
 }
 
 /// Keeps the record watch alive for as long as its receiver lives: GET the
@@ -534,8 +524,7 @@ async fn run_watch(inner: Arc<Inner>, tx: watch::Sender<Option<VersionedRecord>>
     // a margin.
     let idle = inner.config.watch_timeout + Duration::from_secs(5);
     let mut resume: Option<String> = None;
-    let mut backoff = Duration::from_millis(100);
-    let max_backoff = Duration::from_secs(2);
+    let mut backoff = WatchBackoff::default();
     loop {
         if tx.is_closed() {
             return;
@@ -559,14 +548,14 @@ async fn run_watch(inner: Arc<Inner>, tx: watch::Sender<Option<VersionedRecord>>
                     }
                     Ok(Err(e)) => {
                         tracing::debug!(error = %e, lease = %inner.config.lease, "lease watch: get failed");
-                        if backoff_or_closed(&tx, &mut backoff, max_backoff).await {
+                        if backoff.sleep_or_closed(&tx).await {
                             return;
                         }
                         continue;
                     }
                     Err(_) => {
                         tracing::debug!(lease = %inner.config.lease, "lease watch: get timed out");
-                        if backoff_or_closed(&tx, &mut backoff, max_backoff).await {
+                        if backoff.sleep_or_closed(&tx).await {
                             return;
                         }
                         continue;
@@ -584,14 +573,14 @@ async fn run_watch(inner: Arc<Inner>, tx: watch::Sender<Option<VersionedRecord>>
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, lease = %inner.config.lease, "lease watch: cannot open");
                 resume = (!from.is_empty()).then_some(from);
-                if backoff_or_closed(&tx, &mut backoff, max_backoff).await {
+                if backoff.sleep_or_closed(&tx).await {
                     return;
                 }
                 continue;
             }
             Err(_) => {
                 resume = (!from.is_empty()).then_some(from);
-                if backoff_or_closed(&tx, &mut backoff, max_backoff).await {
+                if backoff.sleep_or_closed(&tx).await {
                     return;
                 }
                 continue;
@@ -608,7 +597,7 @@ async fn run_watch(inner: Arc<Inner>, tx: watch::Sender<Option<VersionedRecord>>
                 Err(_) | Ok(None) => break,
                 Ok(Some(Ok(event))) => match event {
                     WatchEvent::Added(l) | WatchEvent::Modified(l) => {
-                        backoff = Duration::from_millis(100);
+                        backoff.reset();
                         if let Some(rv) = &l.metadata.resource_version {
                             last.clone_from(rv);
                         }
@@ -641,27 +630,9 @@ async fn run_watch(inner: Arc<Inner>, tx: watch::Sender<Option<VersionedRecord>>
             }
         }
         resume = (!last.is_empty()).then_some(last);
-        if failed && backoff_or_closed(&tx, &mut backoff, max_backoff).await {
+        if failed && backoff.sleep_or_closed(&tx).await {
             return;
         }
-    }
-}
-
-/// Sleeps for the backoff (doubling it up to `max`); `true` when the
-/// receiver went away meanwhile.
-/// Sleep for the current back-off (then double it, up to `max`), unless
-/// the watch's receiver goes away first: then `true`, the watcher ends.
-/// Shared by every list-and-watch loop of this crate.
-pub(crate) async fn backoff_or_closed<T>(
-    tx: &tokio::sync::watch::Sender<T>,
-    backoff: &mut Duration,
-    max: Duration,
-) -> bool {
-    let wait = *backoff;
-    *backoff = (*backoff * 2).min(max);
-    tokio::select! {
-        _ = tx.closed() => true,
-        _ = tokio::time::sleep(wait) => false,
     }
 }
 

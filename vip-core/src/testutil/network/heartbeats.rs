@@ -10,12 +10,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use super::{MemoryNetwork, NetState, lock};
-use crate::announce::AnnounceError;
-use crate::heartbeat::{ElectionId, HeardBeat, Heartbeat, HeartbeatChannel};
+use super::{MemoryNetwork, NetState};
+use crate::heartbeat::{ElectionId, HeardBeat, Heartbeat, HeartbeatChannel, HeartbeatError};
 use crate::heartbeat_auth::HeartbeatKey;
 use crate::heartbeat_drops::{DropKind, HeartbeatDrops};
 use crate::model::{Interface, MacAddr};
+use crate::testutil::lock;
 
 /// How many sent frames the segment keeps for replay.
 pub(super) const CAPTURE: usize = 4096;
@@ -143,7 +143,7 @@ impl HeartbeatChannel for MemoryHeartbeats {
         _interface: &Interface,
         beat: &Heartbeat,
         key: &HeartbeatKey,
-    ) -> Result<(), AnnounceError> {
+    ) -> Result<(), HeartbeatError> {
         self.net.thawed(&self.node).await;
         let frame = MemoryFrame::signed(beat, self.mac, key);
         let mut st = lock(&self.net.state);
@@ -165,7 +165,7 @@ impl HeartbeatChannel for MemoryHeartbeats {
         key: &HeartbeatKey,
         election: ElectionId,
         drops: Arc<HeartbeatDrops>,
-    ) -> Result<mpsc::Receiver<HeardBeat>, AnnounceError> {
+    ) -> Result<mpsc::Receiver<HeardBeat>, HeartbeatError> {
         let (beats, rx) = mpsc::channel(256);
         lock(&self.net.state).beat_subs.push(BeatSub {
             node: self.node.clone(),
