@@ -7,13 +7,16 @@
 //! - [`announcer`]: [`PacketAnnouncer`], the `vip_core::Announcer` over
 //!   `AF_PACKET` sockets (announcements, RFC 5227 probes, conflict
 //!   listener);
-//! - [`heartbeat`]: [`PacketHeartbeats`], the `vip_core::HeartbeatChannel`
-//!   over `AF_PACKET` sockets: the leader's layer-2 heartbeat of fenced fast
-//!   failover, sent to a multicast MAC with EtherType 0x88B5 and heard
-//!   through a BPF filter;
-//! - [`signed_heartbeat`]: [`SignedHeartbeats`], the authenticated
-//!   (version 2) heartbeat: signed with the cluster's key when sent,
+//! - [`heartbeat`]: [`PacketHeartbeats`], version 1 (unauthenticated)
+//!   layer-2 heartbeats over `AF_PACKET` sockets, sent to a multicast MAC
+//!   with EtherType 0x88B5 and heard through a BPF filter; kept for what
+//!   old nodes send;
+//! - [`signed_heartbeat`]: [`SignedHeartbeats`], the
+//!   `vip_core::HeartbeatChannel` of fenced fast failover: authenticated
+//!   (version 2) heartbeats, signed with the cluster's key when sent,
 //!   verified when heard, drops counted by reason and sender;
+//! - [`tap`]: [`HeartbeatTap`], heartbeat frames as raw bytes (captures,
+//!   forgeries, replays in tests);
 //! - [`netlink`]: [`NetlinkAddressManager`], the `vip_core::AddressManager`
 //!   over rtnetlink (addresses with lifetimes, interface auto-detection,
 //!   link and address events).
@@ -28,6 +31,7 @@ pub mod heartbeat;
 pub mod netlink;
 mod packet;
 pub mod signed_heartbeat;
+pub mod tap;
 mod sys;
 pub mod wire;
 
@@ -35,4 +39,5 @@ pub use announcer::PacketAnnouncer;
 pub use heartbeat::PacketHeartbeats;
 pub use netlink::NetlinkAddressManager;
 pub use signed_heartbeat::{SignedHeartbeats, SignedSubscription};
+pub use tap::HeartbeatTap;
 pub use sys::packet_sockaddr;
