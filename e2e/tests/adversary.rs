@@ -8,7 +8,9 @@
 //! and is always answered by the leader) and from the nodes' kernels (the
 //! leader alone holds it at every sample), no yield or step-down counted,
 //! every kind of forgery counted by the followers; then fast failover
-//! still works: the leader's crash is taken over fast.
+//! still works: the leader's crash is taken over fast. And a second vip
+//! cluster on the same bridge (default Lease name, its own API-server
+//! stand-in and VIP, a higher term) moves nothing in the first.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -16,7 +18,7 @@ use std::time::{Duration, Instant};
 use vip_arp::{HeartbeatTap, PacketHeartbeats, SignedHeartbeats};
 use vip_core::{ElectionId, Heartbeat, HeartbeatKey, version_tag};
 use vip_e2e::Scenario;
-use vip_testkit::lab::VIP;
+use vip_testkit::lab::{SECOND_NODE, VIP};
 
 const V4: IpAddr = IpAddr::V4(VIP);
 const SETTLE: Duration = Duration::from_secs(15);
@@ -191,6 +193,26 @@ async fn a01_forged_and_replayed_heartbeats_move_nothing() {
     }
 
     // 4. Fast failover still works: the leader's host dies.
+    crash_is_taken_over_fast(&mut s, old).await;
+    s.finish().await;
+}
+
+/// `leaseTransitions` of the lab's Lease.
+fn our_term(s: &Scenario) -> u32 {
+    let lease = s
+        .api
+        .store()
+        .get(
+            vip_testkit::testapi::Kind::Lease,
+            "kube-system",
+            "plndr-cp-lock",
+        )
+        .expect("our Lease");
+    lease["spec"]["leaseTransitions"].as_u64().unwrap_or(0) as u32
+}
+
+/// Node crash of the leader `old`: another node takes over fast.
+async fn crash_is_taken_over_fast(s: &mut Scenario, old: usize) {
     let t1 = Instant::now();
     s.set_link(old, false).expect("port down");
     s.kill(old).await.expect("SIGKILL");
@@ -204,9 +226,59 @@ async fn a01_forged_and_replayed_heartbeats_move_nothing() {
     let first = seen.first_answer(V4, s.mac(new), t1).expect("new answers");
     assert!(
         first - t1 <= FAST,
-        "{name}: taken {:?} after the crash",
+        "{}: taken {:?} after the crash",
+        s.name,
         first - t1
     );
-    assert_eq!(counter(&s, new, "vip_fast_takeovers_total"), 1.0);
+    assert_eq!(counter(s, new, "vip_fast_takeovers_total"), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a02_a_second_cluster_with_the_default_lease_on_the_same_bridge() {
+    let name = "a02_a_second_cluster_with_the_default_lease_on_the_same_bridge";
+    let Some(mut s) = Scenario::new(name, &[V4], Duration::from_secs(90)).await else {
+        return;
+    };
+    s.start_all();
+    let old = s.settle(SETTLE).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let ours = our_term(&s);
+    let their_vip: IpAddr = "198.18.0.101".parse().expect("an address");
+    let t0 = Instant::now();
+    let second = s
+        .start_second_cluster(their_vip, ours + 50)
+        .await
+        .expect("the second cluster");
+    assert_eq!(second.holder().as_deref(), Some(SECOND_NODE));
+    assert!(second.term().expect("its term") > u64::from(ours));
+    // Eight seconds of both clusters beating on one bridge.
+    let end = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < end {
+        assert_eq!(s.vip_holders(), [old], "{name}: our VIP left the leader");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seen = s.seen();
+    s.assert_no_overlap(&seen);
+    assert_eq!(
+        seen.moves(V4, t0, Instant::now()),
+        0,
+        "{name}: our VIP moved"
+    );
+    assert_eq!(s.settled(), Some(old));
+    assert_eq!(our_term(&s), ours, "{name}: our term moved");
+    for i in 0..3 {
+        assert_eq!(
+            counter(&s, i, "vip_yields_total"),
+            0.0,
+            "{name}: node {i} yielded"
+        );
+        assert!(
+            dropped(&s, i, "other_election") >= 1.0,
+            "{name}: node {i} never heard the other cluster"
+        );
+    }
+    assert_eq!(second.holder().as_deref(), Some(SECOND_NODE));
+    crash_is_taken_over_fast(&mut s, old).await;
+    drop(second);
     s.finish().await;
 }

@@ -39,6 +39,7 @@ mod lease_log;
 mod observer;
 mod ping;
 mod proc;
+mod second;
 
 pub use keepalived::KeepalivedConfig;
 pub use lease_log::LeaseWrite;
@@ -49,6 +50,7 @@ pub use proc::{ProcStats, percent_of_core, thread_cpu_ns};
 use forward::forward_into;
 use lease_log::record_lease_writes;
 use ping::pinger;
+pub use second::{SECOND_NODE, SecondCluster};
 
 /// The IPv4 VIP of the lab.
 pub const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
