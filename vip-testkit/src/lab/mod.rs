@@ -334,13 +334,30 @@ impl Lab {
     /// `ip netns exec <node i> vip <args>` with the lab's settings
     /// (kube-vip's env block, the node's kubeconfig), not yet spawned.
     pub fn vip_command(&self, i: usize, args: &[&str]) -> Command {
-        let ns = self.segment.hosts[i].ns.name();
         let node = &self.nodes[i];
         let vips: Vec<String> = self.vips.iter().map(ToString::to_string).collect();
+        let mut cmd = self.manager_command(
+            &self.segment.hosts[i],
+            &vips.join(","),
+            &node.name,
+            &node.kubeconfig,
+        );
+        cmd.args(args).envs(&self.env).envs(&node.env);
+        cmd
+    }
+
+    /// `vip` in `host`'s namespace with kube-vip's env block for node
+    /// `node` electing `vips` through `kubeconfig`; the arguments follow.
+    fn manager_command(
+        &self,
+        host: &Host,
+        vips: &str,
+        node: &str,
+        kubeconfig: &std::path::Path,
+    ) -> Command {
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", ns])
+        cmd.args(["netns", "exec", host.ns.name()])
             .arg(&self.exe)
-            .args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("vip_arp", "true")
@@ -348,14 +365,12 @@ impl Lab {
             .env("vip_leaderelection", "true")
             .env("cp_namespace", LEASE.0)
             .env("vip_interface", "eth0")
-            .env("vip_address", vips.join(","))
-            .env("vip_nodename", &node.name)
-            .env("k8s_config_file", &node.kubeconfig)
+            .env("vip_address", vips)
+            .env("vip_nodename", node)
+            .env("k8s_config_file", kubeconfig)
             .env("prometheus_server", ":2112")
             .env("RUST_LOG", "vip_core=debug,vip_lease=debug,vip=debug")
             .env("NO_COLOR", "1")
-            .envs(&self.env)
-            .envs(&node.env)
             .stdin(Stdio::null())
             .kill_on_drop(true);
         cmd

@@ -6,11 +6,10 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 use super::forward::forward_into;
 use super::{LEASE, Lab, LabSetupError, foreign_host, io, other};
@@ -87,27 +86,11 @@ impl Lab {
         let log = self.dir.join("second-cluster.log");
         let out = std::fs::File::create(&log).map_err(io("the second cluster's log"))?;
         let err = out.try_clone().map_err(io("the second cluster's log"))?;
-        let process = Command::new("ip")
-            .args(["netns", "exec", host.ns.name()])
-            .arg(&self.exe)
+        let process = self
+            .manager_command(host, &vip.to_string(), SECOND_NODE, &kubeconfig)
             .arg("manager")
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("vip_arp", "true")
-            .env("cp_enable", "true")
-            .env("vip_leaderelection", "true")
-            .env("cp_namespace", LEASE.0)
-            .env("vip_interface", "eth0")
-            .env("vip_address", vip.to_string())
-            .env("vip_nodename", SECOND_NODE)
-            .env("k8s_config_file", &kubeconfig)
-            .env("prometheus_server", ":2112")
-            .env("RUST_LOG", "vip_core=debug,vip=debug")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
-            .kill_on_drop(true)
             .spawn()
             .map_err(io("starting the second cluster's vip manager"))?;
         let cluster = SecondCluster {
