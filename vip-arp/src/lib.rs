@@ -31,13 +31,13 @@ pub mod heartbeat;
 pub mod netlink;
 mod packet;
 pub mod signed_heartbeat;
-pub mod tap;
 mod sys;
+pub mod tap;
 pub mod wire;
 
 pub use announcer::PacketAnnouncer;
 pub use heartbeat::PacketHeartbeats;
 pub use netlink::NetlinkAddressManager;
 pub use signed_heartbeat::{SignedHeartbeats, SignedSubscription};
-pub use tap::HeartbeatTap;
 pub use sys::packet_sockaddr;
+pub use tap::HeartbeatTap;
