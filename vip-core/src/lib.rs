@@ -82,8 +82,8 @@ pub use backend::{
 };
 pub use controller::{
     AnnouncePolicy, Controller, ControllerConfig, ControllerError, ControllerEvent,
-    ControllerHandle, Counters, FastFailoverPolicy, HealthPolicy, Observer, Role, ShutdownReport,
-    Status, StepDownReason,
+    ControllerHandle, Counters, Failure, FastFailoverPolicy, HealthPolicy, Observer, Role,
+    ShutdownReport, Status, StepDownReason,
 };
 pub use cordon::{CordonState, CordonWatch};
 pub use election::{Attempt, ElectionError, Elector};

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::run::Run;
-use super::{AnnouncePolicy, ControllerEvent, Role};
+use super::{AnnouncePolicy, ControllerEvent, Failure, Role};
 use crate::announce::Conflict;
 
 /// When to announce next, how much of the burst is left, and when each VIP
@@ -108,7 +108,7 @@ impl Run {
                 }
                 Err(e) => self.emit(ControllerEvent::AnnounceFailed {
                     address: vip.addr(),
-                    error: e.to_string(),
+                    error: Failure::new("announcing", e),
                 }),
             }
         }

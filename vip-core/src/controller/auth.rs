@@ -19,7 +19,7 @@ use tokio::time::sleep;
 
 use super::heartbeat::AbortOnDrop;
 use super::run::Run;
-use super::{ControllerEvent, Role};
+use super::{ControllerEvent, Failure, Role};
 use crate::heartbeat_auth::{HeartbeatAuth, HeartbeatKeyError, HeartbeatKeySource};
 use crate::heartbeat_scope::election_scope;
 use crate::model::VipAddress;
@@ -104,7 +104,7 @@ impl Run {
             Ok(rx) => self.inputs.beats = Some(rx),
             Err(e) => {
                 self.emit(ControllerEvent::Error {
-                    error: format!("fast failover off: listening for heartbeats: {e}"),
+                    error: Failure::new("fast failover off: listening for heartbeats", e),
                 });
                 return;
             }

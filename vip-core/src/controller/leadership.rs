@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::run::Run;
-use super::{ControllerEvent, Role, StepDownReason};
+use super::{ControllerEvent, Failure, Role, StepDownReason};
 use crate::backend::{BackendError, VersionedRecord};
 use crate::election::Attempt;
 use crate::model::Timings;
@@ -147,7 +147,7 @@ impl Run {
                 if self.lease.role == Role::Leader {
                     self.count(|c| c.renewal_failures += 1);
                     self.emit(ControllerEvent::RenewFailed {
-                        error: format!("{e}: {}", e.backend_error()),
+                        error: Failure::new("renewing the lease", e),
                     });
                 } else {
                     tracing::debug!(error = %e, "election attempt failed");
@@ -184,7 +184,7 @@ impl Run {
         &mut self,
         reason: StepDownReason,
         release: bool,
-    ) -> (Vec<IpAddr>, bool, Vec<String>) {
+    ) -> (Vec<IpAddr>, bool, Vec<Failure>) {
         // 1. Stop announcing (heartbeats first).
         self.beacon.stop();
         self.announcements.stop();
@@ -198,13 +198,11 @@ impl Run {
         if release {
             match tokio::time::timeout(self.config.release_timeout, self.elector.release()).await {
                 Ok(Ok(r)) => released = r,
-                Ok(Err(e)) => {
-                    errors.push(format!("releasing the lease: {e}: {}", e.backend_error()))
-                }
-                Err(_) => errors.push(format!(
+                Ok(Err(e)) => errors.push(Failure::new("releasing the lease", e)),
+                Err(_) => errors.push(Failure::plain(format!(
                     "releasing the lease: no answer within {:?}",
                     self.config.release_timeout
-                )),
+                ))),
             }
         }
         self.elector.forget_leadership();

@@ -81,7 +81,7 @@ pub use config::{
     AnnouncePolicy, ControllerConfig, ControllerError, FastFailoverPolicy, HealthPolicy,
 };
 pub use status::{
-    ControllerEvent, Counters, Observer, Role, ShutdownReport, Status, StepDownReason,
+    ControllerEvent, Counters, Failure, Observer, Role, ShutdownReport, Status, StepDownReason,
 };
 
 use announce::Announcements;
@@ -127,7 +127,7 @@ impl ControllerHandle {
                 was_leader: false,
                 removed: vec![],
                 released: false,
-                errors: vec![format!("controller task failed: {e}")],
+                errors: vec![Failure::new("controller task failed", e)],
                 elapsed: Duration::ZERO,
             },
         }

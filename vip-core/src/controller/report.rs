@@ -53,8 +53,10 @@ impl Report {
             ControllerEvent::AddressRestored { address } => {
                 tracing::warn!(%address, "VIP was removed by someone else; restored")
             }
-            ControllerEvent::RenewFailed { error } => tracing::warn!(%error, "renewal failed"),
-            ControllerEvent::Error { error } => tracing::warn!(%error, "error"),
+            ControllerEvent::RenewFailed { error } => {
+                tracing::warn!(error = %error.chain(), "renewal failed")
+            }
+            ControllerEvent::Error { error } => tracing::warn!(error = %error.chain(), "error"),
             ControllerEvent::CarrierChanged { up } => tracing::info!(up, "carrier changed"),
             other => tracing::debug!(event = ?other, "controller event"),
         }

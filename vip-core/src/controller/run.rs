@@ -17,7 +17,7 @@ use super::heartbeat::{AbortOnDrop, Beacon};
 use super::leadership::Leadership;
 use super::report::Report;
 use super::vips::Vips;
-use super::{ControllerConfig, ControllerEvent, Role, ShutdownReport, StepDownReason};
+use super::{ControllerConfig, ControllerEvent, Failure, Role, ShutdownReport, StepDownReason};
 use crate::address::{AddressManager, LinkEvent};
 use crate::announce::{Announcer, Conflict};
 use crate::backend::{LockBackend, RecordWatch, VersionedRecord};
@@ -178,7 +178,7 @@ impl Run {
             Ok(_) => false,
             Err(e) => {
                 self.emit(ControllerEvent::Error {
-                    error: format!("reading the record at start: {e}"),
+                    error: Failure::new("reading the record at start", e),
                 });
                 false
             }
@@ -258,7 +258,10 @@ impl Run {
             {
                 Ok(i) => break i,
                 Err(e) => self.emit(ControllerEvent::Error {
-                    error: format!("resolving interface {}: {e}", self.config.interface),
+                    error: Failure::new(
+                        format!("resolving interface {}", self.config.interface),
+                        e,
+                    ),
                 }),
             }
             let wait = Instant::now() + self.config.timings.retry_period();
@@ -274,14 +277,14 @@ impl Run {
         match self.addresses.subscribe(&iface, &self.config.vips).await {
             Ok(rx) => self.inputs.link = Some(rx),
             Err(e) => self.emit(ControllerEvent::Error {
-                error: format!("subscribing to link events: {e}"),
+                error: Failure::new("subscribing to link events", e),
             }),
         }
         let vip_addrs: Vec<IpAddr> = self.vips.list.iter().map(VipAddress::addr).collect();
         match self.announcer.subscribe_conflicts(&iface, &vip_addrs).await {
             Ok(rx) => self.inputs.claims = Some(rx),
             Err(e) => self.emit(ControllerEvent::Error {
-                error: format!("listening for foreign claims: {e}"),
+                error: Failure::new("listening for foreign claims", e),
             }),
         }
         self.inputs.record = self.elector.watch();
@@ -385,7 +388,7 @@ impl Run {
         was_leader: bool,
         removed: Vec<IpAddr>,
         released: bool,
-        errors: Vec<String>,
+        errors: Vec<Failure>,
     ) -> ShutdownReport {
         self.set_role(Role::Stopped);
         ShutdownReport {

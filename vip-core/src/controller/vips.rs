@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::run::Run;
-use super::{ControllerConfig, ControllerEvent, Role};
+use super::{ControllerConfig, ControllerEvent, Failure, Role};
 use crate::address::{LinkEvent, Presence};
 use crate::model::{Interface, VipAddress};
 
@@ -189,8 +189,9 @@ impl Run {
                 .lifetime(self.elector.last_renew_sent(), Instant::now())
             else {
                 self.emit(ControllerEvent::Error {
-                    error: "no room left for the VIP's lifetime before the lease may be taken"
-                        .into(),
+                    error: Failure::plain(
+                        "no room left for the VIP's lifetime before the lease may be taken",
+                    ),
                 });
                 return Err(());
             };
@@ -220,7 +221,7 @@ impl Run {
                 Ok(Presence::Refreshed) => {}
                 Err(e) => {
                     self.emit(ControllerEvent::Error {
-                        error: format!("adding {vip} to {}: {e}", iface.name),
+                        error: Failure::new(format!("adding {vip} to {}", iface.name), e),
                     });
                     return Err(());
                 }
@@ -232,7 +233,7 @@ impl Run {
 
     /// Remove every VIP from the interface (`why` words a failure);
     /// returns those removed and the failures.
-    pub(super) async fn remove_addresses(&mut self, why: &str) -> (Vec<IpAddr>, Vec<String>) {
+    pub(super) async fn remove_addresses(&mut self, why: &str) -> (Vec<IpAddr>, Vec<Failure>) {
         let mut removed = vec![];
         let mut errors = vec![];
         if let Some(iface) = self.vips.interface.clone() {
@@ -247,9 +248,11 @@ impl Run {
                     }
                     Ok(false) => {}
                     Err(e) => {
-                        let msg = format!("removing {vip}{why}: {e}");
-                        self.emit(ControllerEvent::Error { error: msg.clone() });
-                        errors.push(msg);
+                        let error = Failure::new(format!("removing {vip}{why}"), e);
+                        self.emit(ControllerEvent::Error {
+                            error: error.clone(),
+                        });
+                        errors.push(error);
                     }
                 }
             }
@@ -275,11 +278,11 @@ impl Run {
                         });
                     }
                     Err(e) => self.emit(ControllerEvent::Error {
-                        error: format!("removing stale {vip}: {e}"),
+                        error: Failure::new(format!("removing stale {vip}"), e),
                     }),
                 },
                 Err(e) => self.emit(ControllerEvent::Error {
-                    error: format!("checking {vip}: {e}"),
+                    error: Failure::new(format!("checking {vip}"), e),
                 }),
             }
         }
