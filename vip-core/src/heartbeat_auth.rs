@@ -45,7 +45,7 @@
 //! the Lease's `metadata.uid`, the etcd cluster id) feeds the election
 //! scope ([`crate::heartbeat_scope`]).
 //!
-//! # Replay rule (applied by the controller)
+//! # Replay rule (applied by the controller, [`crate::heartbeat_replay`])
 //!
 //! A verified beat is still dropped as a replay when its (holder, term) is
 //! known and its sequence is not newer than the last one heard for it, or

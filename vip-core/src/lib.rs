@@ -69,6 +69,7 @@ pub mod heartbeat_auth;
 #[cfg(any(test, feature = "test-util"))]
 pub mod heartbeat_auth_mem;
 pub mod heartbeat_drops;
+pub mod heartbeat_replay;
 pub mod heartbeat_scope;
 pub mod model;
 pub mod names;
@@ -96,6 +97,7 @@ pub use heartbeat_auth::{
     PresharedKey,
 };
 pub use heartbeat_drops::{DropCounts, DropKind, DropSnapshot, HeartbeatDrops};
+pub use heartbeat_replay::{ReplayGuard, is_replay};
 pub use heartbeat_scope::{ScopeError, election_scope};
 pub use model::{
     Interface, InterfaceSelector, MacAddr, ModelError, NodeIdentity, Timings, VipAddress, VipSpec,

@@ -31,7 +31,7 @@
 //! - No decision on an unverified frame: fast failover is on only once the
 //!   cluster's heartbeat key and election scope are known (`auth.rs`);
 //!   the channel delivers only beats whose code verifies, and
-//!   [`FastFailover::on_beat`] drops replays (`replay.rs`) before a beat
+//!   [`FastFailover::on_beat`] drops replays (`crate::heartbeat_replay`) before a beat
 //!   arms a follower or makes a leader yield.
 //!
 //! [`FastFailover`] decides without IO; the `impl Run` below carries its
@@ -42,13 +42,13 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::heartbeat::BeatPlan;
-use super::replay::{Replay, Replays};
 use super::run::Run;
 use super::{ControllerEvent, FastFailoverPolicy, Role, StepDownReason};
 use crate::backend::VersionedRecord;
 use crate::election::Attempt;
 use crate::heartbeat::{ElectionId, HeardBeat, Heartbeat, version_tag};
 use crate::heartbeat_drops::DropKind;
+use crate::heartbeat_replay::{Replay, ReplayGuard};
 use crate::model::MacAddr;
 
 /// The last heartbeat heard from the observed holder and term.
@@ -98,7 +98,7 @@ pub(super) struct FastFailover {
     policy: FastFailoverPolicy,
     identity: String,
     heard: Option<Heard>,
-    replays: Replays,
+    replays: ReplayGuard,
     /// A follower that found the VIP still answering probes again then.
     next_probe: Option<Instant>,
     /// When a probe that found nobody answering started (valid until the
@@ -116,7 +116,7 @@ impl FastFailover {
             policy,
             identity: identity.to_string(),
             heard: None,
-            replays: Replays::default(),
+            replays: ReplayGuard::default(),
             next_probe: None,
             clear: None,
         }
@@ -705,9 +705,15 @@ mod tests {
             f.on_beat(&old, Role::Leader, Some(&mine), now),
             Err(Replay::Sequence)
         );
+        // An older term of that holder: a replay. Another holder's term
+        // not above this leader's: heard, no yield.
+        assert_eq!(
+            f.on_beat(&beat("b", 5, "y"), Role::Leader, Some(&mine), now),
+            Err(Replay::Term)
+        );
         assert_eq!(
             f.on_beat(&beat("c", 5, "y"), Role::Leader, Some(&mine), now),
-            Err(Replay::Term)
+            Ok(None)
         );
         // Beats naming this node itself are ignored, not remembered.
         assert_eq!(

@@ -40,7 +40,6 @@
 //! | `health.rs` | the health monitor task and the controller's gate | `HealthGate` |
 //! | `cordon.rs` | the cordon: hand-over and its back-off, a cordoned follower's grace | `Cordon` |
 //! | `fast.rs` | fast failover's decisions: beats heard, the armed holder, probe schedule, stagger, yield, the beat plan | `FastFailover` |
-//! | `replay.rs` | fast failover's replay rule: which verified beats are new | `Replays` |
 //! | `auth.rs` | fast failover's key: asked for, then the scope, subscription and sender | |
 //! | `heartbeat.rs` | fast failover's sender task | `Beacon` |
 
@@ -71,7 +70,6 @@ mod health;
 mod heartbeat;
 mod leader;
 mod leadership;
-mod replay;
 mod report;
 mod run;
 mod status;

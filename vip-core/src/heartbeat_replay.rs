@@ -1,18 +1,17 @@
-//! The replay rule of fast failover: which verified heartbeats are new.
+//! The replay rule of authenticated heartbeats: which verified beats are
+//! new. A pure type ([`ReplayGuard`]) that the controller's fast failover
+//! applies to every verified beat before it arms a follower or makes a
+//! leader yield.
 //!
-//! The channel delivers only beats whose code verifies under the cluster's
-//! key (see [`crate::heartbeat_auth`]), but a verified frame can be
-//! captured and sent again, late or out of order. The code covers every
-//! field, so a replayed frame can only repeat what its sender once said.
-//! [`Replays::admit`] drops it when:
-//!
-//! - its term is older than the newest term heard from anyone (terms only
-//!   grow: a beat of an older term comes from a superseded leader or a
-//!   capture);
-//! - its (holder, term) is known and its sequence is not newer than the
-//!   last one heard for it;
-//! - for that (holder, term), it names a record version that an
-//!   already-heard newer beat replaced.
+//! A captured frame verifies forever (its code does not expire), so a
+//! verified beat is still dropped as a replay when it does not advance
+//! what was heard from its holder: per holder, admitted beats strictly
+//! increase in (term, sequence). That drops a beat of an older term, and a
+//! beat of the same term whose sequence is not newer than the last one
+//! heard. A record version is a tag, not a counter, but within a term it
+//! travels in frames whose sequence keeps rising; the guard also remembers
+//! the versions a holder replaced in its term and drops a beat naming one
+//! ([`Replay::Version`]).
 //!
 //! One exception keeps a restarted sender from being muted for the rest of
 //! its term (a daemon that restarts and renews its own lease keeps the term
@@ -21,24 +20,25 @@
 //! that the backend shows as the current one (`observed`). A replay cannot
 //! name a version written after its capture.
 //!
-//! The state is small: one entry per holder heard (verified senders are
-//! cluster members), at most [`MAX_HOLDERS`], the oldest term forgotten
-//! first; per holder at most [`MAX_OLD_VERSIONS`] replaced versions.
+//! Only verified beats reach the guard, so only key holders (the cluster's
+//! nodes) create entries; still the table keeps at most [`MAX_HOLDERS`]
+//! (the oldest term forgotten first) and per holder at most
+//! [`MAX_OLD_VERSIONS`] replaced versions.
 
 use std::collections::BTreeMap;
 
 use crate::heartbeat::Heartbeat;
 
 /// The most holders remembered.
-pub(super) const MAX_HOLDERS: usize = 64;
+pub const MAX_HOLDERS: usize = 64;
 
 /// The most replaced record versions remembered per holder and term.
-pub(super) const MAX_OLD_VERSIONS: usize = 8;
+pub const MAX_OLD_VERSIONS: usize = 8;
 
 /// Why a verified beat is a replay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Replay {
-    /// Its term is older than one already heard.
+pub enum Replay {
+    /// Its term is older than one already heard from its holder.
     Term,
     /// Its sequence is not newer than the last one of its holder and term.
     Sequence,
@@ -79,21 +79,24 @@ impl Last {
     }
 }
 
+/// Whether a beat of `term` and `sequence` is a replay after `last`, the
+/// newest (term, sequence) heard from its holder (`None`: none yet), by
+/// the order alone.
+pub fn is_replay(last: Option<(u32, u64)>, term: u32, sequence: u64) -> bool {
+    last.is_some_and(|newest| (term, sequence) <= newest)
+}
+
 /// The newest heartbeats heard, per holder.
-#[derive(Debug, Default)]
-pub(super) struct Replays {
-    newest_term: Option<u32>,
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayGuard {
     by_holder: BTreeMap<String, Last>,
 }
 
-impl Replays {
+impl ReplayGuard {
     /// Admit `beat` (and remember it) or say why it is a replay.
     /// `observed` is the version tag of the record this node observes, if
     /// any: a sequence restart naming it is accepted (see the module doc).
-    pub(super) fn admit(&mut self, beat: &Heartbeat, observed: Option<u64>) -> Result<(), Replay> {
-        if self.newest_term.is_some_and(|t| beat.term < t) {
-            return Err(Replay::Term);
-        }
+    pub fn admit(&mut self, beat: &Heartbeat, observed: Option<u64>) -> Result<(), Replay> {
         match self.by_holder.get_mut(&beat.holder) {
             Some(last) if last.term > beat.term => return Err(Replay::Term),
             Some(last) if last.term == beat.term => {
@@ -114,8 +117,12 @@ impl Replays {
                 self.by_holder.insert(beat.holder.clone(), Last::of(beat));
             }
         }
-        self.newest_term = Some(self.newest_term.map_or(beat.term, |t| t.max(beat.term)));
         Ok(())
+    }
+
+    /// The newest (term, sequence) heard from `holder`.
+    pub fn newest(&self, holder: &str) -> Option<(u32, u64)> {
+        self.by_holder.get(holder).map(|l| (l.term, l.sequence))
     }
 
     fn forget_oldest(&mut self) {
@@ -130,8 +137,7 @@ impl Replays {
     }
 
     /// How many holders are remembered.
-    #[cfg(test)]
-    pub(super) fn holders(&self) -> usize {
+    pub fn holders(&self) -> usize {
         self.by_holder.len()
     }
 }
@@ -156,7 +162,7 @@ mod tests {
 
     #[test]
     fn sequences_terms_and_versions_only_move_forward() {
-        let mut r = Replays::default();
+        let mut r = ReplayGuard::default();
         assert_eq!(r.admit(&beat("a", 2, 0, 10), None), Ok(()));
         assert_eq!(r.admit(&beat("a", 2, 1, 10), None), Ok(()));
         assert_eq!(r.admit(&beat("a", 2, 1, 10), None), Err(Replay::Sequence));
@@ -168,16 +174,21 @@ mod tests {
             Err(Replay::Version),
             "a replaced version never comes back"
         );
-        // A new term from another holder; the old term is over for all.
+        // An older term of the same holder; holders are apart.
+        assert_eq!(r.admit(&beat("a", 1, 99, 5), None), Err(Replay::Term));
         assert_eq!(r.admit(&beat("b", 3, 0, 20), None), Ok(()));
-        assert_eq!(r.admit(&beat("a", 2, 50, 11), None), Err(Replay::Term));
-        assert_eq!(r.admit(&beat("c", 1, 0, 1), None), Err(Replay::Term));
         assert_eq!(r.admit(&beat("b", 3, 1, 20), None), Ok(()));
+        assert_eq!(r.admit(&beat("a", 3, 0, 30), None), Ok(()), "a new term");
+        assert_eq!(r.newest("a"), Some((3, 0)));
+        assert_eq!(r.newest("c"), None);
+        assert!(!is_replay(None, 0, 0));
+        assert!(is_replay(Some((3, 5)), 3, 5));
+        assert!(!is_replay(Some((3, 5)), 4, 0));
     }
 
     #[test]
     fn a_restarted_sender_is_heard_again_only_with_the_observed_new_version() {
-        let mut r = Replays::default();
+        let mut r = ReplayGuard::default();
         r.admit(&beat("a", 4, 500, 30), None).unwrap();
         // Restarted: sequence 0, a version not heard, but not the observed
         // one (a capture of something else): dropped.
@@ -197,12 +208,12 @@ mod tests {
 
     #[test]
     fn memory_is_bounded() {
-        let mut r = Replays::default();
+        let mut r = ReplayGuard::default();
         for i in 0..(MAX_HOLDERS as u32 + 20) {
             r.admit(&beat(&format!("n{i}"), 7 + i, 0, 1), None).unwrap();
         }
         assert_eq!(r.holders(), MAX_HOLDERS);
-        let mut one = Replays::default();
+        let mut one = ReplayGuard::default();
         for v in 0..100 {
             one.admit(&beat("a", 1, v, v), None).unwrap();
         }
@@ -217,7 +228,7 @@ mod tests {
         fn replays_are_never_admitted_twice(
             frames in proptest::collection::vec((0usize..3, 0u32..4, 0u64..20), 1..200),
         ) {
-            let mut r = Replays::default();
+            let mut r = ReplayGuard::default();
             let mut admitted: Vec<Heartbeat> = vec![];
             for (h, term, seq) in frames {
                 // A sender's version is a function of its sequence (one
@@ -232,7 +243,7 @@ mod tests {
                     {
                         prop_assert!(b.sequence > prev.sequence);
                     }
-                    let newest = admitted.iter().map(|p| p.term).max();
+                    let newest = admitted.iter().filter(|p| p.holder == b.holder).map(|p| p.term).max();
                     prop_assert!(newest.is_none_or(|t| b.term >= t));
                     admitted.push(b);
                 }
