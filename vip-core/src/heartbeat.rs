@@ -16,7 +16,7 @@
 //! verifies under the cluster's key and whose election scope
 //! ([`crate::heartbeat_scope`]) is this cluster's, and counts every other
 //! frame in a [`HeartbeatDrops`] table. The controller then drops replays
-//! (`controller/fast.rs`). A node without the key sends and trusts no
+//! ([`crate::heartbeat_replay`]). A node without the key sends and trusts no
 //! beat: fast failover stays off and the lease's expiry fails over.
 
 use std::sync::Arc;
