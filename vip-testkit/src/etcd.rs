@@ -18,15 +18,13 @@
 //! `VIP_ETCD_BIN` names another binary.
 
 use std::fs::File;
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
+use rcgen::ExtendedKeyUsagePurpose;
+
+use crate::pki::{ca, free_port, leaf};
 
 /// How long one member may take to serve clients after it was started.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -142,44 +140,6 @@ pub fn etcd_binary() -> Option<PathBuf> {
     })
 }
 
-fn free_port() -> Result<u16, EtcdFixtureError> {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(io("bind a free port"))?;
-    Ok(l.local_addr().map_err(io("read a free port"))?.port())
-}
-
-fn ca(name: &str) -> Result<(String, Issuer<'static, KeyPair>), rcgen::Error> {
-    let key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let cert = params.self_signed(&key)?;
-    Ok((cert.pem(), Issuer::new(params, key)))
-}
-
-fn leaf(
-    issuer: &Issuer<'static, KeyPair>,
-    cn: &str,
-    sans: &[&str],
-    usages: Vec<ExtendedKeyUsagePurpose>,
-) -> Result<(String, String), rcgen::Error> {
-    let key = KeyPair::generate()?;
-    let mut params =
-        CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
-    params.distinguished_name.push(DnType::CommonName, cn);
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    params.extended_key_usages = usages;
-    let cert = params.signed_by(&key, issuer)?;
-    Ok((cert.pem(), key.serialize_pem()))
-}
-
 fn write(path: &Path, contents: &str) -> Result<(), EtcdFixtureError> {
     std::fs::write(path, contents).map_err(io(format!("write {}", path.display())))
 }
@@ -250,8 +210,8 @@ impl EtcdCluster {
             )
             .map_err(cert_err)?;
             let member = Member {
-                client_port: free_port()?,
-                peer_port: free_port()?,
+                client_port: free_port().map_err(io("bind a free port"))?,
+                peer_port: free_port().map_err(io("bind a free port"))?,
                 data_dir: root.join(format!("{name}.etcd")),
                 cert: root.join(format!("{name}.crt")),
                 key: root.join(format!("{name}.key")),

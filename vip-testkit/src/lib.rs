@@ -13,6 +13,7 @@
 //! | [`netns`] | network namespaces, veth pairs, bridges, running code inside a namespace (needs root) |
 //! | [`lab`] | a throwaway cluster on top of both: N nodes running real `vip manager` (or keepalived), a client, an ARP/NDP observer |
 //! | [`etcd`] | a real etcd cluster (one or three members) on loopback with mutual TLS |
+//! | [`apiserver`] | the real `kube-apiserver`, built from the `k8s.io/kubernetes` Go module, over a real etcd |
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), vip_testkit::etcd::EtcdFixtureError> {
@@ -28,8 +29,10 @@
 
 #![deny(missing_docs)]
 
+pub mod apiserver;
 pub mod etcd;
 pub mod lab;
 pub mod netns;
+mod pki;
 mod sys;
 pub mod testapi;

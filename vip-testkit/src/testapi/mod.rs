@@ -27,7 +27,7 @@ pub mod admin;
 mod server;
 mod status;
 mod store;
-mod tls;
+pub(crate) mod tls;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
