@@ -1,3 +1,6 @@
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
 use super::*;
 use crate::config::Sources;
 
