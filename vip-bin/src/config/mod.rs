@@ -2,7 +2,9 @@
 //! flag (flag wins), validated before anything touches the host.
 //!
 //! A bad value is refused in one line naming the key, the value and what is
-//! expected; a kube-vip mode `vip` does not implement is refused by name.
+//! expected; a kube-vip mode `vip` does not implement is refused by name;
+//! a kube-vip setting `vip` honours differently gives a [`Note`]
+//! (`kube_vip.rs`).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -15,9 +17,13 @@ mod describe;
 mod election;
 mod fast_failover;
 mod keys;
+mod kube_vip;
 mod logging;
 pub use election::{EtcdSettings, LeaderElection};
 pub use keys::{BOOLEANS, KEYS, LISTS, REFUSED_FLAGS, UNSUPPORTED};
+#[cfg(test)]
+pub use kube_vip::NO_ELECTION_NOTE;
+pub use kube_vip::{NOTED, Note};
 pub use logging::{LogFormat, LogLevel};
 
 /// A configuration error: exit code 2, nothing changed on the host.
@@ -110,6 +116,9 @@ pub struct Settings {
     pub leader_election: LeaderElection,
     /// The etcd client settings (used with [`LeaderElection::Etcd`]).
     pub etcd: EtcdSettings,
+    /// The kube-vip settings given that `vip` honours differently (see
+    /// [`NOTED`]), in their table's order.
+    pub notes: Vec<Note>,
 }
 
 /// Where settings come from: flags (already split into name and value by
@@ -227,8 +236,10 @@ impl Settings {
                 what: "running without the control-plane VIP",
             });
         }
-        // Accepted for compatibility; ARP control-plane mode always elects.
+        // Accepted for compatibility (false gives a note): ARP control-plane
+        // mode always elects.
         flag("vip_leaderelection")?;
+        let notes = kube_vip::notes(sources)?;
         let health_check = flag("vip_healthcheck")?.unwrap_or(true);
         let events = flag("vip_events")?.unwrap_or(true);
         let (leader_election, etcd) = election::parse(sources)?;
@@ -373,6 +384,7 @@ impl Settings {
             events,
             leader_election,
             etcd,
+            notes,
         })
     }
 

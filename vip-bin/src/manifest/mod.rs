@@ -259,12 +259,13 @@ pub fn run(matches: &ArgMatches, settings: Settings) -> ExitCode {
             .and_then(|()| pod_options(m, &settings))
             .map(|(o, comment)| {
                 let mut text = comment;
+                text.push_str(&notes_comment(&settings));
                 text.push_str(&to_yaml(&[pod(&settings, &o)]));
                 text
             }),
         Some(("daemonset", m)) => no_node_name(m)
             .and_then(|()| daemonset::options(m, &settings))
-            .map(|o| to_yaml(&[daemonset::daemonset(&settings, &o)])),
+            .map(|o| notes_comment(&settings) + &to_yaml(&[daemonset::daemonset(&settings, &o)])),
         Some(("rbac", m)) => checked_name(m).map(|name| rbac_yaml(&settings, &name)),
         _ => {
             eprintln!("vip manifest: expected pod, daemonset or rbac");
@@ -281,6 +282,16 @@ pub fn run(matches: &ArgMatches, settings: Settings) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// One YAML comment line per kube-vip setting given that `vip` honours
+/// differently (it is not in the env block).
+fn notes_comment(settings: &Settings) -> String {
+    settings
+        .notes
+        .iter()
+        .map(|n| format!("# kube-vip setting honoured differently, left out: {n}\n"))
+        .collect()
 }
 
 fn checked_name(m: &ArgMatches) -> Result<String, OptionError> {
