@@ -262,9 +262,13 @@ fn main() -> ExitCode {
         },
         // The settings are global to `manifest`, so its subcommand's
         // matches carry them, and its stray arguments.
-        Some(("manifest", m)) => match settings(m.subcommand().map_or(m, |(_, sub)| sub)) {
-            Ok(s) => manifest::run(m, s),
-            Err(code) => code,
+        Some(("manifest", m)) => match manifest::run_from(m) {
+            // `pod --from FILE`: the settings come from the file.
+            Some(code) => code,
+            None => match settings(m.subcommand().map_or(m, |(_, sub)| sub)) {
+                Ok(s) => manifest::run(m, s),
+                Err(code) => code,
+            },
         },
         Some(("manager", m)) => match host_settings(m) {
             Ok(s) => {

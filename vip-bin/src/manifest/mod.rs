@@ -31,10 +31,12 @@ use clap::{Arg, ArgAction, ArgMatches, Command, builder::PossibleValuesParser};
 
 use crate::config::{LeaderElection, Settings};
 
+mod convert;
 mod daemonset;
 mod distribution;
 mod pod;
 mod rbac;
+pub use convert::run_from;
 pub use distribution::{DEFAULT_ETCD_ENDPOINT, Distribution, HOST_ROOT_ENV};
 pub use pod::pod;
 pub(crate) use pod::{ContainerOptions, args, container, etcd_volumes, pod_spec};
@@ -137,6 +139,12 @@ pub fn command() -> Command {
                 .arg(name_arg(DEFAULT_NAME))
                 .arg(leader_election_arg())
                 .arg(no_liveness_probe_arg())
+                .arg(
+                    Arg::new("from")
+                        .long("from")
+                        .value_name("FILE")
+                        .help("convert this kube-vip static pod instead: keep its env, args and mounts, swap the image for vip's, add what vip adds (probe, labels), and say every change in a YAML comment; takes only --image, --name and --no-liveness-probe besides"),
+                )
                 .arg(stray_arg()),
         )
         .subcommand(daemonset::command())
