@@ -471,7 +471,9 @@ fn kube_vip_settings_honoured_differently_are_noted_and_config_files_refused() {
             .collect();
         vip(&all, &args)
     };
-    let cases: &[(&[(&str, &str)], &[&str], &str)] = &[
+    // (environment, flags, the note)
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a str);
+    let cases: &[Case<'_>] = &[
         (
             &[("vip_skipdad", "true")],
             &[],
