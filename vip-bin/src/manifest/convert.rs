@@ -26,7 +26,8 @@ use k8s_openapi::api::core::v1::{Container, EnvVar, Pod};
 
 use super::pod::env as env_var;
 use super::{
-    ContainerOptions, checked_name, container, default_image, image_version, labels, yaml_of,
+    ContainerOptions, checked_name, container, default_image, image_version, labels,
+    print_or_refuse, yaml_of,
 };
 use crate::config::{KEYS, NOTED, REFUSED_FLAGS, Settings, Sources};
 
@@ -72,16 +73,7 @@ pub fn run_from(matches: &ArgMatches) -> Option<ExitCode> {
             std::fs::read_to_string(file).map_err(|e| format!("{file}: cannot read it ({e})"))?;
         convert(file, &text, &o).map_err(|e| e.to_string())
     });
-    Some(match out {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("vip: {e}");
-            ExitCode::from(2)
-        }
-    })
+    Some(print_or_refuse(out))
 }
 
 /// The options `--from` takes (`--image`, `--name`, `--no-liveness-probe`);

@@ -280,6 +280,11 @@ pub fn run(matches: &ArgMatches, settings: Settings) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    print_or_refuse(out)
+}
+
+/// Print the YAML and exit 0, or the one-line error and exit 2.
+fn print_or_refuse(out: Result<String, impl std::fmt::Display>) -> ExitCode {
     match out {
         Ok(text) => {
             print!("{text}");
