@@ -12,7 +12,9 @@
 //!   `system-node-critical`, capabilities NET_ADMIN and NET_RAW only
 //!   (others dropped, `drop: [ALL]`), host network;
 //! - kube-vip v0.8's `vip_cidr`, renamed `vip_subnet` (or dropped when
-//!   `vip_subnet` is also set);
+//!   `vip_subnet` is also set); the timeout kube-vip v1.2's generator
+//!   writes as a second `vip_loseleadership`, renamed; other duplicates
+//!   keep their last value;
 //! - the lease timings, written out when the pod relied on kube-vip
 //!   v1.1+'s defaults (15/10/2 s), which differ from `vip`'s (5/3/1 s);
 //! - every kube-vip setting `vip` honours differently, with how and why.
@@ -329,6 +331,7 @@ fn settings(
     }
     let flags = flags(&args[1..])?;
     let mut env: Vec<EnvVar> = c.env.clone().unwrap_or_default();
+    dedupe(&mut env, notes);
     // kube-vip v0.8's `vip_cidr` (its generator always wrote "32") was the
     // VIP's prefix length: vip reads it as `vip_subnet`.
     if let Some(at) = env.iter().position(|e| e.name == "vip_cidr") {
@@ -370,6 +373,7 @@ fn settings(
                 .into(),
         );
     }
+    kubeconfig_note(c, &env, notes);
     let sources = Sources {
         flags,
         env: env
@@ -382,6 +386,61 @@ fn settings(
         notes.push(format!("honoured differently: {n}"));
     }
     Ok((settings, env))
+}
+
+/// kube-vip v1.2's generator writes `--loseLeadership`'s timeout as a
+/// second `vip_loseleadership` (a number, which kube-vip itself then fails
+/// to parse as a boolean): that one becomes
+/// `vip_loseleadership_timeout_seconds`. Any other name set twice keeps its
+/// last value, as the container runtime does.
+fn dedupe(env: &mut Vec<EnvVar>, notes: &mut Vec<String>) {
+    const LOSE: &str = "vip_loseleadership";
+    let loses: Vec<usize> = (0..env.len()).filter(|i| env[*i].name == LOSE).collect();
+    if let [_, second] = loses[..]
+        && let Some(v) = env[second].value.clone()
+        && v.parse::<u32>().is_ok()
+    {
+        env[second].name = "vip_loseleadership_timeout_seconds".into();
+        notes.push(format!(
+            "changed: the second vip_loseleadership={v:?} -> vip_loseleadership_timeout_seconds={v:?} (kube-vip's generator writes the timeout under the wrong name)"
+        ));
+    }
+    let mut i = 0;
+    while i < env.len() {
+        if env[i + 1..].iter().any(|e| e.name == env[i].name) {
+            let gone = env.remove(i);
+            notes.push(format!(
+                "dropped: {}={:?}, set again further down (the last one wins, as in the container)",
+                gone.name,
+                gone.value.unwrap_or_default()
+            ));
+        } else {
+            i += 1;
+        }
+    }
+}
+
+/// A note when `k8s_config_file` names a path no volume mount of the
+/// container provides: vip reads it inside the container.
+fn kubeconfig_note(c: &Container, env: &[EnvVar], notes: &mut Vec<String>) {
+    let Some(path) = env
+        .iter()
+        .rev()
+        .find(|e| e.name == "k8s_config_file")
+        .and_then(|e| e.value.as_deref())
+        .filter(|p| !p.is_empty())
+    else {
+        return;
+    };
+    let mounted = c.volume_mounts.iter().flatten().any(|m| {
+        let dir = m.mount_path.trim_end_matches('/');
+        path == m.mount_path || path.starts_with(&format!("{dir}/"))
+    });
+    if !mounted {
+        notes.push(format!(
+            "check: k8s_config_file={path:?} is not under any volumeMount of this container, and vip reads it inside the container: mount it there, or remove the setting (vip then finds the kubeconfig mounted at /etc/kubernetes/admin.conf)"
+        ));
+    }
 }
 
 /// kube-vip's flags after `manager`, parsed and refused exactly as

@@ -103,11 +103,13 @@ fn each_shape_keeps_its_settings_and_mounts() {
         assert!(has(&comments, "honoured differently: dns_mode=\"first\""));
         // Every setting kube-vip had is still there, by name and value
         // (v0.8's vip_cidr under its new name).
+        let mut loses = 0;
         for e in bc.env.iter().flatten() {
-            let name_now = if e.name == "vip_cidr" {
-                "vip_subnet"
-            } else {
-                &e.name
+            loses += usize::from(e.name == "vip_loseleadership");
+            let name_now = match (e.name.as_str(), loses) {
+                ("vip_cidr", _) => "vip_subnet",
+                ("vip_loseleadership", 2) => "vip_loseleadership_timeout_seconds",
+                (n, _) => n,
             };
             let now = ac.env.iter().flatten().find(|x| x.name == name_now);
             assert_eq!(
@@ -312,4 +314,58 @@ fn kube_vip_images_are_recognised_by_name() {
     );
     assert_eq!(kube_vip_version("registry:5000/kube-vip"), None);
     assert_eq!(kube_vip_version("kube-vip:0.8.9"), Some((0, 8)));
+}
+
+/// kube-vip v1.2's generator writes the timeout as a second
+/// `vip_loseleadership`: renamed; another name set twice keeps its last
+/// value, as the container does; an unmounted `k8s_config_file` is said.
+#[test]
+fn duplicates_and_an_unmounted_kubeconfig_are_handled_and_said() {
+    let (comments, pod) = converted(&shape("kube-vip-v1.2-k3s.yaml"));
+    assert_eq!(
+        env_value(&pod, "vip_loseleadership").as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        env_value(&pod, "vip_loseleadership_timeout_seconds").as_deref(),
+        Some("30")
+    );
+    assert!(has(
+        &comments,
+        "changed: the second vip_loseleadership=\"30\""
+    ));
+
+    let twice = edited(
+        "    - name: address\n",
+        "    - name: port\n      value: \"6444\"\n    - name: address\n",
+    );
+    let (comments, pod) = converted(&twice);
+    assert_eq!(settings_of(&pod).port, 6444);
+    let ports = pod.spec.as_ref().unwrap().containers[0]
+        .env
+        .iter()
+        .flatten()
+        .filter(|e| e.name == "port")
+        .count();
+    assert_eq!(ports, 1);
+    assert!(has(
+        &comments,
+        "dropped: port=\"6443\", set again further down"
+    ));
+
+    for (path, said) in [
+        ("/etc/rancher/k3s/k3s.yaml", true),
+        ("/etc/kubernetes/admin.conf", false),
+    ] {
+        let text = edited(
+            "    - name: address\n",
+            &format!("    - name: k8s_config_file\n      value: {path}\n    - name: address\n"),
+        );
+        let (comments, _) = converted(&text);
+        assert_eq!(
+            has(&comments, "is not under any volumeMount"),
+            said,
+            "{path}"
+        );
+    }
 }
