@@ -37,8 +37,14 @@ pub(super) fn normalise(kind: Kind, name: &str, obj: Value) -> Result<Value, Sta
     };
     let out = match kind {
         Kind::Lease => {
-            let lease: Lease = serde_json::from_value(obj).map_err(decode_err)?;
-            if let Some(spec) = &lease.spec {
+            let mut lease: Lease = serde_json::from_value(obj).map_err(decode_err)?;
+            if let Some(spec) = &mut lease.spec {
+                // `preferredHolder` and `strategy` belong to the
+                // CoordinatedLeaderElection feature gate, off by default
+                // (kube-apiserver 1.34, kubeadm, k3s): the real server
+                // drops them on every write, and so does the stand-in.
+                spec.preferred_holder = None;
+                spec.strategy = None;
                 if let Some(d) = spec.lease_duration_seconds
                     && d <= 0
                 {
