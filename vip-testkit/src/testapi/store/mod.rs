@@ -13,6 +13,7 @@ use tokio::sync::broadcast;
 
 use super::status::Status;
 pub use kind::Kind;
+pub use objects::check_strict;
 use objects::{check_type, merge, normalise};
 pub use select::{Selectors, view_event};
 
