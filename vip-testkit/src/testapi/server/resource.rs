@@ -173,8 +173,13 @@ pub(super) async fn serve_resource(
         "update" => {
             let body = read_json(req).await?;
             strict(&body)?;
+            // A replace that creates (Leases, Events) answers 201.
+            let code = match store.get(kind, ns, &name_or(name)) {
+                Ok(_) => StatusCode::OK,
+                Err(_) => StatusCode::CREATED,
+            };
             Ok(json_response(
-                StatusCode::OK,
+                code,
                 &store.update(kind, ns, &name_or(name), body)?,
             ))
         }
