@@ -32,10 +32,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 use vip_core::testutil::{MemoryNetwork, RecordingObserver};
-use vip_core::{
-    Controller, ControllerConfig, ControllerHandle, CordonState, InterfaceSelector, LockBackend,
-    MacAddr, NodeIdentity, Observer, Role, Timings,
-};
+use vip_core::{Controller, ControllerHandle, CordonState, LockBackend, MacAddr, Observer, Role};
 use vip_lease::events::{EventCounts, EventsConfig, spawn_event_recorder};
 use vip_lease::{
     ClusterAccess, CordonConfig, HealthConfig, LeaseBackend, LeaseConfig, LeaseName, ReadyzProbe,
@@ -106,6 +103,16 @@ fn logged_since(from: usize) -> (Vec<String>, usize) {
         }
     }
     (lines, buf.len())
+}
+
+/// The distinct lines logged since `mark` that contain `needle`, joined.
+fn logged_with(mark: usize, needle: &str) -> String {
+    let lines: Vec<String> = logged_since(mark)
+        .0
+        .into_iter()
+        .filter(|l| l.contains(needle))
+        .collect();
+    lines.join(" || ")
 }
 
 fn kubectl_available() -> bool {
@@ -418,20 +425,13 @@ async fn probe(lab: &Lab) -> Vec<Outcome> {
     recorder.on_event(&vip_core::ControllerEvent::Acquired { new: true });
     drop(recorder);
     let ended = tokio::time::timeout(Duration::from_secs(20), task).await;
-    let failures: Vec<String> = logged_since(mark)
-        .0
-        .into_iter()
-        .filter(|l| l.contains("cannot write a Kubernetes Event"))
-        .collect();
+    let failures = logged_with(mark, "cannot write a Kubernetes Event");
     out.push((
         "write Events",
         match (ended, counts.failed.load(Ordering::Relaxed)) {
             (Err(_), _) => Err("the event writer did not finish within 20 s".into()),
             (_, 0) => Ok(()),
-            (_, n) => Err(format!(
-                "{n} Event writes failed: {}",
-                failures.join(" || ")
-            )),
+            (_, n) => Err(format!("{n} Event writes failed: {}", failures)),
         },
     ));
 
@@ -445,18 +445,14 @@ async fn probe(lab: &Lab) -> Vec<Outcome> {
     let seen = tokio::time::timeout(Duration::from_secs(5), cordon.wait_for(|s| *s == want))
         .await
         .map(|r| r.map(|_| ()));
-    let failures: Vec<String> = logged_since(mark)
-        .0
-        .into_iter()
-        .filter(|l| l.contains("cordon watch"))
-        .collect();
+    let failures = logged_with(mark, "cordon watch");
     out.push((
         "watch the Nodes (cordon)",
         match seen {
             Ok(Ok(_)) => Ok(()),
             _ => Err(format!(
                 "the cordon watch saw nothing within 5 s: {}",
-                failures.join(" || ")
+                failures
             )),
         },
     ));
@@ -491,12 +487,7 @@ async fn controller(
     .unwrap();
     let (cordon, _task) = spawn_cordon_watch(&sa, CordonConfig::new(name)).unwrap();
     let (addresses, announcer) = net.node(name, MacAddr([2, 0, 0, 0, 0, i as u8 + 1]));
-    let config = ControllerConfig::new(
-        NodeIdentity::new(name).unwrap(),
-        "198.18.0.100".parse().unwrap(),
-        InterfaceSelector::named("eth0").unwrap(),
-        Timings::default(),
-    );
+    let config = vip_core::testutil::lab_controller_config(name);
     let observers: Vec<Arc<dyn Observer>> = vec![Arc::new(recorder), Arc::new(obs.for_node(name))];
     Controller::new(
         config,

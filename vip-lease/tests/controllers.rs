@@ -13,10 +13,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use vip_core::testutil::{MemoryNetwork, RecordingObserver};
-use vip_core::{
-    Controller, ControllerConfig, ControllerEvent, ControllerHandle, InterfaceSelector, MacAddr,
-    NodeIdentity, Role, StepDownReason, Timings,
-};
+use vip_core::{Controller, ControllerEvent, ControllerHandle, MacAddr, Role, StepDownReason};
 use vip_testkit::api::{Api, Flavor};
 use vip_testkit::testapi::Fault;
 
@@ -31,12 +28,7 @@ async fn start(
     let name = USERS[i];
     let backend = common::backend(api, i, name, Duration::from_millis(750)).await;
     let (addresses, announcer) = net.node(name, MacAddr([2, 0, 0, 0, 0, i as u8 + 1]));
-    let config = ControllerConfig::new(
-        NodeIdentity::new(name).unwrap(),
-        "198.18.0.100".parse().unwrap(),
-        InterfaceSelector::named("eth0").unwrap(),
-        Timings::default(),
-    );
+    let config = vip_core::testutil::lab_controller_config(name);
     Controller::new(
         config,
         Arc::new(backend),

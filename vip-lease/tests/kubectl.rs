@@ -370,7 +370,7 @@ async fn controller_with_events(
     name: &str,
 ) -> vip_core::ControllerHandle {
     use std::sync::Arc;
-    use vip_core::{Controller, ControllerConfig, InterfaceSelector, MacAddr, NodeIdentity};
+    use vip_core::{Controller, MacAddr};
     use vip_lease::events::{EventCounts, EventsConfig, spawn_event_recorder};
 
     api.put_node(name, true, true, false).await.unwrap();
@@ -382,12 +382,7 @@ async fn controller_with_events(
     )
     .unwrap();
     let (addresses, announcer) = net.node(name, MacAddr([2, 0, 0, 0, 0, i as u8 + 1]));
-    let config = ControllerConfig::new(
-        NodeIdentity::new(name).unwrap(),
-        "198.18.0.100".parse().unwrap(),
-        InterfaceSelector::named("eth0").unwrap(),
-        vip_core::Timings::default(),
-    );
+    let config = vip_core::testutil::lab_controller_config(name);
     Controller::new(
         config,
         Arc::new(backend),

@@ -8,7 +8,7 @@
 //! a Node, list Events by field selector) goes through the HTTP API as the
 //! first admin user, on both servers alike: the stand-in's store is not
 //! reached around its API. What only one of them can do is explicit:
-//! request [`Counters`](crate::testapi::Counters) and fault injection are
+//! request [`crate::testapi::Counters`] and fault injection are
 //! the stand-in's ([`Api::stand_in`]); [`Api::cut`] makes a server stop
 //! answering on both (the stand-in refuses connections, the real server is
 //! killed and [`Api::heal`] restarts it), and [`Api::compact`] drops the
