@@ -21,9 +21,10 @@ on_both!(
     strict_field_validation_names_the_unknown_field,
     an_unknown_field_label_is_refused_naming_it,
     server_side_apply_creates_then_merges,
+    a_watch_from_a_dropped_version_is_410_expired,
 );
 
-/// `(status code, body)` of a request as the admin.
+/// `(status code, body)` of a request as the admin (through server 0).
 async fn send(
     api: &Api,
     method: &str,
@@ -31,6 +32,18 @@ async fn send(
     content_type: &str,
     body: Value,
 ) -> (u16, Value) {
+    let (code, bytes) = send_via(api.admin(), method, path, content_type, body).await;
+    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+/// `(status code, raw body)` of a request through `client`.
+async fn send_via(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: Value,
+) -> (u16, Vec<u8>) {
     let body = if body.is_null() {
         Vec::new()
     } else {
@@ -42,14 +55,13 @@ async fn send(
         .header("content-type", content_type)
         .body(body)
         .unwrap();
-    let response = api
-        .admin()
+    let response = client
         .send(request.map(kube::client::Body::from))
         .await
         .expect("an answer");
     let code = response.status().as_u16();
     let bytes = response.into_body().collect_bytes().await.unwrap();
-    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (code, bytes.to_vec())
 }
 
 fn lease(name: &str, extra: Value) -> Value {
@@ -214,4 +226,54 @@ async fn server_side_apply_creates_then_merges(flavor: Flavor) {
     assert_eq!(code, 200, "{obj}");
     assert_eq!(obj["metadata"]["labels"]["a"], "b");
     assert_eq!(obj["spec"]["holderIdentity"], "node-a");
+}
+
+async fn a_watch_from_a_dropped_version_is_410_expired(flavor: Flavor) {
+    let Some(mut api) = lab_on(flavor, 2, &["admin"]).await else {
+        return;
+    };
+    let (code, created) = send(&api, "POST", LEASES, JSON, lease("old", json!({}))).await;
+    assert_eq!(code, 201, "{created}");
+    let old = created["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for holder in ["node-b", "node-c", "node-d"] {
+        let patch = json!({"spec": {"holderIdentity": holder}});
+        let (code, _) = send(
+            &api,
+            "PATCH",
+            &format!("{LEASES}/old"),
+            "application/merge-patch+json",
+            patch,
+        )
+        .await;
+        assert_eq!(code, 200);
+    }
+    // Drop the history: the stand-in trims it; the real etcd is compacted
+    // and server 1 restarted (its watch cache starts at the present).
+    api.cut(1).await.unwrap();
+    api.compact().await.unwrap();
+    api.heal(1).await.unwrap();
+    let other = vip_testkit::api::client_for(&api.kubeconfig_for(1, "admin").unwrap())
+        .await
+        .unwrap();
+    let path = format!(
+        "{LEASES}?watch=true&resourceVersion={old}&timeoutSeconds=2&fieldSelector=metadata.name%3Dold"
+    );
+    let (code, body) = send_via(&other, "GET", &path, JSON, Value::Null).await;
+    // Both answer 200 and end the stream with one ERROR event: 410 Expired.
+    let text = String::from_utf8(body).unwrap();
+    let first: Value = serde_json::from_str(text.lines().next().unwrap_or("null")).unwrap();
+    assert_eq!(code, 200, "{text}");
+    assert_eq!(first["type"], "ERROR", "{text}");
+    assert_eq!(first["object"]["code"], 410, "{text}");
+    assert_eq!(first["object"]["reason"], "Expired", "{text}");
+    assert!(
+        first["object"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too old resource version"),
+        "{text}"
+    );
 }
