@@ -202,7 +202,14 @@ async fn reflect(
                         list.metadata.resource_version.unwrap_or_default()
                     }
                     other => {
-                        tracing::debug!(?selector, failed = ?other.err().map(|_| "timeout").or(Some("error")), "cordon watch: list failed");
+                        // A refusal (RBAC) is a warning naming it; it does
+                        // not heal by itself.
+                        match other {
+                            Ok(Err(e)) => {
+                                tracing::warn!(?selector, error = %crate::access::error_line(&e), "cordon watch: cannot list nodes")
+                            }
+                            _ => tracing::debug!(?selector, "cordon watch: list timed out"),
+                        }
                         if backoff_or_closed(&tx, &mut backoff, Duration::from_secs(2)).await {
                             return;
                         }

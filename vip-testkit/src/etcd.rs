@@ -420,6 +420,55 @@ impl EtcdCluster {
         }
         Ok(())
     }
+
+    /// Compacts the keyspace at its current revision (physically), as
+    /// etcd's own compactor or `etcdctl compact` would: a watch resumed
+    /// from an older revision is refused afterwards. Returns the revision.
+    pub async fn compact(&self) -> Result<i64, EtcdFixtureError> {
+        let failed = |what: &str| {
+            let what = what.to_owned();
+            move |e: etcd_client::Error| EtcdFixtureError::Io {
+                what,
+                source: std::io::Error::other(e),
+            }
+        };
+        let read = |p: &Path| std::fs::read(p).map_err(io(format!("read {}", p.display())));
+        let tls = etcd_client::TlsOptions::new()
+            .ca_certificate(etcd_client::Certificate::from_pem(read(&self.client.ca)?))
+            .identity(etcd_client::Identity::from_pem(
+                read(&self.client.cert)?,
+                read(&self.client.key)?,
+            ));
+        let options = etcd_client::ConnectOptions::new()
+            .with_tls(tls)
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout(Duration::from_secs(10));
+        let mut client = etcd_client::Client::connect(self.endpoints(), Some(options))
+            .await
+            .map_err(failed("connect to etcd to compact it"))?;
+        let revision = client
+            .get(
+                "/",
+                Some(
+                    etcd_client::GetOptions::new()
+                        .with_keys_only()
+                        .with_limit(1),
+                ),
+            )
+            .await
+            .map_err(failed("read etcd's revision"))?
+            .header()
+            .map(|h| h.revision())
+            .unwrap_or_default();
+        client
+            .compact(
+                revision,
+                Some(etcd_client::CompactionOptions::new().with_physical()),
+            )
+            .await
+            .map_err(failed("compact etcd"))?;
+        Ok(revision)
+    }
 }
 
 impl Drop for EtcdCluster {

@@ -13,6 +13,7 @@
 //! | [`netns`] | network namespaces, veth pairs, bridges, running code inside a namespace (needs root) |
 //! | [`lab`] | a throwaway cluster on top of both: N nodes running real `vip manager` (or keepalived), a client, an ARP/NDP observer |
 //! | [`etcd`] | a real etcd cluster (one or three members) on loopback with mutual TLS |
+//! | [`api`] | one test body, two servers: the stand-in or the real `kube-apiserver` behind one type |
 //! | [`apiserver`] | the real `kube-apiserver`, built from the `k8s.io/kubernetes` Go module, over a real etcd |
 //!
 //! ```no_run
@@ -29,6 +30,7 @@
 
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod apiserver;
 pub mod etcd;
 pub mod lab;

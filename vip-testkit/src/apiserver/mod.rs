@@ -29,6 +29,7 @@
 //! under `CI=true`, where they fail.
 
 pub mod binary;
+mod service_account;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
