@@ -1,10 +1,11 @@
 //! Interface auto-detection, as a pure function of the kernel's links,
 //! addresses and default routes (gathered by [`crate::netlink`]).
 //!
-//! The rule (design.md, "Configuration"): the interface whose connected
-//! prefix contains the VIPs; else the interface of the default route (IPv4
-//! first, then IPv6, as kube-vip); and when that leaves no interface or
-//! several, an [`AddressError::Ambiguous`] that lists the candidates.
+//! The rule (`docs/configuration.md`, `vip_interface`): the interface
+//! whose connected prefix contains the VIPs; else the interface of the
+//! default route (IPv4 first, then IPv6, as kube-vip); and when that leaves
+//! no interface or several, an [`AddressError::Ambiguous`] that lists the
+//! candidates.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;

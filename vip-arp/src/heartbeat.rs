@@ -15,13 +15,13 @@
 //! interface's own MAC; a full subscription drops beats, a closed one is
 //! forgotten. Only `CAP_NET_RAW` is needed.
 
-use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 use vip_core::{
-    AnnounceError, ElectionId, HeardBeat, Heartbeat, HeartbeatChannel, Interface, MacAddr,
+    AnnounceError, ElectionId, HeardBeat, Heartbeat, HeartbeatChannel, HeartbeatError, Interface,
+    MacAddr,
 };
 
 use crate::packet::{Link, Links, PacketSocket};
@@ -78,7 +78,7 @@ impl Subscribers {
 /// Sends and hears vip's layer-2 heartbeats on `AF_PACKET` sockets.
 ///
 /// ```no_run
-/// # async fn demo(interface: vip_core::Interface) -> Result<(), vip_core::AnnounceError> {
+/// # async fn demo(interface: vip_core::Interface) -> Result<(), vip_core::HeartbeatError> {
 /// use std::time::Duration;
 /// use vip_core::{ElectionId, Heartbeat, HeartbeatChannel};
 /// let channel = vip_arp::PacketHeartbeats::new();
@@ -139,28 +139,30 @@ impl PacketHeartbeats {
 impl HeartbeatChannel for PacketHeartbeats {
     /// Send `beat` from the interface's MAC to [`HEARTBEAT_MAC`]. A beat
     /// that cannot be framed (an empty holder or one over 253 bytes, an
-    /// interval under 1 ms or over `u32::MAX` ms) is an `Io` error of kind
-    /// `InvalidInput`, and nothing is sent.
-    async fn send(&self, interface: &Interface, beat: &Heartbeat) -> Result<(), AnnounceError> {
+    /// interval under 1 ms or over `u32::MAX` ms) is a
+    /// [`HeartbeatError::Frame`] naming the wire format's refusal, and
+    /// nothing is sent.
+    async fn send(&self, interface: &Interface, beat: &Heartbeat) -> Result<(), HeartbeatError> {
         let mut frame = [0u8; MAX_FRAME_LEN];
         let len = HeartbeatRepr::new(interface.mac, beat)
             .and_then(|repr| repr.emit(&mut frame))
-            .map_err(|e| AnnounceError::Io {
-                operation: "building a heartbeat",
+            .map_err(|e| HeartbeatError::Frame {
                 interface: interface.name.clone(),
-                source: io::Error::new(io::ErrorKind::InvalidInput, e),
+                holder: beat.holder.clone(),
+                source: Box::new(e),
             })?;
         let link = self.link(interface)?;
-        self.links
+        Ok(self
+            .links
             .send(interface, &link, &frame[..len], "sending a heartbeat")
-            .await
+            .await?)
     }
 
     async fn subscribe(
         &self,
         interface: &Interface,
         election: ElectionId,
-    ) -> Result<mpsc::Receiver<HeardBeat>, AnnounceError> {
+    ) -> Result<mpsc::Receiver<HeardBeat>, HeartbeatError> {
         Ok(self.link(interface)?.shared.add(election))
     }
 }

@@ -3,7 +3,7 @@
 //! - VIPs are added with their prefix, **preferred lifetime 0** (the kernel
 //!   marks them deprecated and never picks them as a source address) and a
 //!   **finite valid lifetime** (`IFA_CACHEINFO`), so the kernel deletes a VIP
-//!   by itself when its daemon stops refreshing it (design.md invariant 8).
+//!   by itself when its daemon stops refreshing it (`docs/architecture.md`, invariant 8).
 //!   A refresh is one `RTM_NEWADDR` with `NLM_F_REPLACE`.
 //! - IPv6 VIPs are added with `IFA_F_NODAD`: usable at once, never stuck
 //!   tentative or `dadfailed` after a fast failover.

@@ -139,9 +139,11 @@ fn cli() -> Command {
                 .about("Run the static-pod daemon (configured by kube-vip's environment variables or these flags)")
                 .args(settings_args()),
         )
-        .subcommand(Command::new("demo").about(
-            "Run vip for real in a throwaway lab of network namespaces (root): 3 nodes, a client, a crash failover and a graceful hand-over",
-        ))
+        .subcommand(Command::new("demo").about(if cfg!(feature = "demo") {
+            "Run vip for real in a throwaway lab of network namespaces (root): 3 nodes, a client, a crash failover and a graceful hand-over"
+        } else {
+            "Not in this build (a production build): the demo comes with the default features, `cargo build -p vip-bin`"
+        }))
         .subcommand(manifest::command())
         .subcommand(
             Command::new("preflight")
@@ -298,6 +300,13 @@ fn main() -> ExitCode {
                 }
             };
             runtime().block_on(demo::run(exe))
+        }
+        #[cfg(not(feature = "demo"))]
+        Some(("demo", _)) => {
+            eprintln!(
+                "vip demo: not built into this binary (a production build, without the `demo` feature); build it with `cargo build -p vip-bin` and run `sudo target/debug/vip demo`"
+            );
+            ExitCode::from(2)
         }
         _ => ExitCode::from(2),
     }

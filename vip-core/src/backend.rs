@@ -45,6 +45,78 @@ pub struct VersionedRecord {
 /// polls.
 pub type RecordWatch = tokio::sync::watch::Receiver<Option<VersionedRecord>>;
 
+/// Publish `value` on a watch channel unless it equals the current value;
+/// returns whether it was sent. The backends' record watches (and other
+/// list-and-watch loops) publish through this, so a receiver wakes only on
+/// a change.
+pub fn publish<T: PartialEq>(tx: &tokio::sync::watch::Sender<T>, value: T) -> bool {
+    tx.send_if_modified(|cur| {
+        if *cur == value {
+            false
+        } else {
+            *cur = value;
+            true
+        }
+    })
+}
+
+/// Start a backend's record watch on the current tokio runtime: `run`
+/// gets the sender and keeps the watch alive for as long as a receiver
+/// lives. `None` outside a runtime (the elector then polls).
+pub fn spawn_record_watch<Fut>(
+    run: impl FnOnce(tokio::sync::watch::Sender<Option<VersionedRecord>>) -> Fut,
+) -> Option<RecordWatch>
+where
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let handle = tokio::runtime::Handle::try_current().ok()?;
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    handle.spawn(run(tx));
+    Some(rx)
+}
+
+/// The back-off of a watch loop that failed: 100 ms, doubling up to 2 s,
+/// back to 100 ms once the loop makes progress ([`reset`](Self::reset)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchBackoff {
+    next: Duration,
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        Self { next: Self::MIN }
+    }
+}
+
+impl WatchBackoff {
+    /// The first wait.
+    pub const MIN: Duration = Duration::from_millis(100);
+    /// The longest wait.
+    pub const MAX: Duration = Duration::from_secs(2);
+
+    /// The wait now; the next one doubles (up to [`MAX`](Self::MAX)).
+    pub fn next_wait(&mut self) -> Duration {
+        let wait = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        wait
+    }
+
+    /// Progress: the next wait is [`MIN`](Self::MIN) again.
+    pub fn reset(&mut self) {
+        self.next = Self::MIN;
+    }
+
+    /// Sleep for the next wait unless `tx`'s receivers all go away first:
+    /// then `true` (the loop ends).
+    pub async fn sleep_or_closed<T>(&mut self, tx: &tokio::sync::watch::Sender<T>) -> bool {
+        let wait = self.next_wait();
+        tokio::select! {
+            _ = tx.closed() => true,
+            _ = tokio::time::sleep(wait) => false,
+        }
+    }
+}
+
 /// Errors of an election backend.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -130,4 +202,37 @@ pub fn micro_now() -> SystemTime {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     UNIX_EPOCH + Duration::from_micros(d.as_micros() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watch_backoff_doubles_to_its_bound_and_resets() {
+        let mut b = WatchBackoff::default();
+        let waits: Vec<_> = (0..7).map(|_| b.next_wait().as_millis()).collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1600, 2000, 2000]);
+        b.reset();
+        assert_eq!(b.next_wait(), WatchBackoff::MIN);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_watch_backoff_ends_when_the_receivers_go() {
+        let (tx, rx) = tokio::sync::watch::channel(0);
+        let mut b = WatchBackoff::default();
+        assert!(!b.sleep_or_closed(&tx).await);
+        drop(rx);
+        assert!(b.sleep_or_closed(&tx).await);
+    }
+
+    #[test]
+    fn publish_wakes_only_on_a_change() {
+        let (tx, mut rx) = tokio::sync::watch::channel(1);
+        rx.borrow_and_update();
+        assert!(!publish(&tx, 1));
+        assert!(!rx.has_changed().unwrap());
+        assert!(publish(&tx, 2));
+        assert!(rx.has_changed().unwrap());
+    }
 }

@@ -23,6 +23,26 @@ use tokio::sync::mpsc;
 use crate::announce::AnnounceError;
 use crate::model::{Interface, MacAddr};
 
+/// Errors of a [`HeartbeatChannel`].
+#[derive(Debug, thiserror::Error)]
+pub enum HeartbeatError {
+    /// The heartbeat cannot be put in a frame (an empty or over-long
+    /// holder, an interval out of range); nothing was sent.
+    #[error("the heartbeat of {holder:?} cannot be framed for {interface}")]
+    Frame {
+        /// The interface.
+        interface: String,
+        /// The holder the heartbeat names.
+        holder: String,
+        /// What the wire format refused.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The packet socket failed (opening it, sending).
+    #[error(transparent)]
+    Socket(#[from] AnnounceError),
+}
+
 /// Which election a heartbeat belongs to: the 64-bit FNV-1a hash of the
 /// lock's name (`namespace/name` for a Lease), so that two clusters on
 /// one segment never mistake each other's heartbeats.
@@ -96,7 +116,7 @@ pub struct HeardBeat {
 #[async_trait]
 pub trait HeartbeatChannel: Send + Sync + 'static {
     /// Send one heartbeat on `interface`.
-    async fn send(&self, interface: &Interface, beat: &Heartbeat) -> Result<(), AnnounceError>;
+    async fn send(&self, interface: &Interface, beat: &Heartbeat) -> Result<(), HeartbeatError>;
 
     /// Heartbeats of `election` heard on `interface` from other hosts (the
     /// interface's own frames are never delivered). A full receiver drops
@@ -105,7 +125,7 @@ pub trait HeartbeatChannel: Send + Sync + 'static {
         &self,
         interface: &Interface,
         election: ElectionId,
-    ) -> Result<mpsc::Receiver<HeardBeat>, AnnounceError>;
+    ) -> Result<mpsc::Receiver<HeardBeat>, HeartbeatError>;
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 //! `vip`. No sockets: only tokio time and sync.
 //!
 //! - [`model`]: VIP addresses, interface selector, timings, node identity.
+//! - [`names`]: the one validator of Kubernetes names (DNS labels and
+//!   subdomains).
 //! - The seams: [`LockBackend`] (the leader record), [`AddressManager`]
 //!   (the VIP on an interface), [`Announcer`] (the segment),
 //!   [`HealthProbe`] (the local control plane), [`HeartbeatChannel`] (the
@@ -64,23 +66,26 @@ pub mod election;
 pub mod health;
 pub mod heartbeat;
 pub mod model;
+pub mod names;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testutil;
 
 pub use address::{AddressError, AddressManager, LinkEvent, Presence};
 pub use announce::{AnnounceError, Announcer, Conflict};
 pub use backend::{
-    BackendError, LeaderRecord, LockBackend, RecordWatch, VersionedRecord, micro_now,
+    BackendError, LeaderRecord, LockBackend, RecordWatch, VersionedRecord, WatchBackoff, micro_now,
 };
 pub use controller::{
     AnnouncePolicy, Controller, ControllerConfig, ControllerError, ControllerEvent,
-    ControllerHandle, Counters, FastFailoverPolicy, HealthPolicy, Observer, Role, ShutdownReport,
-    Status, StepDownReason,
+    ControllerHandle, Counters, Failure, FastFailoverPolicy, HealthPolicy, Observer, Role,
+    ShutdownReport, Status, StepDownReason,
 };
 pub use cordon::{CordonState, CordonWatch};
 pub use election::{Attempt, ElectionError, Elector};
 pub use health::{HealthError, HealthProbe};
-pub use heartbeat::{ElectionId, HeardBeat, Heartbeat, HeartbeatChannel, version_tag};
+pub use heartbeat::{
+    ElectionId, HeardBeat, Heartbeat, HeartbeatChannel, HeartbeatError, version_tag,
+};
 pub use model::{
     Interface, InterfaceSelector, MacAddr, ModelError, NodeIdentity, Timings, VipAddress, VipSpec,
 };

@@ -7,6 +7,8 @@ use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::names::DnsNameError;
+
 /// Errors of the model's validating constructors.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ModelError {
@@ -418,23 +420,14 @@ impl NodeIdentity {
             reason,
         };
         let v = value.trim().to_ascii_lowercase();
-        if v.is_empty() {
-            return Err(bad("empty"));
-        }
-        if v.len() > 253 {
-            return Err(bad("longer than 253 characters"));
-        }
-        if !v
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        {
-            return Err(bad("only letters, digits, '-' and '.' are allowed"));
-        }
-        let first = v.as_bytes()[0];
-        let last = v.as_bytes()[v.len() - 1];
-        if !first.is_ascii_alphanumeric() || !last.is_ascii_alphanumeric() {
-            return Err(bad("must start and end with a letter or digit"));
-        }
+        crate::names::check_dns_subdomain(&v).map_err(|e| {
+            bad(match e {
+                DnsNameError::Empty => "empty",
+                DnsNameError::TooLong { .. } => "longer than 253 characters",
+                DnsNameError::BadChar => "only letters, digits, '-' and '.' are allowed",
+                DnsNameError::BadEnds => "must start and end with a letter or digit",
+            })
+        })?;
         Ok(Self(v))
     }
 

@@ -43,7 +43,10 @@ use etcd_client::{
     PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use tokio::sync::watch;
-use vip_core::{BackendError, LeaderRecord, LockBackend, RecordWatch, VersionedRecord};
+use vip_core::backend::{publish, spawn_record_watch};
+use vip_core::{
+    BackendError, LeaderRecord, LockBackend, RecordWatch, VersionedRecord, WatchBackoff,
+};
 
 use crate::config::{EtcdConfig, EtcdError};
 use crate::record;
@@ -418,10 +421,8 @@ impl LockBackend for EtcdBackend {
     }
 
     fn watch(&self) -> Option<RecordWatch> {
-        let handle = tokio::runtime::Handle::try_current().ok()?;
-        let (tx, rx) = watch::channel(None);
-        handle.spawn(run_watch(self.inner.clone(), tx));
-        Some(rx)
+        let inner = self.inner.clone();
+        spawn_record_watch(|tx| run_watch(inner, tx))
     }
 
     fn describe(&self) -> String {
@@ -433,32 +434,6 @@ impl LockBackend for EtcdBackend {
     }
 }
 
-fn publish(tx: &watch::Sender<Option<VersionedRecord>>, value: Option<VersionedRecord>) {
-    tx.send_if_modified(|cur| {
-        if *cur == value {
-            false
-        } else {
-            *cur = value;
-            true
-        }
-    });
-}
-
-/// Sleep for the back-off (then double it, up to `max`) unless the
-/// receiver goes away first: then `true`.
-async fn backoff_or_closed<T>(
-    tx: &watch::Sender<T>,
-    backoff: &mut Duration,
-    max: Duration,
-) -> bool {
-    let wait = *backoff;
-    *backoff = (*backoff * 2).min(max);
-    tokio::select! {
-        _ = tx.closed() => true,
-        _ = tokio::time::sleep(wait) => false,
-    }
-}
-
 /// Keeps the record watch alive for as long as its receiver lives: read
 /// the key (publishing it or `None`), watch from the revision after the
 /// read; a stream that breaks is re-opened from the revision after the
@@ -467,8 +442,7 @@ async fn run_watch(inner: Arc<Inner>, tx: watch::Sender<Option<VersionedRecord>>
     let key = inner.config.key.clone();
     let endpoints = inner.endpoints();
     let mut next: Option<i64> = None;
-    let mut backoff = Duration::from_millis(100);
-    let max_backoff = Duration::from_secs(2);
+    let mut backoff = WatchBackoff::default();
     loop {
         if tx.is_closed() {
             return;
@@ -496,7 +470,7 @@ async fn run_watch(inner: Arc<Inner>, tx: watch::Sender<Option<VersionedRecord>>
                     }
                     Err(e) => {
                         tracing::debug!(error = %e, "etcd watch: read failed");
-                        if backoff_or_closed(&tx, &mut backoff, max_backoff).await {
+                        if backoff.sleep_or_closed(&tx).await {
                             return;
                         }
                         continue;
@@ -514,7 +488,7 @@ async fn run_watch(inner: Arc<Inner>, tx: watch::Sender<Option<VersionedRecord>>
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(error = %e, "etcd watch: cannot open");
-                if backoff_or_closed(&tx, &mut backoff, max_backoff).await {
+                if backoff.sleep_or_closed(&tx).await {
                     return;
                 }
                 continue;
@@ -544,16 +518,20 @@ async fn run_watch(inner: Arc<Inner>, tx: watch::Sender<Option<VersionedRecord>>
                         next = Some(kv.mod_revision() + 1);
                         match event.event_type() {
                             EventType::Put => match versioned(kv, &endpoints) {
-                                Ok(v) => publish(&tx, Some(v)),
+                                Ok(v) => {
+                                    publish(&tx, Some(v));
+                                }
                                 Err(e) => {
                                     tracing::warn!(error = %e, "etcd watch: unreadable record");
                                     publish(&tx, None);
                                 }
                             },
-                            EventType::Delete => publish(&tx, None),
+                            EventType::Delete => {
+                                publish(&tx, None);
+                            }
                         }
                     }
-                    backoff = Duration::from_millis(100);
+                    backoff.reset();
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -562,7 +540,7 @@ async fn run_watch(inner: Arc<Inner>, tx: watch::Sender<Option<VersionedRecord>>
                 }
             }
         }
-        if backoff_or_closed(&tx, &mut backoff, max_backoff).await {
+        if backoff.sleep_or_closed(&tx).await {
             return;
         }
     }

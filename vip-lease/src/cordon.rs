@@ -2,23 +2,27 @@
 //! control-plane nodes are uncordoned and Ready, as a
 //! [`vip_core::CordonWatch`].
 //!
-//! Two small reflectors (list, then watch from the list's resourceVersion,
-//! re-listing on 410 Gone) run on their own client: one on this node by
-//! field selector, one on the control-plane nodes by label selector. Needs
-//! RBAC `nodes: get, list, watch`.
+//! Two of kube's watchers (list, then watch from the list's
+//! resourceVersion, resuming, re-listing on 410 Gone, with a bounded
+//! back-off) run on their own client: one on this node by field selector,
+//! one on the control-plane nodes by label selector. Needs RBAC
+//! `nodes: get, list, watch`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
-use kube::api::{Api, ListParams, WatchEvent, WatchParams};
+use kube::api::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::utils::Backoff;
+use kube::runtime::watcher::{self, Event, watcher};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use vip_core::{CordonState, CordonWatch};
+use vip_core::backend::publish;
+use vip_core::{CordonState, CordonWatch, WatchBackoff};
 
 use crate::access::{AccessError, ClientOptions, ClusterAccess};
-use crate::lease::backoff_or_closed;
 
 /// The label that marks control-plane nodes (it only has to exist).
 pub const CONTROL_PLANE_LABEL: &str = "node-role.kubernetes.io/control-plane";
@@ -120,10 +124,15 @@ pub fn spawn_cordon_watch(
     let (out_tx, out_rx) = watch::channel(CordonState::default());
     let (me_tx, mut me_rx) = watch::channel(BTreeMap::new());
     let (peers_tx, mut peers_rx) = watch::channel(BTreeMap::new());
-    let me_sel = Selector::Field(format!("metadata.name={}", config.node_name));
-    let peers_sel = Selector::Label(config.control_plane_label.clone());
-    tokio::spawn(reflect(api.clone(), me_sel, config.clone(), me_tx));
-    tokio::spawn(reflect(api, peers_sel, config.clone(), peers_tx));
+    let timeout_secs = u32::try_from(config.watch_timeout.as_secs().max(1)).unwrap_or(u32::MAX);
+    let base = watcher::Config::default().timeout(timeout_secs);
+    let me = base
+        .clone()
+        .fields(&format!("metadata.name={}", config.node_name));
+    let peers = base.labels(&config.control_plane_label);
+    let idle = config.watch_timeout + Duration::from_secs(5);
+    tokio::spawn(reflect(api.clone(), me, idle, me_tx));
+    tokio::spawn(reflect(api, peers, idle, peers_tx));
     let task = tokio::spawn(async move {
         loop {
             let next = state(
@@ -131,11 +140,7 @@ pub fn spawn_cordon_watch(
                 &me_rx.borrow_and_update(),
                 &peers_rx.borrow_and_update(),
             );
-            out_tx.send_if_modified(|cur| {
-                let changed = *cur != next;
-                *cur = next;
-                changed
-            });
+            publish(&out_tx, next);
             tokio::select! {
                 _ = out_tx.closed() => return,
                 r = me_rx.changed() => if r.is_err() { return },
@@ -146,135 +151,134 @@ pub fn spawn_cordon_watch(
     Ok((out_rx, task))
 }
 
-#[derive(Debug, Clone)]
-enum Selector {
-    Field(String),
-    Label(String),
+/// The nodes one watcher sees, by name, as the cordon watch needs them.
+type NodeMap = BTreeMap<String, NodeView>;
+
+/// The state of one watcher's nodes: the map published, and the one being
+/// rebuilt while a (re)list is under way.
+#[derive(Debug, Default)]
+struct Nodes {
+    relisting: Option<NodeMap>,
 }
 
-/// List + watch of the nodes `selector` picks, published as a map; ends
-/// when the receiver is dropped.
-async fn reflect(
-    api: Api<Node>,
-    selector: Selector,
-    config: CordonConfig,
-    tx: watch::Sender<BTreeMap<String, NodeView>>,
-) {
-    let (mut lp, mut wp) = (ListParams::default(), WatchParams::default());
-    match &selector {
-        Selector::Field(f) => {
-            lp = lp.fields(f);
-            wp = wp.fields(f);
-        }
-        Selector::Label(l) => {
-            lp = lp.labels(l);
-            wp = wp.labels(l);
+impl Nodes {
+    /// Apply one watcher event to `current`; returns the map to publish
+    /// when it changes (`None`: nothing to publish yet).
+    fn apply(&mut self, current: &NodeMap, event: Event<Node>) -> Option<NodeMap> {
+        match event {
+            // A (re)list starts: build the map afresh, publish it whole.
+            Event::Init => {
+                self.relisting = Some(NodeMap::new());
+                None
+            }
+            Event::InitApply(n) => {
+                if let (Some(map), Some(name)) = (self.relisting.as_mut(), n.metadata.name.clone())
+                {
+                    map.insert(name, view(&n));
+                }
+                None
+            }
+            Event::InitDone => self.relisting.take(),
+            Event::Apply(n) => {
+                let name = n.metadata.name.clone()?;
+                let mut next = current.clone();
+                next.insert(name, view(&n));
+                Some(next)
+            }
+            Event::Delete(n) => {
+                let mut next = current.clone();
+                next.remove(n.metadata.name.as_deref()?);
+                Some(next)
+            }
         }
     }
-    let timeout_secs = u32::try_from(config.watch_timeout.as_secs().max(1)).unwrap_or(u32::MAX);
-    wp = wp.timeout(timeout_secs);
-    let idle = config.watch_timeout + Duration::from_secs(5);
-    let mut backoff = Duration::from_millis(100);
-    let mut resume: Option<String> = None;
+}
+
+/// kube's watcher [`Backoff`] over [`WatchBackoff`]: 100 ms doubling to
+/// 2 s, reset by the next event.
+struct Bounded(WatchBackoff);
+
+impl Iterator for Bounded {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        Some(self.0.next_wait())
+    }
+}
+
+impl Backoff for Bounded {
+    fn reset(&mut self) {
+        self.0.reset();
+    }
+}
+
+/// kube's watcher over the nodes `config` selects (list, then watch from
+/// the list's resourceVersion, resuming where a watch ended, re-listing
+/// after 410 Gone, a bounded back-off after a failure), published as a
+/// map; ends when the receiver is dropped. A watch silent for longer
+/// than the server's timeout (a black-holed connection) starts over.
+async fn reflect(
+    api: Api<Node>,
+    config: watcher::Config,
+    idle: Duration,
+    tx: watch::Sender<NodeMap>,
+) {
     loop {
-        if tx.is_closed() {
-            return;
-        }
-        let from = match resume.take() {
-            Some(rv) => rv,
-            None => {
-                let listed = tokio::select! {
-                    _ = tx.closed() => return,
-                    r = tokio::time::timeout(config.request_timeout, api.list(&lp)) => r,
-                };
-                match listed {
-                    Ok(Ok(list)) => {
-                        let map: BTreeMap<_, _> = list
-                            .items
-                            .iter()
-                            .filter_map(|n| n.metadata.name.clone().map(|name| (name, view(n))))
-                            .collect();
-                        tx.send_if_modified(|cur| {
-                            let changed = *cur != map;
-                            *cur = map;
-                            changed
-                        });
-                        list.metadata.resource_version.unwrap_or_default()
-                    }
-                    other => {
-                        // A refusal (RBAC) is a warning naming it; it does
-                        // not heal by itself.
-                        match other {
-                            Ok(Err(e)) => {
-                                tracing::warn!(?selector, error = %crate::access::error_line(&e), "cordon watch: cannot list nodes")
-                            }
-                            _ => tracing::debug!(?selector, "cordon watch: list timed out"),
-                        }
-                        if backoff_or_closed(&tx, &mut backoff, Duration::from_secs(2)).await {
-                            return;
-                        }
-                        continue;
-                    }
-                }
-            }
-        };
-        let opened = tokio::select! {
-            _ = tx.closed() => return,
-            r = tokio::time::timeout(config.request_timeout, api.watch(&wp, &from)) => r,
-        };
-        let Ok(Ok(stream)) = opened else {
-            resume = Some(from);
-            if backoff_or_closed(&tx, &mut backoff, Duration::from_secs(2)).await {
-                return;
-            }
-            continue;
-        };
-        let mut stream = stream.boxed();
-        let mut last = from;
-        let mut failed = false;
+        let mut events = watcher(api.clone(), config.clone())
+            .backoff(Bounded(WatchBackoff::default()))
+            .boxed();
+        let mut nodes = Nodes::default();
+        let mut refused: Option<String> = None;
         loop {
             let next = tokio::select! {
                 _ = tx.closed() => return,
-                n = tokio::time::timeout(idle, stream.next()) => n,
+                n = tokio::time::timeout(idle, events.next()) => n,
             };
+            let selector = config
+                .field_selector
+                .as_ref()
+                .or(config.label_selector.as_ref());
             match next {
+                Ok(Some(Ok(event))) => {
+                    refused = None;
+                    // The borrow ends before publishing (which writes).
+                    let next = nodes.apply(&tx.borrow(), event);
+                    if let Some(map) = next {
+                        publish(&tx, map);
+                    }
+                }
+                Ok(Some(Err(e))) => match refusal(&e) {
+                    // A refusal (RBAC) does not heal by itself: a warning
+                    // naming it, once until it changes or the watch works.
+                    Some(line) if refused.as_deref() != Some(line.as_str()) => {
+                        tracing::warn!(?selector, error = %line, "cordon watch: cannot list or watch nodes");
+                        refused = Some(line);
+                    }
+                    Some(_) => {}
+                    None => {
+                        tracing::debug!(error = %e, ?selector, "cordon watch failed; backing off");
+                    }
+                },
                 Err(_) | Ok(None) => break,
-                Ok(Some(Ok(WatchEvent::Added(n) | WatchEvent::Modified(n)))) => {
-                    backoff = Duration::from_millis(100);
-                    if let Some(rv) = &n.metadata.resource_version {
-                        last.clone_from(rv);
-                    }
-                    if let Some(name) = n.metadata.name.clone() {
-                        let v = view(&n);
-                        tx.send_if_modified(|cur| cur.insert(name, v) != Some(v));
-                    }
-                }
-                Ok(Some(Ok(WatchEvent::Deleted(n)))) => {
-                    if let Some(rv) = &n.metadata.resource_version {
-                        last.clone_from(rv);
-                    }
-                    if let Some(name) = &n.metadata.name {
-                        tx.send_if_modified(|cur| cur.remove(name).is_some());
-                    }
-                }
-                Ok(Some(Ok(WatchEvent::Bookmark(b)))) => last = b.metadata.resource_version,
-                Ok(Some(Ok(WatchEvent::Error(status)))) => {
-                    tracing::debug!(?selector, code = status.code, message = %status.message, "cordon watch: error event");
-                    last.clear();
-                    failed = status.code != 410;
-                    break;
-                }
-                Ok(Some(Err(e))) => {
-                    tracing::debug!(?selector, error = %e, "cordon watch: stream failed");
-                    failed = true;
-                    break;
-                }
             }
         }
-        resume = (!last.is_empty()).then_some(last);
-        if failed && backoff_or_closed(&tx, &mut backoff, Duration::from_secs(2)).await {
-            return;
+    }
+}
+
+/// The one-line refusal (HTTP 401 or 403) behind a watcher error, if it is
+/// one.
+fn refusal(e: &watcher::Error) -> Option<String> {
+    let inner = match e {
+        watcher::Error::InitialListFailed(e)
+        | watcher::Error::WatchStartFailed(e)
+        | watcher::Error::WatchFailed(e) => e,
+        _ => return None,
+    };
+    match inner {
+        kube::Error::Api(s) if s.code == 401 || s.code == 403 => {
+            Some(crate::access::error_line(inner))
         }
+        _ => None,
     }
 }
 
@@ -310,5 +314,48 @@ mod tests {
                 schedulable_peers: 1
             }
         );
+    }
+
+    fn node(name: &str, unschedulable: bool) -> Node {
+        let mut n = Node::default();
+        n.metadata.name = Some(name.into());
+        n.spec = Some(k8s_openapi::api::core::v1::NodeSpec {
+            unschedulable: Some(unschedulable),
+            ..Default::default()
+        });
+        n
+    }
+
+    #[test]
+    fn a_relist_replaces_the_map_whole_and_watch_events_edit_it() {
+        let mut nodes = Nodes::default();
+        let stale: NodeMap = [("gone".to_string(), view(&node("gone", false)))].into();
+        assert_eq!(nodes.apply(&stale, Event::Init), None);
+        assert_eq!(nodes.apply(&stale, Event::InitApply(node("a", true))), None);
+        assert_eq!(
+            nodes.apply(&stale, Event::InitApply(node("b", false))),
+            None
+        );
+        let listed = nodes.apply(&stale, Event::InitDone).unwrap();
+        assert_eq!(
+            listed.keys().collect::<Vec<_>>(),
+            ["a", "b"],
+            "the stale node is gone"
+        );
+        assert!(listed["a"].unschedulable);
+        let edited = nodes
+            .apply(&listed, Event::Apply(node("a", false)))
+            .unwrap();
+        assert!(!edited["a"].unschedulable);
+        let deleted = nodes
+            .apply(&edited, Event::Delete(node("b", false)))
+            .unwrap();
+        assert_eq!(deleted.keys().collect::<Vec<_>>(), ["a"]);
+        // Init events outside a relist change nothing.
+        assert_eq!(
+            nodes.apply(&deleted, Event::InitApply(node("c", false))),
+            None
+        );
+        assert_eq!(nodes.apply(&deleted, Event::InitDone), None);
     }
 }

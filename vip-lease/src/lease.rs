@@ -27,7 +27,11 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, PostParams, WatchEvent, WatchParams};
 use tokio::sync::watch;
-use vip_core::{BackendError, LeaderRecord, LockBackend, RecordWatch, VersionedRecord};
+use vip_core::backend::{publish, spawn_record_watch};
+use vip_core::names::{self, DnsNameError};
+use vip_core::{
+    BackendError, LeaderRecord, LockBackend, RecordWatch, VersionedRecord, WatchBackoff,
+};
 
 use crate::access::{AccessError, ClientOptions, ClusterAccess};
 
@@ -88,8 +92,8 @@ impl fmt::Display for LeaseName {
 impl LeaseName {
     /// A validated namespace and name.
     pub fn new(namespace: &str, name: &str) -> Result<Self, LeaseError> {
-        check_dns_label(namespace)?;
-        check_dns_subdomain(name)?;
+        names::check_dns_label(namespace).map_err(|e| name_error(namespace, false, e))?;
+        names::check_dns_subdomain(name).map_err(|e| name_error(name, true, e))?;
         Ok(Self {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
@@ -114,45 +118,23 @@ fn invalid(value: &str, reason: &'static str) -> LeaseError {
     }
 }
 
-fn check_dns_label(value: &str) -> Result<(), LeaseError> {
-    if value.is_empty() || value.len() > 63 {
-        return Err(invalid(value, "must be 1 to 63 characters"));
-    }
-    check_label_chars(value)
-}
-
-fn check_label_chars(label: &str) -> Result<(), LeaseError> {
-    let ok_chars = label
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    let ok_ends = label
-        .bytes()
-        .next()
-        .zip(label.bytes().last())
-        .is_some_and(|(a, z)| a.is_ascii_alphanumeric() && z.is_ascii_alphanumeric());
-    if ok_chars && ok_ends {
-        Ok(())
-    } else {
-        Err(invalid(
-            label,
-            "must consist of lower case alphanumeric characters or '-', and start and end with an alphanumeric character",
-        ))
-    }
-}
-
-fn check_dns_subdomain(value: &str) -> Result<(), LeaseError> {
-    if value.is_empty() || value.len() > 253 {
-        return Err(invalid(value, "must be 1 to 253 characters"));
-    }
-    for label in value.split('.') {
-        check_label_chars(label).map_err(|_| {
-            invalid(
-                value,
-                "must be lower case alphanumeric characters, '-' or '.', each part starting and ending with an alphanumeric character",
-            )
-        })?;
-    }
-    Ok(())
+/// Words a refusal of the namespace (a DNS label) or the name (a DNS
+/// subdomain) as client-go does.
+fn name_error(value: &str, subdomain: bool, e: DnsNameError) -> LeaseError {
+    let short = matches!(e, DnsNameError::Empty | DnsNameError::TooLong { .. });
+    invalid(
+        value,
+        match (subdomain, short) {
+            (false, true) => "must be 1 to 63 characters",
+            (false, false) => {
+                "must consist of lower case alphanumeric characters or '-', and start and end with an alphanumeric character"
+            }
+            (true, true) => "must be 1 to 253 characters",
+            (true, false) => {
+                "must be lower case alphanumeric characters, '-' or '.', each part starting and ending with an alphanumeric character"
+            }
+        },
+    )
 }
 
 /// How the backend talks to the Lease.
@@ -516,26 +498,13 @@ impl LockBackend for LeaseBackend {
     }
 
     fn watch(&self) -> Option<RecordWatch> {
-        let handle = tokio::runtime::Handle::try_current().ok()?;
-        let (tx, rx) = watch::channel(None);
-        handle.spawn(run_watch(self.inner.clone(), tx));
-        Some(rx)
+        let inner = self.inner.clone();
+        spawn_record_watch(|tx| run_watch(inner, tx))
     }
 
     fn describe(&self) -> String {
         format!("lease {}", self.inner.config.lease)
     }
-}
-
-fn publish(tx: &watch::Sender<Option<VersionedRecord>>, value: Option<VersionedRecord>) {
-    tx.send_if_modified(|cur| {
-        if *cur == value {
-            false
-        } else {
-            *cur = value;
-            true
-        }
-    });
 }
 
 /// Keeps the record watch alive for as long as its receiver lives: GET the
@@ -555,8 +524,7 @@ async fn run_watch(inner: Arc<Inner>, tx: watch::Sender<Option<VersionedRecord>>
     // a margin.
     let idle = inner.config.watch_timeout + Duration::from_secs(5);
     let mut resume: Option<String> = None;
-    let mut backoff = Duration::from_millis(100);
-    let max_backoff = Duration::from_secs(2);
+    let mut backoff = WatchBackoff::default();
     loop {
         if tx.is_closed() {
             return;
@@ -580,14 +548,14 @@ async fn run_watch(inner: Arc<Inner>, tx: watch::Sender<Option<VersionedRecord>>
                     }
                     Ok(Err(e)) => {
                         tracing::debug!(error = %e, lease = %inner.config.lease, "lease watch: get failed");
-                        if backoff_or_closed(&tx, &mut backoff, max_backoff).await {
+                        if backoff.sleep_or_closed(&tx).await {
                             return;
                         }
                         continue;
                     }
                     Err(_) => {
                         tracing::debug!(lease = %inner.config.lease, "lease watch: get timed out");
-                        if backoff_or_closed(&tx, &mut backoff, max_backoff).await {
+                        if backoff.sleep_or_closed(&tx).await {
                             return;
                         }
                         continue;
@@ -605,14 +573,14 @@ async fn run_watch(inner: Arc<Inner>, tx: watch::Sender<Option<VersionedRecord>>
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, lease = %inner.config.lease, "lease watch: cannot open");
                 resume = (!from.is_empty()).then_some(from);
-                if backoff_or_closed(&tx, &mut backoff, max_backoff).await {
+                if backoff.sleep_or_closed(&tx).await {
                     return;
                 }
                 continue;
             }
             Err(_) => {
                 resume = (!from.is_empty()).then_some(from);
-                if backoff_or_closed(&tx, &mut backoff, max_backoff).await {
+                if backoff.sleep_or_closed(&tx).await {
                     return;
                 }
                 continue;
@@ -629,7 +597,7 @@ async fn run_watch(inner: Arc<Inner>, tx: watch::Sender<Option<VersionedRecord>>
                 Err(_) | Ok(None) => break,
                 Ok(Some(Ok(event))) => match event {
                     WatchEvent::Added(l) | WatchEvent::Modified(l) => {
-                        backoff = Duration::from_millis(100);
+                        backoff.reset();
                         if let Some(rv) = &l.metadata.resource_version {
                             last.clone_from(rv);
                         }
@@ -662,27 +630,9 @@ async fn run_watch(inner: Arc<Inner>, tx: watch::Sender<Option<VersionedRecord>>
             }
         }
         resume = (!last.is_empty()).then_some(last);
-        if failed && backoff_or_closed(&tx, &mut backoff, max_backoff).await {
+        if failed && backoff.sleep_or_closed(&tx).await {
             return;
         }
-    }
-}
-
-/// Sleeps for the backoff (doubling it up to `max`); `true` when the
-/// receiver went away meanwhile.
-/// Sleep for the current back-off (then double it, up to `max`), unless
-/// the watch's receiver goes away first: then `true`, the watcher ends.
-/// Shared by every list-and-watch loop of this crate.
-pub(crate) async fn backoff_or_closed<T>(
-    tx: &tokio::sync::watch::Sender<T>,
-    backoff: &mut Duration,
-    max: Duration,
-) -> bool {
-    let wait = *backoff;
-    *backoff = (*backoff * 2).min(max);
-    tokio::select! {
-        _ = tx.closed() => true,
-        _ = tokio::time::sleep(wait) => false,
     }
 }
 

@@ -9,7 +9,8 @@ use tokio::sync::oneshot;
 use vip_arp::wire::heartbeat::HeartbeatRepr;
 use vip_arp::{PacketAnnouncer, PacketHeartbeats};
 use vip_core::{
-    AnnounceError, Announcer, ElectionId, HeardBeat, Heartbeat, HeartbeatChannel, Interface,
+    AnnounceError, Announcer, ElectionId, HeardBeat, Heartbeat, HeartbeatChannel, HeartbeatError,
+    Interface,
 };
 use vip_testkit::netns::{Host, NsThread, Segment, drop_privileges_of_this_thread, wait_until};
 
@@ -266,7 +267,10 @@ fn a_heartbeat_filter_on_the_hosts_own_link_drops_both_ways() {
                 .await
         })
         .unwrap();
-    assert!(matches!(sent, Err(AnnounceError::Io { .. })), "{sent:?}");
+    assert!(
+        matches!(sent, Err(HeartbeatError::Socket(AnnounceError::Io { .. }))),
+        "{sent:?}"
+    );
     b.ns.pass_heartbeats("eth0").unwrap();
     send_beats(a, "node-a", 10..20);
     on_b.wait_for("B hears A once the filter is gone", 19);
@@ -299,7 +303,7 @@ fn heartbeats_need_cap_net_raw() {
         .unwrap();
     for r in [sent, subscribed] {
         assert!(
-            matches!(&r, Err(AnnounceError::PermissionDenied { interface }) if interface == "eth0"),
+            matches!(&r, Err(HeartbeatError::Socket(AnnounceError::PermissionDenied { interface })) if interface == "eth0"),
             "{r:?}"
         );
     }

@@ -292,13 +292,13 @@ impl Settings {
             )
         })?;
         let default_ns = sources.get("cp_namespace").unwrap_or("kube-system");
-        check_dns_label("cp_namespace", default_ns, 63)?;
+        check_dns_label("cp_namespace", default_ns)?;
         let lease_raw = sources.get("vip_leasename").unwrap_or("plndr-cp-lock");
         let (lease_namespace, lease_name) = match lease_raw.split_once('/') {
             Some((ns, name)) => (ns, name),
             None => (default_ns, lease_raw),
         };
-        check_dns_label("vip_leasename", lease_namespace, 63)?;
+        check_dns_label("vip_leasename", lease_namespace)?;
         check_dns_subdomain("vip_leasename", lease_name)?;
         let lease_namespace_explicit =
             sources.get("cp_namespace").is_some() || lease_raw.contains('/');
@@ -515,40 +515,24 @@ pub fn secs(d: Duration) -> String {
     }
 }
 
-fn check_dns_label(key: &'static str, value: &str, max: usize) -> Result<(), ConfigError> {
-    let ok = !value.is_empty()
-        && value.len() <= max
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !value.starts_with('-')
-        && !value.ends_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(
+fn check_dns_label(key: &'static str, value: &str) -> Result<(), ConfigError> {
+    vip_core::names::check_dns_label(value).map_err(|_| {
+        invalid(
             key,
             value,
             "a DNS label: lower-case letters, digits and '-', at most 63",
-        ))
-    }
+        )
+    })
 }
 
 fn check_dns_subdomain(key: &'static str, value: &str) -> Result<(), ConfigError> {
-    let ok = !value.is_empty()
-        && value.len() <= 253
-        && value
-            .split('.')
-            .all(|l| check_dns_label(key, l, 63).is_ok());
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(
+    vip_core::names::check_dns_subdomain(value).map_err(|_| {
+        invalid(
             key,
             value,
             "a Kubernetes object name: lower-case letters, digits, '-' and '.'",
-        ))
-    }
+        )
+    })
 }
 
 #[cfg(test)]

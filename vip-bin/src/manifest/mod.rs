@@ -425,11 +425,7 @@ pub fn image_version(image: &str) -> Result<String, OptionError> {
 }
 
 fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
+    vip_core::names::check_dns_label(s).is_ok()
 }
 
 fn labels(name: &str, version: Option<&str>) -> BTreeMap<String, String> {

@@ -1,6 +1,6 @@
 //! The controller: one task, an explicit state machine over the elector,
 //! the address manager, the announcer, the health probe and the cordon
-//! watch. It keeps the invariants of `design.md`:
+//! watch. It keeps these invariants (`docs/architecture.md`):
 //!
 //! 1. The VIP is on this node only while this node's lease is valid by its
 //!    own conservative clock (last successful renewal's send time plus the
@@ -22,18 +22,26 @@
 //!    lifetime that ends, kernel lag included, before the earliest moment
 //!    another node may take the lease; every renewal refreshes it.
 //!
-//! The files, by job:
+//! The files, one concern each. Each concern's type owns its state and
+//! decides without IO (unit-tested without a runtime); its `impl Run`
+//! carries the decisions out. `run.rs` gathers the wake-ups and hands each
+//! to its concern.
 //!
-//! | file | job |
-//! |---|---|
-//! | `config.rs` | [`ControllerConfig`] and its policies, validated |
-//! | `status.rs` | [`Role`], [`StepDownReason`], [`ControllerEvent`], [`Status`], [`ShutdownReport`] |
-//! | `health.rs` | the health monitor task (thresholds over [`HealthProbe`] answers) |
-//! | `run.rs` | the task's state and event loop, and what both roles share (elections, stepping down, link and cordon events, shutdown) |
-//! | `leader.rs` | the leader half: take over, renew, keep the address, announce, defend, hand over |
-//! | `follower.rs` | the follower half: hold no VIP, follow the record, campaign |
+//! | file | concern | its type |
+//! |---|---|---|
+//! | `config.rs` | [`ControllerConfig`] and its policies, validated | |
+//! | `status.rs` | what the world sees: [`Role`], [`StepDownReason`], [`ControllerEvent`], [`Status`], [`ShutdownReport`] | |
+//! | `report.rs` | publishing the status and the events | `Report` |
+//! | `run.rs` | the task: start-up, the loop over wake-ups, shutdown | `Run`, `Inputs` |
+//! | `leadership.rs` | the lease: role, renew/poll schedule, hold-off, election attempts, stepping down | `Leadership` |
+//! | `leader.rs`, `follower.rs` | the two roles' rounds, in order, over the concerns | |
+//! | `vips.rs` | the VIPs on the interface: lifetimes, presence, carrier, link events | `Vips` |
+//! | `announce.rs` | announcements (burst, refresh) and foreign claims (bounded defence) | `Announcements` |
+//! | `health.rs` | the health monitor task and the controller's gate | `HealthGate` |
+//! | `cordon.rs` | the cordon: hand-over and its back-off, a cordoned follower's grace | `Cordon` |
+//! | `fast.rs` | fast failover's decisions: beats heard, the armed holder, probe schedule, stagger, yield, the beat plan | `FastFailover` |
+//! | `heartbeat.rs` | fast failover's sender task | `Beacon` |
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,23 +57,36 @@ use crate::election::Elector;
 use crate::health::HealthProbe;
 use crate::heartbeat::HeartbeatChannel;
 
+mod announce;
 mod config;
+mod cordon;
+mod fast;
 mod follower;
 mod health;
 mod heartbeat;
 mod leader;
+mod leadership;
+mod report;
 mod run;
 mod status;
+mod vips;
 
 pub use config::{
     AnnouncePolicy, ControllerConfig, ControllerError, FastFailoverPolicy, HealthPolicy,
 };
 pub use status::{
-    ControllerEvent, Counters, Observer, Role, ShutdownReport, Status, StepDownReason,
+    ControllerEvent, Counters, Failure, Observer, Role, ShutdownReport, Status, StepDownReason,
 };
 
-use health::{HealthState, spawn_health_monitor};
-use run::{KeepAlive, Run};
+use announce::Announcements;
+use cordon::Cordon;
+use fast::FastFailover;
+use health::{HealthGate, HealthState, spawn_health_monitor};
+use heartbeat::Beacon;
+use leadership::Leadership;
+use report::Report;
+use run::{Inputs, KeepAlive, Run};
+use vips::Vips;
 
 /// A running controller.
 #[derive(Debug)]
@@ -92,7 +113,7 @@ impl ControllerHandle {
                 was_leader: false,
                 removed: vec![],
                 released: false,
-                errors: vec![format!("controller task failed: {e}")],
+                errors: vec![Failure::new("controller task failed", e)],
                 elapsed: Duration::ZERO,
             },
         }
@@ -222,44 +243,32 @@ impl Controller {
         let heartbeats = self
             .heartbeats
             .filter(|_| self.config.fast_failover.enabled());
+        let fast = FastFailover::new(
+            heartbeats.is_some(),
+            self.config.fast_failover,
+            self.config.identity.as_str(),
+        );
         let run = Run {
-            vips: self.config.vips.addresses().to_vec(),
-            config: self.config,
             elector,
             addresses: self.addresses,
             announcer: self.announcer,
-            observer: self.observer,
-            status: status_tx,
-            health: health_rx,
-            cordon,
-            record_watch: None,
-            link_events: None,
-            conflicts: None,
-            interface: None,
-            role: Role::Starting,
-            next_renew: now,
-            next_announce: None,
-            burst_left: 0,
-            last_defence: HashMap::new(),
-            free_since: None,
-            handover_blocked_until: None,
-            handover_backoff: Duration::ZERO,
-            handed_over_at: None,
-            carrier_down_since: None,
-            hold_off_until: None,
-            addresses_present: false,
-            health_open: true,
-            cordon_open: true,
-            _keepalive: keepalive,
-            heartbeats,
-            beats: None,
-            beat_plan: watch::channel(None).0,
-            beat_sender: None,
-            heard: None,
-            next_probe: None,
-            readd_pending: false,
-            addresses_expire: None,
-            lost_race: false,
+            report: Report {
+                status: status_tx,
+                observer: self.observer,
+            },
+            inputs: Inputs::new(heartbeats, keepalive),
+            lease: Leadership::new(&self.config.timings, now),
+            vips: Vips::new(&self.config),
+            announcements: Announcements::new(self.config.announce, self.config.defence_interval),
+            health: HealthGate::new(health_rx),
+            cordon: Cordon::new(
+                cordon,
+                self.config.cordon_grace,
+                self.config.handover_backoff,
+            ),
+            fast,
+            beacon: Beacon::new(),
+            config: self.config,
         };
         let task = tokio::spawn(run.run(stop_rx));
         Ok(ControllerHandle {

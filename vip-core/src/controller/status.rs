@@ -1,7 +1,9 @@
 //! What the controller tells the world: its role, why it stepped down,
 //! the events it emits, its counters and status, and its shutdown report.
 
+use std::error::Error;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -90,7 +92,7 @@ pub enum ControllerEvent {
     /// A renewal failed.
     RenewFailed {
         /// Why.
-        error: String,
+        error: Failure,
     },
     /// Leadership ended.
     SteppedDown {
@@ -109,7 +111,7 @@ pub enum ControllerEvent {
         /// The VIP.
         address: IpAddr,
         /// Why.
-        error: String,
+        error: Failure,
     },
     /// A VIP was added.
     AddressAdded {
@@ -191,8 +193,85 @@ pub enum ControllerEvent {
     /// A non-fatal error (interface resolution, removal, subscription).
     Error {
         /// What failed.
-        error: String,
+        error: Failure,
     },
+}
+
+/// A failure the controller reports: what it was doing, and why (the
+/// error it got, as its [`source`](Error::source)). Displays as what it
+/// was doing; [`chain`](Self::chain) adds every cause, for logs.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    what: String,
+    cause: Option<Arc<dyn Error + Send + Sync>>,
+}
+
+impl Failure {
+    /// Doing `what` failed with `cause`.
+    pub fn new(what: impl Into<String>, cause: impl Error + Send + Sync + 'static) -> Self {
+        Self {
+            what: what.into(),
+            cause: Some(Arc::new(cause)),
+        }
+    }
+
+    /// A failure of its own, without a cause.
+    pub fn plain(what: impl Into<String>) -> Self {
+        Self {
+            what: what.into(),
+            cause: None,
+        }
+    }
+
+    /// What the controller was doing.
+    pub fn what(&self) -> &str {
+        &self.what
+    }
+
+    /// The failure and every cause, joined by `: `.
+    pub fn chain(&self) -> String {
+        let mut out = self.what.clone();
+        let mut next = self.source();
+        while let Some(e) = next {
+            out.push_str(": ");
+            out.push_str(&e.to_string());
+            next = e.source();
+        }
+        out
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.what)
+    }
+}
+
+impl Error for Failure {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.cause.as_deref().map(|e| e as &(dyn Error + 'static))
+    }
+}
+
+/// Equal when they read the same, causes included.
+impl PartialEq for Failure {
+    fn eq(&self, other: &Self) -> bool {
+        self.chain() == other.chain()
+    }
+}
+
+impl Eq for Failure {}
+
+impl From<&str> for Failure {
+    fn from(what: &str) -> Self {
+        Self::plain(what)
+    }
+}
+
+impl From<String> for Failure {
+    fn from(what: String) -> Self {
+        Self::plain(what)
+    }
 }
 
 /// Receives every [`ControllerEvent`], synchronously, in order (metrics,
@@ -272,7 +351,26 @@ pub struct ShutdownReport {
     /// The lease was released.
     pub released: bool,
     /// What failed on the way.
-    pub errors: Vec<String>,
+    pub errors: Vec<Failure>,
     /// How long it took.
     pub elapsed: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_keeps_its_cause_as_source_and_logs_the_chain() {
+        let io = std::io::Error::other("disk on fire");
+        let f = Failure::new("adding 198.18.0.10/32 to eth0", io);
+        assert_eq!(f.to_string(), "adding 198.18.0.10/32 to eth0");
+        assert_eq!(f.source().unwrap().to_string(), "disk on fire");
+        assert_eq!(f.chain(), "adding 198.18.0.10/32 to eth0: disk on fire");
+        let plain = Failure::from("no room left");
+        assert!(plain.source().is_none());
+        assert_eq!(plain.chain(), "no room left");
+        assert_eq!(f.clone(), f);
+        assert_ne!(Failure::plain(f.what()), f, "the cause counts");
+    }
 }
