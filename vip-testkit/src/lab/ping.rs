@@ -14,6 +14,9 @@ use pnet_packet::icmp::{IcmpCode, IcmpPacket, IcmpTypes};
 use pnet_packet::ipv4::Ipv4Packet;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::{Lab, LabSetupError};
+use crate::netns::NsThread;
+
 /// One echo request and whether (and when) it was answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ping {
@@ -157,4 +160,33 @@ pub fn lost_time(pings: &[Ping], from: Instant, to: Instant) -> Duration {
         worst = worst.max(to - s);
     }
     worst
+}
+
+impl Lab {
+    /// Start a pinger in the client namespace: an ICMP echo to the first
+    /// VIP every `interval` until `stop` is set (bounded by `limit`).
+    pub fn ping(
+        &self,
+        interval: Duration,
+        limit: Duration,
+        stop: Arc<AtomicBool>,
+    ) -> Result<NsThread<Vec<Ping>>, LabSetupError> {
+        self.ping_addr(self.vips[0], interval, limit, stop)
+    }
+
+    /// Like [`ping`](Self::ping), to `target` (IPv4 or IPv6).
+    pub fn ping_addr(
+        &self,
+        target: IpAddr,
+        interval: Duration,
+        limit: Duration,
+        stop: Arc<AtomicBool>,
+    ) -> Result<NsThread<Vec<Ping>>, LabSetupError> {
+        Ok(self
+            .client()
+            .ns
+            .spawn(limit + Duration::from_secs(1), move || async move {
+                pinger(target, interval, limit, stop).unwrap_or_default()
+            })?)
+    }
 }
