@@ -359,6 +359,56 @@ impl NsShell {
         let out = self.ip(&["-o", "addr", "show", "dev", link])?;
         Ok(out.lines().map(str::to_string).collect())
     }
+
+    /// Run `f` inside this namespace on a dedicated thread with a
+    /// current-thread tokio runtime, for at most `limit`, and return its
+    /// output.
+    pub fn run<F, Fut, T>(&self, limit: Duration, f: F) -> Result<T, LabError>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = T>,
+        T: Send + 'static,
+    {
+        self.spawn(limit, f)?.join()
+    }
+
+    /// Like [`run`](Self::run), but return at once with a handle to join.
+    pub fn spawn<F, Fut, T>(&self, limit: Duration, f: F) -> Result<NsThread<T>, LabError>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = T>,
+        T: Send + 'static,
+    {
+        let name = self.name().to_string();
+        let enter = |source| LabError::Enter {
+            name: name.clone(),
+            source,
+        };
+        let handle = File::open(format!("{NETNS_DIR}/{name}")).map_err(enter)?;
+        let thread_name = name.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("netns-{name}"))
+            .spawn(move || -> Result<T, LabError> {
+                let enter = |source| LabError::Enter {
+                    name: thread_name.clone(),
+                    source,
+                };
+                sys::enter_netns(handle.as_fd()).map_err(enter)?;
+                drop(handle);
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(enter)?;
+                runtime
+                    .block_on(async move { tokio::time::timeout(limit, f()).await })
+                    .map_err(|_| LabError::Timeout {
+                        name: thread_name.clone(),
+                        limit,
+                    })
+            })
+            .map_err(enter)?;
+        Ok(NsThread { name, thread })
+    }
 }
 
 /// A uniquely named network namespace, deleted on drop.
@@ -461,56 +511,6 @@ impl Netns {
     pub fn set_master(&self, port: &str, bridge: &str) -> Result<(), LabError> {
         self.ip(&["link", "set", "dev", port, "master", bridge])
             .map(drop)
-    }
-
-    /// Run `f` inside this namespace on a dedicated thread with a
-    /// current-thread tokio runtime, for at most `limit`, and return its
-    /// output.
-    pub fn run<F, Fut, T>(&self, limit: Duration, f: F) -> Result<T, LabError>
-    where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = T>,
-        T: Send + 'static,
-    {
-        self.spawn(limit, f)?.join()
-    }
-
-    /// Like [`run`](Self::run), but return at once with a handle to join.
-    pub fn spawn<F, Fut, T>(&self, limit: Duration, f: F) -> Result<NsThread<T>, LabError>
-    where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = T>,
-        T: Send + 'static,
-    {
-        let name = self.name().to_string();
-        let enter = |source| LabError::Enter {
-            name: name.clone(),
-            source,
-        };
-        let handle = File::open(format!("{NETNS_DIR}/{name}")).map_err(enter)?;
-        let thread_name = name.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("netns-{name}"))
-            .spawn(move || -> Result<T, LabError> {
-                let enter = |source| LabError::Enter {
-                    name: thread_name.clone(),
-                    source,
-                };
-                sys::enter_netns(handle.as_fd()).map_err(enter)?;
-                drop(handle);
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(enter)?;
-                runtime
-                    .block_on(async move { tokio::time::timeout(limit, f()).await })
-                    .map_err(|_| LabError::Timeout {
-                        name: thread_name.clone(),
-                        limit,
-                    })
-            })
-            .map_err(enter)?;
-        Ok(NsThread { name, thread })
     }
 }
 

@@ -75,10 +75,14 @@ impl Lab {
     }
 
     /// Cordon (`unschedulable`) or uncordon node `i`, as `kubectl cordon`
-    /// would (the Node's `spec.unschedulable`).
-    pub fn cordon(&self, i: usize, unschedulable: bool) -> Result<(), LabSetupError> {
+    /// would (the Node's `spec.unschedulable`): in the stand-in's store, or
+    /// on real API servers with `kubectl cordon` on that node.
+    pub async fn cordon(&self, i: usize, unschedulable: bool) -> Result<(), LabSetupError> {
+        if self.is_real_api() {
+            return self.cordon_real(i, unschedulable).await;
+        }
         let name = &self.nodes[i].name;
-        self.api
+        self.api()
             .store()
             .put_node(name, true, true, unschedulable)
             .map(drop)

@@ -39,6 +39,7 @@ mod observer;
 mod ping;
 mod proc;
 mod process;
+pub mod real_api;
 
 pub use keepalived::KeepalivedConfig;
 pub use lease_log::LeaseWrite;
@@ -73,6 +74,9 @@ pub enum LabSetupError {
     /// The API-server stand-in failed.
     #[error("API-server stand-in: {0}")]
     Api(#[from] TestApiError),
+    /// The real API servers or their etcd failed.
+    #[error("real API servers: {0}")]
+    RealApi(#[from] crate::apiserver::RealApiError),
     /// A process or file operation failed.
     #[error("{what}: {source}")]
     Io {
@@ -132,15 +136,77 @@ pub struct LabNode {
 /// Reads the current leader's name (`None`: nobody holds it).
 pub type HolderSource = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
+/// Which API server the lab's nodes talk to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ApiKind {
+    /// The stand-in in this process, one listener per node, reached at
+    /// `127.0.0.1:6443` inside each node's namespace through a forward.
+    #[default]
+    StandIn,
+    /// The brief's topology ([`real_api`]): a real `kube-apiserver` and an
+    /// etcd member in every node's namespace. `vip_in_certificate`: whether
+    /// the serving certificates name the VIPs (a correctly prepared
+    /// cluster) or not (the preflight check's failure case).
+    Real {
+        /// Whether the VIPs are SANs of the serving certificates.
+        vip_in_certificate: bool,
+    },
+}
+
+/// How to build a [`Lab`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabConfig {
+    /// How many control-plane nodes.
+    pub nodes: usize,
+    /// The VIPs (IPv4 and/or IPv6, from the lab's prefixes).
+    pub vips: Vec<IpAddr>,
+    /// The API servers.
+    pub api: ApiKind,
+}
+
+impl LabConfig {
+    /// `nodes` nodes, the IPv4 VIP [`VIP`], the stand-in.
+    pub fn new(nodes: usize) -> Self {
+        Self {
+            nodes,
+            vips: vec![IpAddr::V4(VIP)],
+            api: ApiKind::StandIn,
+        }
+    }
+
+    /// These VIPs instead.
+    pub fn vips(mut self, vips: &[IpAddr]) -> Self {
+        self.vips = vips.to_vec();
+        self
+    }
+
+    /// Real API servers over etcd in the node namespaces (see
+    /// [`ApiKind::Real`]).
+    pub fn real_api(mut self, vip_in_certificate: bool) -> Self {
+        self.api = ApiKind::Real { vip_in_certificate };
+        self
+    }
+}
+
+/// What serves the lab's API.
+enum Backend {
+    StandIn {
+        api: TestApi,
+        lease_log: Arc<Mutex<Vec<LeaseWrite>>>,
+        lease_task: tokio::task::JoinHandle<()>,
+    },
+    Real(real_api::RealBackend),
+}
+
 /// The lab.
 pub struct Lab {
+    // First, so the API servers and etcd are gone before the namespaces.
+    backend: Backend,
     /// The segment: hosts `0..n` are the nodes, then the client, the
     /// observer and the foreign host.
     pub segment: Segment,
     /// The nodes.
     pub nodes: Vec<LabNode>,
-    /// The API-server stand-in (one listener per node).
-    pub api: TestApi,
     /// Extra environment for every manager (added last: overrides).
     pub env: BTreeMap<String, String>,
     /// Where [`Lab::holder`] reads the leader when the managers do not
@@ -150,8 +216,6 @@ pub struct Lab {
     exe: PathBuf,
     dir: PathBuf,
     proxies: Vec<tokio::task::JoinHandle<()>>,
-    lease_log: Arc<Mutex<Vec<LeaseWrite>>>,
-    lease_task: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Lab {
@@ -185,7 +249,7 @@ impl Lab {
     /// with a local endpoint per node, and the node objects. No manager
     /// runs yet. `exe` is the `vip` binary.
     pub async fn new(nodes: usize, exe: PathBuf) -> Result<Self, LabSetupError> {
-        Self::with_vips(nodes, exe, &[IpAddr::V4(VIP)]).await
+        Self::build(LabConfig::new(nodes), exe).await
     }
 
     /// Like [`new`](Self::new), with these VIPs (IPv4 and/or IPv6, from
@@ -195,6 +259,15 @@ impl Lab {
         exe: PathBuf,
         vips: &[IpAddr],
     ) -> Result<Self, LabSetupError> {
+        Self::build(LabConfig::new(nodes).vips(vips), exe).await
+    }
+
+    /// Build the lab `config` describes: the namespaces, the API servers
+    /// (the stand-in, or real ones in the node namespaces), the Node
+    /// objects and each node's kubeconfig for `127.0.0.1:6443`. No manager
+    /// runs yet. `exe` is the `vip` binary.
+    pub async fn build(config: LabConfig, exe: PathBuf) -> Result<Self, LabSetupError> {
+        let LabConfig { nodes, vips, api } = config;
         let segment = Segment::new("vd", nodes + 3)?;
         let dir = std::env::temp_dir().join(format!(
             "vip-lab-{}-{}",
@@ -209,35 +282,29 @@ impl Lab {
                 .add_address("eth0", &format!("{}/{PREFIX6}", host_v6(i)))?;
         }
         let names: Vec<String> = (0..nodes).map(|i| format!("node-{}", i + 1)).collect();
-        let api = TestApi::start(
-            TestApiConfig {
-                // A correctly prepared cluster: the VIPs are SANs.
-                extra_sans: vips.iter().map(ToString::to_string).collect(),
-                ..TestApiConfig::default()
-            }
-            .listeners(nodes)
-            .tokens(std::iter::once("admin").chain(names.iter().map(String::as_str))),
-        )
-        .await?;
-        for n in &names {
-            api.store()
-                .put_node(n, true, true, false)
-                .map_err(|s| other(format!("creating node {n}"), s))?;
-        }
-        let (lease_log, lease_task) = record_lease_writes(&api)?;
-        let mut lab_nodes = Vec::with_capacity(nodes);
         let mut proxies = Vec::with_capacity(nodes);
-        for (i, name) in names.iter().enumerate() {
-            let host = &segment.hosts[i];
-            let iface = host.interface()?;
-            let kubeconfig = api.kubeconfig_for(i, name)?;
-            // The node's "local API server": 127.0.0.1:6443 inside its
-            // namespace, proxied to its own listener of the stand-in.
-            proxies.push(forward_into(host, 6443, api.listener(i).addr())?);
+        let mut holder_source = None;
+        let (backend, kubeconfigs) = match api {
+            ApiKind::StandIn => {
+                let (backend, kubeconfigs) =
+                    Self::stand_in(&segment, &names, &vips, &mut proxies).await?;
+                (backend, kubeconfigs)
+            }
+            ApiKind::Real { vip_in_certificate } => {
+                let real =
+                    real_api::RealBackend::start(&segment, &names, &vips, vip_in_certificate, &dir)
+                        .await?;
+                holder_source = Some(real.holder_source());
+                let kubeconfigs = real.node_kubeconfigs().to_vec();
+                (Backend::Real(real), kubeconfigs)
+            }
+        };
+        let mut lab_nodes = Vec::with_capacity(nodes);
+        for (i, (name, kubeconfig)) in names.iter().zip(kubeconfigs).enumerate() {
             lab_nodes.push(LabNode {
                 name: name.clone(),
                 addr: host_v4(i),
-                mac: iface.mac,
+                mac: segment.hosts[i].interface()?.mac,
                 kubeconfig,
                 process: None,
                 keepalived: None,
@@ -246,18 +313,87 @@ impl Lab {
             });
         }
         Ok(Self {
+            backend,
             segment,
             nodes: lab_nodes,
-            api,
             env: BTreeMap::new(),
-            holder_source: None,
-            vips: vips.to_vec(),
+            holder_source,
+            vips,
             exe,
             dir,
             proxies,
+        })
+    }
+
+    /// The stand-in with one listener per node, each forwarded to
+    /// `127.0.0.1:6443` in its node's namespace, the Node objects, and the
+    /// nodes' kubeconfigs.
+    async fn stand_in(
+        segment: &Segment,
+        names: &[String],
+        vips: &[IpAddr],
+        proxies: &mut Vec<tokio::task::JoinHandle<()>>,
+    ) -> Result<(Backend, Vec<PathBuf>), LabSetupError> {
+        let api = TestApi::start(
+            TestApiConfig {
+                // A correctly prepared cluster: the VIPs are SANs.
+                extra_sans: vips.iter().map(ToString::to_string).collect(),
+                ..TestApiConfig::default()
+            }
+            .listeners(names.len())
+            .tokens(std::iter::once("admin").chain(names.iter().map(String::as_str))),
+        )
+        .await?;
+        for n in names {
+            api.store()
+                .put_node(n, true, true, false)
+                .map_err(|s| other(format!("creating node {n}"), s))?;
+        }
+        let (lease_log, lease_task) = record_lease_writes(&api)?;
+        let mut kubeconfigs = Vec::with_capacity(names.len());
+        for (i, name) in names.iter().enumerate() {
+            kubeconfigs.push(api.kubeconfig_for(i, name)?);
+            // The node's "local API server": 127.0.0.1:6443 inside its
+            // namespace, proxied to its own listener of the stand-in.
+            proxies.push(forward_into(
+                &segment.hosts[i],
+                6443,
+                api.listener(i).addr(),
+            )?);
+        }
+        let backend = Backend::StandIn {
+            api,
             lease_log,
             lease_task,
-        })
+        };
+        Ok((backend, kubeconfigs))
+    }
+
+    /// The API-server stand-in (one listener per node), to fault it or read
+    /// its store. Panics on a lab with real API servers
+    /// ([`ApiKind::Real`]), where the stand-in's faults do not exist: use
+    /// [`real_api`](Self::real_api) there.
+    pub fn api(&self) -> &TestApi {
+        match &self.backend {
+            Backend::StandIn { api, .. } => api,
+            Backend::Real(_) => {
+                panic!("this lab runs real API servers: the stand-in's faults do not apply")
+            }
+        }
+    }
+
+    /// The real API servers and their etcd, on a lab built with
+    /// [`ApiKind::Real`]; `None` on the stand-in.
+    pub fn real_api(&mut self) -> Option<&mut crate::apiserver::RealApi> {
+        match &mut self.backend {
+            Backend::StandIn { .. } => None,
+            Backend::Real(real) => Some(&mut real.api),
+        }
+    }
+
+    /// Whether the lab runs real API servers ([`ApiKind::Real`]).
+    pub fn is_real_api(&self) -> bool {
+        matches!(self.backend, Backend::Real(_))
     }
 
     /// Forward `127.0.0.1:<port>` inside node `i`'s namespace to
@@ -300,12 +436,14 @@ impl Lab {
         &self.dir
     }
 
-    /// The Lease's holder, straight from the stand-in's store.
+    /// The Lease's holder: from [`holder_source`](Self::holder_source)
+    /// when set (an etcd record; on real API servers, the client's poll of
+    /// the Lease), else straight from the stand-in's store.
     pub fn holder(&self) -> Option<String> {
         if let Some(read) = &self.holder_source {
             return read();
         }
-        self.api
+        self.api()
             .store()
             .get(Kind::Lease, LEASE.0, LEASE.1)
             .ok()
@@ -313,12 +451,16 @@ impl Lab {
             .filter(|h| !h.is_empty())
     }
 
-    /// Every write of the Lease since the lab was built, in order.
+    /// Every write of the Lease since the lab was built, in order, as the
+    /// stand-in applied them; none on real API servers.
     pub fn lease_writes(&self) -> Vec<LeaseWrite> {
-        self.lease_log
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        match &self.backend {
+            Backend::StandIn { lease_log, .. } => lease_log
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
+            Backend::Real(_) => Vec::new(),
+        }
     }
 
     /// The node whose name is `holder`.
@@ -352,7 +494,9 @@ impl Drop for Lab {
         for p in &self.proxies {
             p.abort();
         }
-        self.lease_task.abort();
+        if let Backend::StandIn { lease_task, .. } = &self.backend {
+            lease_task.abort();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -186,9 +186,9 @@ async fn trial(lab: &mut Lab, imp: Impl, kind: Kind) -> Result<Recorded, String>
         }
         (Impl::Vip(_), Kind::Partition) => {
             let name = lab.nodes[old].name.clone();
-            lab.api.set_token_fault(&name, Some(Fault::Stall));
+            lab.api().set_token_fault(&name, Some(Fault::Stall));
         }
-        (Impl::Vip(_), Kind::LocalApi) => lab.api.listener(old).set_fault(Some(Fault::Refuse)),
+        (Impl::Vip(_), Kind::LocalApi) => lab.api().listener(old).set_fault(Some(Fault::Refuse)),
         (Impl::Keepalived(_), Kind::Graceful) => lab
             .signal_keepalived(old, libc::SIGTERM)
             .map_err(|e| e.to_string())?,
@@ -255,9 +255,9 @@ async fn trial(lab: &mut Lab, imp: Impl, kind: Kind) -> Result<Recorded, String>
         }
         (Impl::Vip(_), Kind::Partition) => {
             let name = lab.nodes[old].name.clone();
-            lab.api.set_token_fault(&name, None);
+            lab.api().set_token_fault(&name, None);
         }
-        (Impl::Vip(_), Kind::LocalApi) => lab.api.listener(old).set_fault(None),
+        (Impl::Vip(_), Kind::LocalApi) => lab.api().listener(old).set_fault(None),
         (Impl::VipEtcd, Kind::Partition | Kind::LocalApi) => {}
         (Impl::Keepalived(c), _) => {
             lab.wait_keepalived(old, Duration::from_secs(5))
