@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use vip_e2e::{LEASE, RENEW_DEADLINE, RETRY, Scenario, until};
-use vip_testkit::lab::{LEASE as LEASE_NAME, LabConfig, Ping, VIP, client_host, outage};
+use vip_testkit::lab::{LEASE as LEASE_NAME, LabConfig, Ping, VIP, answer_gap, client_host};
 use vip_testkit::netns::NsThread;
 
 const V4: IpAddr = IpAddr::V4(VIP);
@@ -69,8 +69,9 @@ fn poll(s: &Scenario, stop: &Arc<AtomicBool>) -> NsThread<Vec<Ping>> {
         .expect("the /readyz poller")
 }
 
-/// Stop the poll; the longest stretch without an answered `/readyz` from
-/// `t0` to now, asserting that some answer came after the fault.
+/// Stop the poll; the longest stretch from `t0` to now in which no
+/// `/readyz` answer arrived ([`answer_gap`]), asserting that some answer
+/// came after the fault.
 fn api_outage(
     name: &str,
     stop: &Arc<AtomicBool>,
@@ -85,7 +86,7 @@ fn api_outage(
         probes.iter().any(|p| p.sent < t0 && p.answered.is_some()),
         "{name}: no /readyz through the VIP was answered before the fault ({before} probes)"
     );
-    let out = outage(&probes, t0, end).unwrap_or_else(|| {
+    let out = answer_gap(&probes, t0, end).unwrap_or_else(|| {
         panic!("{name}: no /readyz through the VIP was answered after the fault")
     });
     eprintln!(

@@ -45,7 +45,7 @@ pub use keepalived::KeepalivedConfig;
 pub use lease_log::LeaseWrite;
 pub use locate::{VIP_BIN, locate_vip};
 pub use observer::{ANSWER_GRACE, Observations, Observer, Round, Seen, SeenKind, Stretch};
-pub use ping::{Ping, lost_time, outage};
+pub use ping::{Ping, answer_gap, lost_time, outage};
 pub use proc::{ProcStats, percent_of_core, thread_cpu_ns};
 
 use forward::forward_into;
