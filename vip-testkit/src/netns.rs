@@ -8,7 +8,7 @@
 //!
 //! - [`Netns`]: one uniquely named namespace (prefix + pid + counter), with
 //!   helpers for veth pairs, dummies, bridges, addresses and link state, and
-//!   [`Netns::run`] / [`Netns::spawn`] to run async code *inside* it (a
+//!   [`NsShell::run`] / [`NsShell::spawn`] to run async code *inside* it (a
 //!   dedicated thread that enters the namespace with `setns(CLONE_NEWNET)`
 //!   and drives a current-thread tokio runtime; there, read
 //!   `/proc/thread-self/net/...`, since `/proc/self` is the main thread's
@@ -158,7 +158,7 @@ pub fn require_root(test: &str) -> bool {
 
 /// Make the calling thread, and only it, run as `nobody` (uid and gid
 /// 65534) without any capability: for testing permission errors inside
-/// [`Netns::run`]. The rest of the process keeps its privileges; the thread
+/// [`NsShell::run`]. The rest of the process keeps its privileges; the thread
 /// cannot get them back.
 pub fn drop_privileges_of_this_thread() -> Result<(), LabError> {
     sys::become_unprivileged(65534).map_err(|source| LabError::Enter {
@@ -209,7 +209,7 @@ fn run_command(program: &str, args: &[&str]) -> Result<String, LabError> {
 }
 
 /// A cheap, cloneable, `Send` handle to run commands in a namespace, for use
-/// inside code run by [`Netns::run`] (which must be `'static`).
+/// inside code run by [`NsShell::run`] (which must be `'static`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NsShell {
     name: String,
@@ -522,7 +522,7 @@ impl Drop for Netns {
     }
 }
 
-/// Code running inside a namespace (see [`Netns::spawn`]).
+/// Code running inside a namespace (see [`NsShell::spawn`]).
 #[derive(Debug)]
 pub struct NsThread<T> {
     name: String,

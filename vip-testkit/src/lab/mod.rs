@@ -195,7 +195,7 @@ enum Backend {
         lease_log: Arc<Mutex<Vec<LeaseWrite>>>,
         lease_task: tokio::task::JoinHandle<()>,
     },
-    Real(real_api::RealBackend),
+    Real(Box<real_api::RealBackend>),
 }
 
 /// The lab.
@@ -296,7 +296,7 @@ impl Lab {
                         .await?;
                 holder_source = Some(real.holder_source());
                 let kubeconfigs = real.node_kubeconfigs().to_vec();
-                (Backend::Real(real), kubeconfigs)
+                (Backend::Real(Box::new(real)), kubeconfigs)
             }
         };
         let mut lab_nodes = Vec::with_capacity(nodes);

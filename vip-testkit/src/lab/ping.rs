@@ -186,6 +186,35 @@ pub fn answer_gap(probes: &[Ping], from: Instant, to: Instant) -> Option<Duratio
     worst
 }
 
+impl Lab {
+    /// Start a pinger in the client namespace: an ICMP echo to the first
+    /// VIP every `interval` until `stop` is set (bounded by `limit`).
+    pub fn ping(
+        &self,
+        interval: Duration,
+        limit: Duration,
+        stop: Arc<AtomicBool>,
+    ) -> Result<NsThread<Vec<Ping>>, LabSetupError> {
+        self.ping_addr(self.vips[0], interval, limit, stop)
+    }
+
+    /// Like [`ping`](Self::ping), to `target` (IPv4 or IPv6).
+    pub fn ping_addr(
+        &self,
+        target: IpAddr,
+        interval: Duration,
+        limit: Duration,
+        stop: Arc<AtomicBool>,
+    ) -> Result<NsThread<Vec<Ping>>, LabSetupError> {
+        Ok(self
+            .client()
+            .ns
+            .spawn(limit + Duration::from_secs(1), move || async move {
+                pinger(target, interval, limit, stop).unwrap_or_default()
+            })?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,34 +244,5 @@ mod tests {
         assert_eq!(answer_gap(&probes, from, to), Some(ms(1015)));
         // Nothing answered in the window.
         assert_eq!(answer_gap(&probes, t0 + ms(2000), t0 + ms(3000)), None);
-    }
-}
-
-impl Lab {
-    /// Start a pinger in the client namespace: an ICMP echo to the first
-    /// VIP every `interval` until `stop` is set (bounded by `limit`).
-    pub fn ping(
-        &self,
-        interval: Duration,
-        limit: Duration,
-        stop: Arc<AtomicBool>,
-    ) -> Result<NsThread<Vec<Ping>>, LabSetupError> {
-        self.ping_addr(self.vips[0], interval, limit, stop)
-    }
-
-    /// Like [`ping`](Self::ping), to `target` (IPv4 or IPv6).
-    pub fn ping_addr(
-        &self,
-        target: IpAddr,
-        interval: Duration,
-        limit: Duration,
-        stop: Arc<AtomicBool>,
-    ) -> Result<NsThread<Vec<Ping>>, LabSetupError> {
-        Ok(self
-            .client()
-            .ns
-            .spawn(limit + Duration::from_secs(1), move || async move {
-                pinger(target, interval, limit, stop).unwrap_or_default()
-            })?)
     }
 }

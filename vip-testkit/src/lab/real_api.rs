@@ -330,7 +330,7 @@ impl Lab {
     /// certificate not verified (`curl -k`). Each probe is a [`Ping`]
     /// (`answered`: when a `200` came), so [`lost_time`](super::lost_time)
     /// and [`outage`](super::outage) read them; a probe is given
-    /// [`PROBE_LIMIT`], and probes overlap when answers are slow.
+    /// two seconds, and probes overlap when answers are slow.
     pub fn poll_api(
         &self,
         interval: Duration,
