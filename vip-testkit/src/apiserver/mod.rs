@@ -29,17 +29,19 @@
 //! under `CI=true`, where they fail.
 
 pub mod binary;
+pub mod netns;
 mod service_account;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use rcgen::ExtendedKeyUsagePurpose;
 
 use crate::etcd::{EtcdCluster, EtcdFixtureError, etcd_binary};
 use crate::pki::{ca, free_port, leaf};
+use crate::placement::Placement;
 use crate::testapi::{Role, TokenSpec};
 
 /// How long a server may take to answer `/readyz` after it was started.
@@ -149,6 +151,9 @@ struct Server {
     key: PathBuf,
     log: PathBuf,
     child: Option<Child>,
+    /// Inside a lab namespace ([`netns`]), or (`None`) on the host's
+    /// loopback.
+    place: Option<Placement>,
 }
 
 impl Server {
@@ -212,6 +217,18 @@ impl RealApi {
     pub async fn start(config: RealApiConfig) -> Result<Self, RealApiError> {
         let binary = binary::kube_apiserver()?;
         let etcd = EtcdCluster::start(1).await?;
+        let places = vec![None; config.servers.max(1)];
+        Self::launch(binary, config, etcd, places).await
+    }
+
+    /// Generate the certificates and keys, start one server per entry of
+    /// `places` over `etcd`, and wait until every one is ready.
+    async fn launch(
+        binary: PathBuf,
+        config: RealApiConfig,
+        etcd: EtcdCluster,
+        places: Vec<Option<Placement>>,
+    ) -> Result<Self, RealApiError> {
         let dir = tempfile::Builder::new()
             .prefix("vip-kube-apiserver-")
             .tempdir()
@@ -249,9 +266,12 @@ impl RealApi {
             .collect();
         sans.sort();
         sans.dedup();
-        let san_refs: Vec<&str> = sans.iter().map(String::as_str).collect();
-        let mut servers = Vec::with_capacity(config.servers);
-        for i in 0..config.servers.max(1) {
+        let mut servers = Vec::with_capacity(places.len());
+        for (i, place) in places.into_iter().enumerate() {
+            // A placed server is also reached on its node's address.
+            let mut san_refs: Vec<&str> = sans.iter().map(String::as_str).collect();
+            let addr = place.as_ref().map(|p| p.addr.to_string());
+            san_refs.extend(addr.as_deref());
             let (pem, key) = leaf(
                 &issuer,
                 "kube-apiserver",
@@ -260,11 +280,15 @@ impl RealApi {
             )
             .map_err(cert_err)?;
             let server = Server {
-                port: free_port().map_err(io("bind a free port"))?,
+                port: match place {
+                    Some(_) => netns::PORT,
+                    None => free_port().map_err(io("bind a free port"))?,
+                },
                 cert: root.join(format!("apiserver-{i}.crt")),
                 key: root.join(format!("apiserver-{i}.key")),
                 log: root.join(format!("apiserver-{i}.log")),
                 child: None,
+                place,
             };
             write(&server.cert, &pem)?;
             write(&server.key, &key)?;
@@ -313,24 +337,34 @@ impl RealApi {
 
     fn spawn(&mut self, i: usize) -> Result<(), RealApiError> {
         let etcd_tls = self.etcd.client_tls().clone();
-        let etcd_servers = self.etcd.endpoints().join(",");
         let s = self.servers.get_mut(i).ok_or(RealApiError::Unknown {
             what: "server",
             name: i.to_string(),
         })?;
+        // A placed server talks to its node's own member, as on a stacked
+        // control plane, serves on every address of its namespace and
+        // advertises its node's.
+        let (etcd_servers, bind, advertise) = match &s.place {
+            Some(p) => (netns::LOCAL_ETCD.to_owned(), "0.0.0.0", p.addr.to_string()),
+            None => (
+                self.etcd.endpoints().join(","),
+                "127.0.0.1",
+                "127.0.0.1".to_owned(),
+            ),
+        };
         if s.child.is_some() {
             return Ok(());
         }
         let log = File::create(&s.log).map_err(io(format!("create {}", s.log.display())))?;
         let err = log.try_clone().map_err(io("duplicate the log handle"))?;
         let cert_dir = self.dir.path().join(format!("apiserver-{i}-certs"));
-        let mut cmd = Command::new(&self.binary);
+        let mut cmd = Placement::command_for(s.place.as_ref(), &self.binary);
         cmd.arg(format!("--etcd-servers={etcd_servers}"))
             .arg(format!("--etcd-cafile={}", etcd_tls.ca.display()))
             .arg(format!("--etcd-certfile={}", etcd_tls.cert.display()))
             .arg(format!("--etcd-keyfile={}", etcd_tls.key.display()))
-            .arg("--bind-address=127.0.0.1")
-            .arg("--advertise-address=127.0.0.1")
+            .arg(format!("--bind-address={bind}"))
+            .arg(format!("--advertise-address={advertise}"))
             .arg(format!("--secure-port={}", s.port))
             .arg(format!("--cert-dir={}", cert_dir.display()))
             .arg(format!("--tls-cert-file={}", s.cert.display()))
@@ -365,9 +399,17 @@ impl RealApi {
 
     async fn wait_ready(&mut self, i: usize) -> Result<(), RealApiError> {
         let kubeconfig = self.admin_kubeconfig(i)?;
-        let end = tokio::time::Instant::now() + READY_TIMEOUT;
+        let place = self.servers[i].place.clone();
+        let timeout = place
+            .as_ref()
+            .map_or(READY_TIMEOUT, |_| netns::READY_TIMEOUT);
+        let end = tokio::time::Instant::now() + timeout;
         loop {
-            let last = match readyz(&kubeconfig).await {
+            let probe = match &place {
+                Some(p) => netns::readyz_in(p, &kubeconfig).await,
+                None => readyz(&kubeconfig).await,
+            };
+            let last = match probe {
                 Ok(()) => return Ok(()),
                 Err(e) => e,
             };
@@ -379,7 +421,7 @@ impl RealApi {
             if exited || tokio::time::Instant::now() >= end {
                 return Err(RealApiError::NotReady {
                     server: i,
-                    timeout: READY_TIMEOUT,
+                    timeout,
                     reason: if exited { "it exited".to_owned() } else { last },
                     log_tail: self.log_tail(i, 5),
                 });
