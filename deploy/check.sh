@@ -8,6 +8,8 @@
 #    requirements.txt is unchanged).
 # 2. Builds `vip` and renders `vip manifest pod` for k3s, kubeadm (also the
 #    super-admin variant), rke2 and with etcd election (k3s, kubeadm),
+#    `vip manifest pod --from` for the kube-vip manifests of
+#    vip-bin/tests/golden/from/ (v0.8, v1.0 and v1.2 shapes),
 #    `vip manifest rbac` and `vip manifest daemonset` (three variants,
 #    one with etcd election); validates them strictly with
 #    kubernetes-validate against Kubernetes 1.29, 1.33 and 1.37, after
@@ -105,6 +107,10 @@ brief=(--vip-address 192.168.20.140 --vip-interface end0 --vip-leasename kube-vi
   --controlplane --arp --leaderElection --image ghcr.io/kube-vip/kube-vip:v1.0.3 --no-liveness-probe \
   --vip-leaseannotations '{"example.com/owner":"platform"}' >"$tmp/ds-kube-vip.yaml"
 "$vip" manifest daemonset "${brief[@]}" --distribution k3s --leader-election etcd >"$tmp/ds-k3s-etcd.yaml"
+# kube-vip's own static pods (v0.8, v1.0, v1.2 shapes) converted by --from.
+for from in vip-bin/tests/golden/from/kube-vip-*.yaml; do
+  "$vip" manifest pod --from "$from" >"$tmp/pod-from-$(basename "$from")"
+done
 # The validator must catch a broken pod, or the checks below prove nothing.
 sed 's/^  hostNetwork: true/  hostNetwork: "yes"\n  hostNetwrk: true/' "$tmp/pod-k3s.yaml" >"$tmp/broken.yaml"
 if validate "$tmp/broken.yaml" 2>/dev/null; then

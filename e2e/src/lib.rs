@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use vip_core::MacAddr;
 pub use vip_testkit::lab::ANSWER_GRACE;
-use vip_testkit::lab::{Lab, Observations, Observer, locate_vip};
+use vip_testkit::lab::{ApiKind, Lab, LabConfig, Observations, Observer, locate_vip};
 
 /// The observer's probing interval.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(10);
@@ -124,11 +124,28 @@ impl Scenario {
     /// Build a 3-node lab with `vips` and start its observer (bounded to
     /// `limit`); `None` (after a loud message) when not root outside CI.
     pub async fn new(name: &'static str, vips: &[IpAddr], limit: Duration) -> Option<Self> {
+        Self::with_config(name, LabConfig::new(3).vips(vips), limit).await
+    }
+
+    /// Like [`new`](Self::new), with the lab `config` describes (e.g. real
+    /// API servers, [`LabConfig::real_api`]); `None` (after a loud
+    /// message) when not root, or when the real servers cannot run here,
+    /// outside CI.
+    pub async fn with_config(
+        name: &'static str,
+        config: LabConfig,
+        limit: Duration,
+    ) -> Option<Self> {
         if !vip_testkit::netns::require_root(name) {
             return None;
         }
+        if matches!(config.api, ApiKind::Real { .. })
+            && !vip_testkit::apiserver::available_or_skip()
+        {
+            return None;
+        }
         let exe = vip_exe();
-        let lab = Lab::with_vips(3, exe, vips)
+        let lab = Lab::build(config, exe)
             .await
             .unwrap_or_else(|e| panic!("{name}: building the lab: {e}"));
         let observer = lab

@@ -200,7 +200,7 @@ async fn a01_forged_and_replayed_heartbeats_move_nothing() {
 /// `leaseTransitions` of the lab's Lease.
 fn our_term(s: &Scenario) -> u32 {
     let lease = s
-        .api
+        .api()
         .store()
         .get(
             vip_testkit::testapi::Kind::Lease,

@@ -246,7 +246,7 @@ async fn f07_api_partition_of_the_leader() {
         return;
     };
     let t0 = Instant::now();
-    s.api
+    s.api()
         .set_token_fault(&s.nodes[old].name, Some(Fault::Stall));
     let new = s
         .settle_on(secs(10), "another node takes over", |i| i != old)
@@ -260,7 +260,7 @@ async fn f07_api_partition_of_the_leader() {
         first - t0
     );
     assert_eq!(counter(&s, new, "vip_fast_takeovers_total"), 1.0);
-    s.api.set_token_fault(&s.nodes[old].name, None);
+    s.api().set_token_fault(&s.nodes[old].name, None);
     s.finish().await;
 }
 

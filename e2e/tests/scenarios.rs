@@ -247,7 +247,7 @@ async fn s04_local_api_stopped() {
     };
     s.start_all();
     let old = s.settle(SETTLE).await;
-    s.api.listener(old).set_fault(Some(Fault::Refuse));
+    s.api().listener(old).set_fault(Some(Fault::Refuse));
     let new = s
         .settle_on(secs(20), "the VIP moves off the node without API", |i| {
             i != old
@@ -262,7 +262,7 @@ async fn s04_local_api_stopped() {
     );
     let seen = s.seen();
     s.assert_no_overlap(&seen);
-    s.api.listener(old).set_fault(None);
+    s.api().listener(old).set_fault(None);
     s.finish().await;
 }
 
@@ -279,7 +279,7 @@ async fn s05_api_partition() {
     sleep(secs(1)).await;
     let t0 = Instant::now();
     let old_name = s.nodes[old].name.clone();
-    s.api.set_token_fault(&old_name, Some(Fault::Stall));
+    s.api().set_token_fault(&old_name, Some(Fault::Stall));
     let new = s
         .settle_on(secs(20), "the VIP moves off the partitioned node", |i| {
             i != old
@@ -310,7 +310,7 @@ async fn s05_api_partition() {
         "the partitioned leader answered until +{:?}",
         last_old - t0
     );
-    s.api.set_token_fault(&old_name, None);
+    s.api().set_token_fault(&old_name, None);
     s.finish().await;
 }
 
@@ -328,12 +328,12 @@ async fn s06_api_down() {
     sleep(secs(1)).await;
     let t0 = Instant::now();
     for i in 0..s.nodes.len() {
-        s.api.listener(i).set_fault(Some(Fault::Stall));
+        s.api().listener(i).set_fault(Some(Fault::Stall));
     }
     sleep(2 * LEASE).await;
     let t1 = Instant::now();
     for i in 0..s.nodes.len() {
-        s.api.listener(i).set_fault(None);
+        s.api().listener(i).set_fault(None);
     }
     let seen = s.seen();
     let last_old = seen.last_answer(V4, s.mac(old)).expect("old answered");
@@ -470,7 +470,7 @@ async fn s09_cordon_leader() {
     s.start_all();
     let old = s.settle(SETTLE).await;
     sleep(secs(1)).await;
-    s.cordon(old, true).expect("cordon");
+    s.cordon(old, true).await.expect("cordon");
     s.settle_on(secs(15), "the VIP moves off the cordoned node", |i| {
         i != old
     })
@@ -490,11 +490,11 @@ async fn s09_all_cordoned_stays_owned() {
     // The followers first, then the leader: no uncordoned node is left
     // to take over.
     for i in (0..3).filter(|&i| i != leader) {
-        s.cordon(i, true).expect("cordon");
+        s.cordon(i, true).await.expect("cordon");
     }
     sleep(secs(1)).await;
     let t0 = Instant::now();
-    s.cordon(leader, true).expect("cordon");
+    s.cordon(leader, true).await.expect("cordon");
     sleep(LEASE + secs(3)).await;
     let end = Instant::now();
     let seen = s.seen();
@@ -634,7 +634,7 @@ async fn s12_foreign_lease_respected() {
             "leaseTransitions": 3,
         },
     });
-    s.api
+    s.api()
         .store()
         .create(Kind::Lease, "kube-system", lease)
         .expect("the kube-vip record");

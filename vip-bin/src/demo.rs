@@ -417,7 +417,7 @@ fn lease_events(lab: &Lab) -> Vec<(String, String)> {
     ) else {
         return Vec::new();
     };
-    lab.api
+    lab.api()
         .store()
         .list(Kind::Event, Some(vip_testkit::lab::LEASE.0), &sel)
         .0

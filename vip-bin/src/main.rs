@@ -15,7 +15,7 @@ mod metrics;
 mod preflight;
 mod status;
 
-use config::{BOOLEANS, KEYS, LISTS, LogFormat, REFUSED_FLAGS, Settings, Sources};
+use config::{BOOLEANS, KEYS, LISTS, LogFormat, NOTED, REFUSED_FLAGS, Settings, Sources};
 
 /// The settings flags, one per key, each with kube-vip's alias; the
 /// booleans as kube-vip's cobra bool flags (bare is true, else
@@ -55,6 +55,17 @@ fn settings_args() -> Vec<Arg> {
             a
         })
         .collect();
+    // kube-vip's flags of settings vip honours differently: accepted,
+    // hidden, and noted like their environment variables.
+    args.extend(NOTED.iter().filter_map(|n| {
+        let a = Arg::new(n.env)
+            .long(n.flag?)
+            .value_name("VALUE")
+            .num_args(1)
+            .allow_hyphen_values(true)
+            .hide(true);
+        Some(if n.boolean { boolean(a) } else { a })
+    }));
     args.extend(REFUSED_FLAGS.iter().map(|r| {
         let long = r.flag.trim_start_matches('-');
         let a = Arg::new(long)
@@ -163,9 +174,11 @@ fn cli() -> Command {
 /// repeated list flag ([`LISTS`]) joins its values with commas.
 fn flag_values(m: &ArgMatches) -> BTreeMap<&'static str, String> {
     KEYS.iter()
-        .filter_map(|k| {
-            let values: Vec<&str> = m.get_many::<String>(k.env)?.map(String::as_str).collect();
-            Some((k.env, values.join(",")))
+        .map(|k| k.env)
+        .chain(NOTED.iter().filter(|n| n.flag.is_some()).map(|n| n.env))
+        .filter_map(|env| {
+            let values: Vec<&str> = m.get_many::<String>(env)?.map(String::as_str).collect();
+            Some((env, values.join(",")))
         })
         .collect()
 }
@@ -242,15 +255,22 @@ fn main() -> ExitCode {
                 for (k, v) in s.describe() {
                     println!("{k}={v}");
                 }
+                for n in &s.notes {
+                    eprintln!("vip: note: {n}");
+                }
                 ExitCode::SUCCESS
             }
             Err(code) => code,
         },
         // The settings are global to `manifest`, so its subcommand's
         // matches carry them, and its stray arguments.
-        Some(("manifest", m)) => match settings(m.subcommand().map_or(m, |(_, sub)| sub)) {
-            Ok(s) => manifest::run(m, s),
-            Err(code) => code,
+        Some(("manifest", m)) => match manifest::run_from(m) {
+            // `pod --from FILE`: the settings come from the file.
+            Some(code) => code,
+            None => match settings(m.subcommand().map_or(m, |(_, sub)| sub)) {
+                Ok(s) => manifest::run(m, s),
+                Err(code) => code,
+            },
         },
         Some(("manager", m)) => match host_settings(m) {
             Ok(s) => {

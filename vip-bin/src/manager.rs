@@ -151,6 +151,14 @@ async fn run_inner(settings: Settings) -> Result<(), String> {
         election = settings.leader_election.name(),
         "starting vip manager"
     );
+    for n in &settings.notes {
+        tracing::info!(
+            key = n.key,
+            value = %n.value,
+            "kube-vip setting honoured differently: {}",
+            n.note
+        );
+    }
     let lease = LeaseName::new(&settings.lease_namespace, &settings.lease_name)
         .map_err(|e| format!("vip_leasename: {e}"))?;
     let mut discovery = DiscoveryOptions::from_env(settings.kubeconfig.clone());

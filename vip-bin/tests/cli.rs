@@ -454,3 +454,108 @@ fn booleans_and_refused_flags_behave_like_kube_vips() {
         refused_in_one_line(&run(extra), &format!("{extra:?}"), text);
     }
 }
+
+/// kube-vip settings `vip` honours differently are never taken silently:
+/// `check-config` prints a note for each on stderr (exit 0, the settings
+/// on stdout), `manager` logs it once at start; a configuration file is
+/// refused by name on every command.
+#[test]
+fn kube_vip_settings_honoured_differently_are_noted_and_config_files_refused() {
+    let check = |env: &[(&str, &str)], args: &[&str]| {
+        let mut all = BRIEF.to_vec();
+        all.extend_from_slice(env);
+        let args: Vec<&str> = ["check-config", "--nodeName", "n1"]
+            .iter()
+            .chain(args)
+            .copied()
+            .collect();
+        vip(&all, &args)
+    };
+    // (environment, flags, the note)
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a str);
+    let cases: &[Case<'_>] = &[
+        (
+            &[("vip_skipdad", "true")],
+            &[],
+            "vip: note: vip_skipdad=\"true\": vip always adds IPv6 VIPs without duplicate address detection",
+        ),
+        (
+            &[("vip_loseleadership", "true")],
+            &[],
+            "vip: note: vip_loseleadership=\"true\": vip always gives up leadership when the VIP's interface loses its carrier",
+        ),
+        (
+            &[],
+            &["--loseLeadership"],
+            "vip: note: vip_loseleadership=\"true\"",
+        ),
+        (
+            &[],
+            &["--loseLeadershiptTimeoutSeconds=30"],
+            "vip: note: vip_loseleadership_timeout_seconds=\"30\": not used",
+        ),
+        (
+            &[("dns_mode", "first")],
+            &[],
+            "vip: note: dns_mode=\"first\": not used",
+        ),
+        (
+            &[("vip_leaderelection", "false")],
+            &[],
+            "vip: note: vip_leaderelection=\"false\": vip always elects",
+        ),
+    ];
+    for (env, args, text) in cases {
+        let o = check(env, args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(0), "{env:?} {args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "one note: {err:?}");
+        assert!(err.starts_with(text), "{err:?} lacks {text:?}");
+        assert!(String::from_utf8_lossy(&o.stdout).contains("address=192.168.20.140/32"));
+    }
+    // A boolean must still parse, as kube-vip's strconv.ParseBool.
+    let o = check(&[("vip_skipdad", "yes")], &[]);
+    refused_in_one_line(&o, "vip_skipdad=yes", "vip: invalid vip_skipdad=\"yes\"");
+    // Nothing set, nothing noted.
+    assert!(stderr(&check(&[], &[])).is_empty());
+
+    for sub in ["manager", "check-config", "preflight", "status"] {
+        let mut env = BRIEF.to_vec();
+        env.push(("config_file", "/etc/x"));
+        refused_in_one_line(
+            &vip(&env, &[sub]),
+            sub,
+            "vip: unsupported config_file=\"/etc/x\": a configuration file (vip reads only its environment and flags",
+        );
+        refused_in_one_line(
+            &vip(BRIEF, &[sub, "--config-file", "/etc/x"]),
+            sub,
+            "vip: unsupported --config-file=\"/etc/x\"",
+        );
+    }
+
+    // The manager logs each note once at start (then stops at the
+    // missing kubeconfig, before any network change).
+    let mut env = BRIEF.to_vec();
+    env.push(("vip_skipdad", "true"));
+    env.push(("vip_logformat", "json"));
+    env.push(("prometheus_server", ""));
+    env.push(("k8s_config_file", "/nonexistent/vip-kubeconfig"));
+    let o = vip(&env, &["manager", "--nodeName", "n1"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let noted: Vec<serde_json::Value> = err
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON log line"))
+        .filter(|l| l["key"] == "vip_skipdad")
+        .collect();
+    assert_eq!(noted.len(), 1, "{err}");
+    assert!(
+        noted[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("kube-vip setting honoured differently: vip always adds IPv6 VIPs"),
+        "{err}"
+    );
+}

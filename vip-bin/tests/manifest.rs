@@ -491,3 +491,129 @@ fn manifest_without_a_subcommand_prints_help_and_exits_2() {
         "{stderr}"
     );
 }
+
+/// `vip manifest pod --from`: kube-vip's static pods of v0.8 (kubeadm,
+/// `vip_cidr`), v1.0 (kubeadm's first node, super-admin.conf) and v1.2
+/// (k3s, settings vip honours differently) converted, every change said in
+/// a comment. The inputs are hand-written in `tests/golden/from/`.
+#[test]
+fn golden_pods_converted_from_kube_vip_manifests() {
+    for (input, image) in [
+        ("kube-vip-v0.8-kubeadm", None),
+        ("kube-vip-v1.0-kubeadm-super-admin", None),
+        ("kube-vip-v1.2-k3s", Some("registry.example/vip:1.2.3")),
+    ] {
+        let from = format!("tests/golden/from/{input}.yaml");
+        let mut args = vec!["manifest", "pod", "--from", &from];
+        if let Some(i) = image {
+            args.extend(["--image", i]);
+        }
+        // The process environment plays no part: the file is the source.
+        golden(
+            &format!("pod-from-{input}.yaml"),
+            &[("svc_enable", "true"), ("address", "198.18.0.1")],
+            &args,
+        );
+    }
+}
+
+#[test]
+fn a_kube_vip_manifest_that_cannot_be_converted_is_refused_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let v12 = std::fs::read_to_string("tests/golden/from/kube-vip-v1.2-k3s.yaml").unwrap();
+    let cases = [
+        (write("bad.yaml", "a: [b\n"), "not YAML"),
+        (
+            write("ds.yaml", "apiVersion: apps/v1\nkind: DaemonSet\n"),
+            "not a Pod (apiVersion apps/v1, kind DaemonSet)",
+        ),
+        (
+            write(
+                "web.yaml",
+                &v12.replace("ghcr.io/kube-vip/kube-vip:v1.2.3", "nginx:1.27"),
+            ),
+            "no kube-vip container",
+        ),
+        (
+            write(
+                "svc.yaml",
+                &v12.replacen(
+                    "    - name: cp_enable\n",
+                    "    - name: svc_enable\n      value: \"true\"\n    - name: cp_enable\n",
+                    1,
+                ),
+            ),
+            "unsupported svc_enable=\"true\": the Service load-balancer mode",
+        ),
+        (
+            write(
+                "bgp.yaml",
+                &v12.replacen(
+                    "    - name: cp_enable\n",
+                    "    - name: bgp_enable\n      value: \"true\"\n    - name: cp_enable\n",
+                    1,
+                ),
+            ),
+            "unsupported bgp_enable=\"true\": the BGP mode",
+        ),
+        (
+            dir.path()
+                .join("missing.yaml")
+                .to_str()
+                .unwrap()
+                .to_string(),
+            "cannot read it",
+        ),
+    ];
+    for (file, text) in &cases {
+        refused(
+            &[],
+            &["manifest", "pod", "--from", file],
+            &format!("vip: {file}: {text}"),
+        );
+    }
+    let from = "tests/golden/from/kube-vip-v1.2-k3s.yaml";
+    refused(
+        &[],
+        &["manifest", "pod", "--from", from, "--address", "198.18.0.1"],
+        "vip: invalid --from with the setting address on the command line",
+    );
+    refused(
+        &[],
+        &["manifest", "pod", "--from", from, "--distribution", "k3s"],
+        "vip: invalid --from with --distribution on the command line",
+    );
+    refused(
+        &[],
+        &["manifest", "pod", "--from", from, "--image", "vip:-x"],
+        "vip: invalid --image=\"vip:-x\"",
+    );
+}
+
+/// Settings vip honours differently are said in a comment of the
+/// generated pod (they are not in its env block).
+#[test]
+fn settings_honoured_differently_are_said_in_the_generated_pod() {
+    let out = vip(
+        BRIEF_ENV,
+        &[
+            "manifest",
+            "pod",
+            "--distribution",
+            "k3s",
+            "--loseLeadership",
+        ],
+    );
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("# kube-vip setting honoured differently, left out: vip_loseleadership=\"true\": vip always gives up leadership"),
+        "{text}"
+    );
+    assert!(!text.contains("name: vip_loseleadership"), "{text}");
+}

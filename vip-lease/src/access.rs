@@ -561,3 +561,16 @@ async fn try_file(
         }
     }
 }
+
+/// A client error in one line for logs and counters: an API server's
+/// refusal as `HTTP <code>: <its message>` (for a 403, the message names
+/// the user, verb, resource and namespace RBAC refused), anything else as
+/// its display, newlines removed.
+pub fn error_line(e: &kube::Error) -> String {
+    let line = match e {
+        kube::Error::Api(s) if !s.message.is_empty() => format!("HTTP {}: {}", s.code, s.message),
+        kube::Error::Api(s) => format!("HTTP {}: {}", s.code, s.reason),
+        other => other.to_string(),
+    };
+    line.replace(['\n', '\r'], " ")
+}

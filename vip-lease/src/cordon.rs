@@ -228,25 +228,57 @@ async fn reflect(
             .backoff(Bounded(WatchBackoff::default()))
             .boxed();
         let mut nodes = Nodes::default();
+        let mut refused: Option<String> = None;
         loop {
             let next = tokio::select! {
                 _ = tx.closed() => return,
                 n = tokio::time::timeout(idle, events.next()) => n,
             };
+            let selector = config
+                .field_selector
+                .as_ref()
+                .or(config.label_selector.as_ref());
             match next {
                 Ok(Some(Ok(event))) => {
+                    refused = None;
                     // The borrow ends before publishing (which writes).
                     let next = nodes.apply(&tx.borrow(), event);
                     if let Some(map) = next {
                         publish(&tx, map);
                     }
                 }
-                Ok(Some(Err(e))) => {
-                    tracing::debug!(error = %e, selector = ?config.field_selector.as_ref().or(config.label_selector.as_ref()), "cordon watch failed; backing off");
-                }
+                Ok(Some(Err(e))) => match refusal(&e) {
+                    // A refusal (RBAC) does not heal by itself: a warning
+                    // naming it, once until it changes or the watch works.
+                    Some(line) if refused.as_deref() != Some(line.as_str()) => {
+                        tracing::warn!(?selector, error = %line, "cordon watch: cannot list or watch nodes");
+                        refused = Some(line);
+                    }
+                    Some(_) => {}
+                    None => {
+                        tracing::debug!(error = %e, ?selector, "cordon watch failed; backing off");
+                    }
+                },
                 Err(_) | Ok(None) => break,
             }
         }
+    }
+}
+
+/// The one-line refusal (HTTP 401 or 403) behind a watcher error, if it is
+/// one.
+fn refusal(e: &watcher::Error) -> Option<String> {
+    let inner = match e {
+        watcher::Error::InitialListFailed(e)
+        | watcher::Error::WatchStartFailed(e)
+        | watcher::Error::WatchFailed(e) => e,
+        _ => return None,
+    };
+    match inner {
+        kube::Error::Api(s) if s.code == 401 || s.code == 403 => {
+            Some(crate::access::error_line(inner))
+        }
+        _ => None,
     }
 }
 

@@ -551,7 +551,7 @@ impl Writer {
                         self.create(&api, &namespace, name, involved, note, wall, wall)
                             .await
                     }
-                    Ok(r) => r.map(|_| ()).map_err(|e| e.to_string()),
+                    Ok(r) => r.map(|_| ()).map_err(|e| crate::access::error_line(&e)),
                     Err(_) => Err(format!("timed out after {timeout:?}")),
                 }
             }
@@ -607,7 +607,7 @@ impl Writer {
         };
         let timeout = self.config.request_timeout;
         match tokio::time::timeout(timeout, api.create(&PostParams::default(), &event)).await {
-            Ok(r) => r.map(|_| ()).map_err(|e| e.to_string()),
+            Ok(r) => r.map(|_| ()).map_err(|e| crate::access::error_line(&e)),
             Err(_) => Err(format!("timed out after {timeout:?}")),
         }
     }

@@ -136,7 +136,11 @@ fn key_error(what: String, err: kube::Error) -> HeartbeatKeyError {
     match err {
         kube::Error::Api(s) if s.code == 401 || s.code == 403 => HeartbeatKeyError::Forbidden {
             what,
-            detail: format!("HTTP {}; `vip manifest rbac` has the rule", s.code),
+            detail: format!(
+                "HTTP {}: {}; `vip manifest rbac` has the rule",
+                s.code,
+                one_line(&s.message)
+            ),
         },
         kube::Error::Api(s) => HeartbeatKeyError::Unavailable {
             what,

@@ -532,9 +532,13 @@ async fn run_watch(inner: Arc<Inner>, tx: watch::Sender<Option<VersionedRecord>>
         let from = match resume.take() {
             Some(rv) => rv,
             None => {
-                // (Re)list: learn the current state, then watch from "now"
-                // (no resourceVersion), which replays the current object as
-                // ADDED, so nothing between the GET and the watch is lost.
+                // (Re)list: learn the current state, then watch from its
+                // resourceVersion, so nothing after the GET is lost (from
+                // "now", no resourceVersion, only while there is no Lease:
+                // kube-apiserver 1.34 over an etcd without progress
+                // requests, 3.4 before 3.4.31, refuses a watch from "now"
+                // with a 500, and the followers would hear a release only
+                // at their next retry).
                 let got = tokio::select! {
                     _ = tx.closed() => return,
                     r = tokio::time::timeout(inner.config.request_timeout, inner.watch_api.get_opt(&name)) => r,
@@ -545,6 +549,9 @@ async fn run_watch(inner: Arc<Inner>, tx: watch::Sender<Option<VersionedRecord>>
                             inner.remember(l);
                         }
                         publish(&tx, lease.as_ref().map(versioned));
+                        lease
+                            .and_then(|l| l.metadata.resource_version)
+                            .unwrap_or_default()
                     }
                     Ok(Err(e)) => {
                         tracing::debug!(error = %e, lease = %inner.config.lease, "lease watch: get failed");
@@ -561,7 +568,6 @@ async fn run_watch(inner: Arc<Inner>, tx: watch::Sender<Option<VersionedRecord>>
                         continue;
                     }
                 }
-                String::new()
             }
         };
         let opened = tokio::select! {

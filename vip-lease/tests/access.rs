@@ -1,5 +1,8 @@
 //! Kubeconfig discovery with temporary roots, the admin.conf → super-admin
 //! fallback, the error text, the control-plane rewrite; the readyz probe.
+//! Each runs on the stand-in and on the real kube-apiserver alike
+//! (`<test>::stand_in`, `<test>::real`), except the probe under injected
+//! faults (unready, stalled), which only the stand-in can inject.
 
 mod common;
 
@@ -13,9 +16,19 @@ use vip_lease::{
     AccessError, ClusterAccess, DiscoveryOptions, HealthConfig, KubeconfigSource, LeaseBackend,
     LeaseConfig, LocalApi, ReadyzProbe, VerifyName,
 };
+use vip_testkit::api::{Api, Flavor};
 use vip_testkit::testapi::{Fault, Role, TestApi, TestApiConfig, TokenSpec};
 
-async fn stand_in() -> TestApi {
+on_both!(
+    order_explicit_then_admin_then_k3s_then_rke2,
+    admin_conf_refused_falls_back_to_super_admin_conf,
+    control_plane_mode_talks_to_127_0_0_1_and_verifies_the_original_name,
+    readyz_probe_follows_the_local_api_server,
+);
+
+/// Users `admin`, `super` and `kubernetes-admin` (authenticated, bound to
+/// nothing), and the extra certificate name 192.0.2.10.
+fn config() -> TestApiConfig {
     let mut config = TestApiConfig::default()
         .tokens(["admin", "super"])
         .token(TokenSpec {
@@ -24,14 +37,13 @@ async fn stand_in() -> TestApi {
             role: Role::Forbidden,
         });
     config.extra_sans.push("192.0.2.10".into());
-    TestApi::start(config).await.unwrap()
+    config
 }
 
-fn put(api: &TestApi, root: &Path, rel: &str, user: &str) {
+fn put(api: &Api, root: &Path, rel: &str, user: &str) {
     let path = root.join(rel);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    api.write_kubeconfig(&path, &api.listener(0).url(), user)
-        .unwrap();
+    api.write_kubeconfig(&path, &api.url(0), user).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,9 +85,10 @@ async fn nothing_found_lists_every_path_and_the_mount() {
     assert!(text.contains("KUBECONFIG"), "{text}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn order_explicit_then_admin_then_k3s_then_rke2() {
-    let api = stand_in().await;
+async fn order_explicit_then_admin_then_k3s_then_rke2(flavor: Flavor) {
+    let Some(api) = Api::start_or_skip(flavor, config()).await else {
+        return;
+    };
     let root = tempfile::tempdir().unwrap();
     put(&api, root.path(), RKE2_YAML, "admin");
     let d = |o: &DiscoveryOptions| {
@@ -121,9 +134,10 @@ async fn order_explicit_then_admin_then_k3s_then_rke2() {
     ));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn admin_conf_refused_falls_back_to_super_admin_conf() {
-    let api = stand_in().await;
+async fn admin_conf_refused_falls_back_to_super_admin_conf(flavor: Flavor) {
+    let Some(api) = Api::start_or_skip(flavor, config()).await else {
+        return;
+    };
     let root = tempfile::tempdir().unwrap();
     let options = DiscoveryOptions::under_root(root.path());
     // 403: admin.conf's user is not bound yet (kubeadm >= 1.29 during init).
@@ -138,18 +152,16 @@ async fn admin_conf_refused_falls_back_to_super_admin_conf() {
     b.create(&held("cp-1", 0))
         .await
         .expect("super-admin can write the lease");
-    assert_eq!(
-        api.counters().by_user("kubernetes-admin", "get", "leases"),
-        1,
-        "admin.conf was tried once"
-    );
+    if let Some(counters) = api.counters() {
+        assert_eq!(
+            counters.by_user("kubernetes-admin", "get", "leases"),
+            1,
+            "admin.conf was tried once"
+        );
+    }
     // 401: a token the server does not know.
-    api.write_kubeconfig(
-        &root.path().join(ADMIN_CONF),
-        &api.listener(0).url(),
-        "admin",
-    )
-    .unwrap();
+    api.write_kubeconfig(&root.path().join(ADMIN_CONF), &api.url(0), "admin")
+        .unwrap();
     let text = std::fs::read_to_string(root.path().join(ADMIN_CONF))
         .unwrap()
         .replace("vip-testapi-admin", "unknown-token");
@@ -170,10 +182,11 @@ async fn admin_conf_refused_falls_back_to_super_admin_conf() {
     assert!(matches!(access.source(), KubeconfigSource::AdminConf(_)));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn control_plane_mode_talks_to_127_0_0_1_and_verifies_the_original_name() {
-    let api = stand_in().await;
-    let port = api.listener(0).addr().port();
+async fn control_plane_mode_talks_to_127_0_0_1_and_verifies_the_original_name(flavor: Flavor) {
+    let Some(api) = Api::start_or_skip(flavor, config()).await else {
+        return;
+    };
+    let port = api.port(0);
     let dir = tempfile::tempdir().unwrap();
     let check = |server: String, verify: VerifyName| {
         let path = dir.path().join(format!("k-{}", server.len()));
@@ -215,29 +228,35 @@ async fn control_plane_mode_talks_to_127_0_0_1_and_verifies_the_original_name() 
     assert!(r.is_ok(), "{r:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn readyz_probe_follows_the_local_api_server() {
-    let api = stand_in().await;
-    let access = ClusterAccess::from_kubeconfig_file(api.kubeconfig_path(), None)
+async fn readyz_probe_follows_the_local_api_server(flavor: Flavor) {
+    let Some(mut api) = Api::start_or_skip(flavor, config()).await else {
+        return;
+    };
+    let probe = probe(&api.kubeconfig_path()).await;
+    probe.check().await.expect("healthy");
+    if let Some(counters) = api.counters() {
+        assert_eq!(counters.get("get", "/readyz"), 1);
+    }
+    // Down (refused, or killed): unhealthy, then healthy once it is back.
+    api.cut(0).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let e = probe.check().await.unwrap_err();
+    eprintln!("{e}");
+    api.heal(0).await.unwrap();
+    healthy_again(&probe).await;
+}
+
+/// A readyz probe with a 300 ms bound through this kubeconfig.
+async fn probe(kubeconfig: &Path) -> ReadyzProbe {
+    let access = ClusterAccess::from_kubeconfig_file(kubeconfig, None)
         .await
         .unwrap();
     let mut config = HealthConfig::default();
     config.policy.timeout = Duration::from_millis(300);
-    let probe = ReadyzProbe::new(&access, config).unwrap();
-    probe.check().await.expect("healthy");
-    assert_eq!(api.counters().get("get", "/readyz"), 1);
-    api.listener(0).set_fault(Some(Fault::Unready));
-    let e = probe.check().await.unwrap_err();
-    assert!(e.reason.contains("500") && e.reason.contains("etcd"), "{e}");
-    api.listener(0).set_fault(Some(Fault::Stall));
-    let started = tokio::time::Instant::now();
-    let e = probe.check().await.unwrap_err();
-    assert!(e.reason.contains("no answer within"), "{e}");
-    assert!(started.elapsed() < Duration::from_secs(2));
-    api.listener(0).set_fault(Some(Fault::Refuse));
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(probe.check().await.is_err());
-    api.listener(0).set_fault(None);
+    ReadyzProbe::new(&access, config).unwrap()
+}
+
+async fn healthy_again(probe: &ReadyzProbe) {
     let mut ok = false;
     for _ in 0..50 {
         if probe.check().await.is_ok() {
@@ -247,6 +266,24 @@ async fn readyz_probe_follows_the_local_api_server() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(ok, "healthy again");
+}
+
+/// Unready and stalled answers are injected faults: stand-in only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_probe_under_injected_faults() {
+    let api = TestApi::start(config()).await.unwrap();
+    let probe = probe(api.kubeconfig_path()).await;
+    probe.check().await.expect("healthy");
+    api.listener(0).set_fault(Some(Fault::Unready));
+    let e = probe.check().await.unwrap_err();
+    assert!(e.reason.contains("500") && e.reason.contains("etcd"), "{e}");
+    api.listener(0).set_fault(Some(Fault::Stall));
+    let started = tokio::time::Instant::now();
+    let e = probe.check().await.unwrap_err();
+    assert!(e.reason.contains("no answer within"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    api.listener(0).set_fault(None);
+    healthy_again(&probe).await;
 }
 
 /// The ServiceAccount's namespace file (in-cluster pods have one), read

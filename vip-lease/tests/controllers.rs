@@ -1,7 +1,10 @@
-//! The vip-core controller over the real Lease backend against the
-//! stand-in: three electors (in-memory data plane), a partitioned leader
-//! that must step down before anyone else takes over, and the Lease
-//! `kubectl` would show afterwards.
+//! The vip-core controller over the real Lease backend, against the
+//! stand-in and the real kube-apiserver alike: three electors (in-memory
+//! data plane), each through its own server, a partitioned leader that must
+//! step down before anyone else takes over, and the Lease `kubectl` would
+//! show afterwards. The partition is the stand-in's stalled token (every
+//! request of the leader hangs) or, on the real server, the leader's own
+//! API server killed (every request is refused).
 
 mod common;
 
@@ -10,16 +13,14 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use vip_core::testutil::{MemoryNetwork, RecordingObserver};
-use vip_core::{
-    Controller, ControllerConfig, ControllerEvent, ControllerHandle, InterfaceSelector, MacAddr,
-    NodeIdentity, Role, StepDownReason, Timings,
-};
+use vip_core::{Controller, ControllerEvent, ControllerHandle, MacAddr, Role, StepDownReason};
+use vip_testkit::api::{Api, Flavor};
 use vip_testkit::testapi::Fault;
 
 const USERS: [&str; 3] = ["node-a", "node-b", "node-c"];
 
 async fn start(
-    api: &vip_testkit::testapi::TestApi,
+    api: &Api,
     net: &MemoryNetwork,
     obs: &RecordingObserver,
     i: usize,
@@ -27,12 +28,7 @@ async fn start(
     let name = USERS[i];
     let backend = common::backend(api, i, name, Duration::from_millis(750)).await;
     let (addresses, announcer) = net.node(name, MacAddr([2, 0, 0, 0, 0, i as u8 + 1]));
-    let config = ControllerConfig::new(
-        NodeIdentity::new(name).unwrap(),
-        "198.18.0.100".parse().unwrap(),
-        InterfaceSelector::named("eth0").unwrap(),
-        Timings::default(),
-    );
+    let config = vip_core::testutil::lab_controller_config(name);
     Controller::new(
         config,
         Arc::new(backend),
@@ -65,9 +61,14 @@ fn leaders(handles: &[Option<ControllerHandle>]) -> Vec<usize> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_controllers_elect_one_and_a_partitioned_leader_leaves_before_anyone_takes_over() {
-    let api = common::lab(3, &USERS).await;
+on_both!(three_controllers_elect_one_and_a_partitioned_leader_leaves_before_anyone_takes_over);
+
+async fn three_controllers_elect_one_and_a_partitioned_leader_leaves_before_anyone_takes_over(
+    flavor: Flavor,
+) {
+    let Some(mut api) = common::lab_on(flavor, 3, &USERS).await else {
+        return;
+    };
     let net = MemoryNetwork::default();
     let obs = RecordingObserver::new("lab");
     let mut handles = vec![];
@@ -87,7 +88,10 @@ async fn three_controllers_elect_one_and_a_partitioned_leader_leaves_before_anyo
     assert_eq!(net.holders(vip), [USERS[first]]);
 
     // Partition the leader from its API server (it stays on the segment).
-    api.set_token_fault(USERS[first], Some(Fault::Stall));
+    match api.stand_in() {
+        Some(s) => s.set_token_fault(USERS[first], Some(Fault::Stall)),
+        None => api.cut(first).await.unwrap(),
+    }
     let cut = Instant::now();
     assert!(
         wait_for(Duration::from_secs(15), || leaders(&handles).len() == 1
@@ -132,7 +136,10 @@ async fn three_controllers_elect_one_and_a_partitioned_leader_leaves_before_anyo
     );
 
     // Heal; the old leader follows. A graceful stop of the new leader hands over.
-    api.set_token_fault(USERS[first], None);
+    match api.stand_in() {
+        Some(s) => s.set_token_fault(USERS[first], None),
+        None => api.heal(first).await.unwrap(),
+    }
     let second = leaders(&handles)[0];
     let report = handles[second].take().unwrap().shutdown().await;
     assert!(report.released, "{report:?}");
@@ -141,12 +148,13 @@ async fn three_controllers_elect_one_and_a_partitioned_leader_leaves_before_anyo
     assert_ne!(third, second);
 
     let lease = api
-        .store()
         .get(
             vip_testkit::testapi::Kind::Lease,
             "kube-system",
             "plndr-cp-lock",
         )
+        .await
+        .unwrap()
         .unwrap();
     assert_eq!(lease["spec"]["holderIdentity"], USERS[third]);
     assert_eq!(lease["spec"]["leaseTransitions"], 2);

@@ -1,6 +1,9 @@
-//! The event recorder against the stand-in: Events on the Lease and on the
-//! Node with client-go's fields, repeats aggregated into one Event, and a
-//! hung API server that never blocks the observer (drops are counted).
+//! The event recorder: Events on the Lease and on the Node with
+//! client-go's fields, repeats aggregated into one Event (a series PATCH),
+//! read back by field selector, on the stand-in and the real
+//! kube-apiserver alike; and a hung API server that never blocks the
+//! observer (drops are counted), stand-in-only (a stall is its fault
+//! injection).
 
 mod common;
 
@@ -8,22 +11,27 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{eventually, held, lab, stored_events};
+use common::{eventually, held, lab, lab_on, listed_events};
 use serde_json::Value;
 use vip_core::{ControllerEvent, LockBackend, Observer, StepDownReason};
 use vip_lease::LeaseName;
 use vip_lease::events::{EventCounts, EventsConfig, spawn_event_recorder};
+use vip_testkit::api::Flavor;
 use vip_testkit::testapi::{Fault, Kind};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn leadership_events_land_on_the_lease_and_the_node_and_repeats_aggregate() {
-    let api = lab(1, &["node-a"]).await;
-    let node = api.store().put_node("node-a", true, true, false).unwrap();
+on_both!(leadership_events_land_on_the_lease_and_the_node_and_repeats_aggregate);
+
+async fn leadership_events_land_on_the_lease_and_the_node_and_repeats_aggregate(flavor: Flavor) {
+    let Some(api) = lab_on(flavor, 1, &["node-a"]).await else {
+        return;
+    };
+    let node = api.put_node("node-a", true, true, false).await.unwrap();
     let backend = common::backend(&api, 0, "node-a", Duration::from_secs(2)).await;
     backend.create(&held("node-a", 0)).await.unwrap();
     let lease = api
-        .store()
         .get(Kind::Lease, "kube-system", "plndr-cp-lock")
+        .await
+        .unwrap()
         .unwrap();
     let counts = Arc::new(EventCounts::default());
     let (recorder, task) = spawn_event_recorder(
@@ -50,7 +58,7 @@ async fn leadership_events_land_on_the_lease_and_the_node_and_repeats_aggregate(
     assert_eq!(counts.written.load(Ordering::Relaxed), 6);
     assert_eq!(counts.failed.load(Ordering::Relaxed), 0);
 
-    let on_lease = stored_events(&api, "kube-system", "involvedObject.name=plndr-cp-lock");
+    let on_lease = listed_events(&api, "kube-system", "involvedObject.name=plndr-cp-lock").await;
     assert_eq!(on_lease.len(), 2, "{on_lease:#?}");
     let acquired = &on_lease[0];
     assert_eq!(acquired["reason"], "LeaderAcquired");
@@ -82,12 +90,33 @@ async fn leadership_events_land_on_the_lease_and_the_node_and_repeats_aggregate(
     assert_eq!(down["count"], 2, "the repeat bumped the count");
     assert!(down["lastTimestamp"].as_str().unwrap() >= down["firstTimestamp"].as_str().unwrap());
 
+    // The other field labels of Events select too; an unknown one is a
+    // 400 naming it, on both servers.
+    let warnings = listed_events(
+        &api,
+        "kube-system",
+        "involvedObject.name=plndr-cp-lock,type=Warning,reason=SteppedDownUnhealthy",
+    )
+    .await;
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert_eq!(warnings[0]["metadata"]["name"], down["metadata"]["name"]);
+    let bad = api
+        .list(Kind::Event, "kube-system", "spec.colour=blue")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        bad.contains("400") && bad.contains("field label not supported: spec.colour"),
+        "{bad}"
+    );
+
     // The Node's Events live in `default`, about the cluster-scoped Node.
-    let on_node = stored_events(
+    let on_node = listed_events(
         &api,
         "default",
         "involvedObject.kind=Node,involvedObject.name=node-a",
-    );
+    )
+    .await;
     assert_eq!(on_node.len(), 2, "{on_node:#?}");
     assert_eq!(on_node[0]["involvedObject"]["uid"], node["metadata"]["uid"]);
     assert_eq!(on_node[0]["involvedObject"]["namespace"], Value::Null);

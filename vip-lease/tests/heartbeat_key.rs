@@ -108,8 +108,14 @@ async fn a_missing_secret_permission_is_one_clear_error() {
     assert_eq!(text.lines().count(), 1, "{text}");
     assert!(
         text.starts_with(
-            "fast failover off: not allowed to get secret kube-system/plndr-cp-lock-heartbeat (HTTP 403; `vip manifest rbac` has the rule)"
+            "fast failover off: not allowed to get secret kube-system/plndr-cp-lock-heartbeat (HTTP 403: "
         ),
+        "{text}"
+    );
+    // The server's refusal names the verb and the resource, as RBAC does.
+    assert!(
+        text.contains("cannot get resource \"secrets\"")
+            && text.contains("`vip manifest rbac` has the rule"),
         "{text}"
     );
     assert!(

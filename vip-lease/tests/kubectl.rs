@@ -1,6 +1,8 @@
-//! The real `kubectl` against the stand-in: it must read what the backend
-//! writes, stream renewals, and its `cordon` must reach the cordon watch.
-//! Without kubectl the tests are skipped loudly, unless CI=true.
+//! The real `kubectl` against the stand-in and the real kube-apiserver
+//! (every test runs on both: `<test>::stand_in`, `<test>::real`): it must
+//! read what the backend writes, stream renewals, create and apply a Lease
+//! from a file, and its `cordon` must reach the cordon watch. Without
+//! kubectl the tests are skipped loudly, unless CI=true.
 
 mod common;
 
@@ -8,10 +10,19 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{access, backend, held, lab, micro_text};
+use common::{access, backend, held, lab_on, listed_events, micro_text};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use vip_core::LockBackend;
 use vip_lease::{CordonConfig, spawn_cordon_watch};
+use vip_testkit::api::{Api, Flavor};
+
+on_both!(
+    kubectl_shows_the_lease_the_backend_wrote,
+    kubectl_watch_streams_renewals,
+    kubectl_create_and_apply_a_lease_from_a_file,
+    kubectl_cordon_reaches_the_cordon_watch,
+    kubectl_get_events_tells_the_story_of_a_failover,
+);
 
 fn kubectl() -> Option<PathBuf> {
     let found = std::env::var_os("PATH").and_then(|paths| {
@@ -45,6 +56,16 @@ fn command(kubectl: &Path, kubeconfig: &Path, home: &Path) -> tokio::process::Co
 }
 
 async fn run(kubectl: &Path, kubeconfig: &Path, home: &Path, args: &[&str]) -> String {
+    run_full(kubectl, kubeconfig, home, args).await.0
+}
+
+/// Runs kubectl, which must succeed: `(stdout, stderr)`.
+async fn run_full(
+    kubectl: &Path,
+    kubeconfig: &Path,
+    home: &Path,
+    args: &[&str],
+) -> (String, String) {
     let out = tokio::time::timeout(
         Duration::from_secs(30),
         command(kubectl, kubeconfig, home).args(args).output(),
@@ -57,15 +78,19 @@ async fn run(kubectl: &Path, kubeconfig: &Path, home: &Path, args: &[&str]) -> S
         "kubectl {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).unwrap()
+    (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubectl_shows_the_lease_the_backend_wrote() {
+async fn kubectl_shows_the_lease_the_backend_wrote(flavor: Flavor) {
     let Some(kubectl) = kubectl() else { return };
     let home = tempfile::tempdir().unwrap();
     let users = ["node-a", "node-b", "node-c"];
-    let api = lab(3, &users).await;
+    let Some(api) = lab_on(flavor, 3, &users).await else {
+        return;
+    };
     let mut bs = Vec::new();
     for (i, u) in users.iter().enumerate() {
         bs.push(backend(&api, i, u, Duration::from_secs(2)).await);
@@ -82,7 +107,7 @@ async fn kubectl_shows_the_lease_the_backend_wrote() {
 
     let yaml = run(
         &kubectl,
-        api.kubeconfig_path(),
+        &api.kubeconfig_path(),
         home.path(),
         &["get", "lease", "-n", "kube-system", "-o", "yaml"],
     )
@@ -113,7 +138,7 @@ async fn kubectl_shows_the_lease_the_backend_wrote() {
     // The holder column of the table view too.
     let table = run(
         &kubectl,
-        api.kubeconfig_path(),
+        &api.kubeconfig_path(),
         home.path(),
         &[
             "get",
@@ -132,17 +157,19 @@ async fn kubectl_shows_the_lease_the_backend_wrote() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubectl_watch_streams_renewals() {
+async fn kubectl_watch_streams_renewals(flavor: Flavor) {
     let Some(kubectl) = kubectl() else { return };
     let home = tempfile::tempdir().unwrap();
-    let api = lab(1, &["node-a"]).await;
+    let Some(api) = lab_on(flavor, 1, &["node-a"]).await else {
+        return;
+    };
     let a = backend(&api, 0, "node-a", Duration::from_secs(2)).await;
     let mut v = a.create(&held("node-a", 0)).await.unwrap();
-    let mut child = command(&kubectl, api.kubeconfig_path(), home.path())
+    let mut child = command(&kubectl, &api.kubeconfig_path(), home.path())
         .args([
             "get",
             "lease",
+            "plndr-cp-lock",
             "-n",
             "kube-system",
             "-w",
@@ -174,17 +201,108 @@ async fn kubectl_watch_streams_renewals() {
     child.kill().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubectl_cordon_reaches_the_cordon_watch() {
+/// The Lease manifest a user would write.
+const LEASE_YAML: &str = "apiVersion: coordination.k8s.io/v1
+kind: Lease
+metadata:
+  name: from-a-file
+  namespace: kube-system
+  labels:
+    made-by: kubectl
+spec:
+  holderIdentity: node-a
+  leaseDurationSeconds: 15
+";
+
+async fn kubectl_create_and_apply_a_lease_from_a_file(flavor: Flavor) {
     let Some(kubectl) = kubectl() else { return };
     let home = tempfile::tempdir().unwrap();
-    let api = lab(1, &["node-a"]).await;
-    for n in ["cp-1", "cp-2", "cp-3"] {
-        api.store().put_node(n, true, true, false).unwrap();
-    }
-    api.store()
-        .put_node("worker-1", false, true, false)
+    let Some(api) = lab_on(flavor, 1, &["node-a"]).await else {
+        return;
+    };
+    let kubeconfig = api.kubeconfig_path();
+    let file = home.path().join("lease.yaml");
+    std::fs::write(&file, LEASE_YAML).unwrap();
+    let file = file.to_str().unwrap();
+    // `create -f` validates against the server's OpenAPI document first.
+    let (out, err) = run_full(&kubectl, &kubeconfig, home.path(), &["create", "-f", file]).await;
+    assert_eq!(out.trim(), "lease.coordination.k8s.io/from-a-file created");
+    assert_eq!(err, "", "no warning, no fallback");
+    // `apply` (client-side) on an object it did not create, then again
+    // after an edit: a three-way merge patch.
+    let (out, err) = run_full(&kubectl, &kubeconfig, home.path(), &["apply", "-f", file]).await;
+    assert_eq!(
+        out.trim(),
+        "lease.coordination.k8s.io/from-a-file configured"
+    );
+    assert!(
+        err.starts_with("Warning: resource leases/from-a-file is missing the kubectl.kubernetes.io/last-applied-configuration annotation")
+            && err.lines().filter(|l| !l.is_empty()).count() == 1,
+        "only kubectl's own note, no patch-computation fallback: {err}"
+    );
+    std::fs::write(
+        home.path().join("lease.yaml"),
+        LEASE_YAML.replace("holderIdentity: node-a", "holderIdentity: node-b"),
+    )
+    .unwrap();
+    let (out, err) = run_full(&kubectl, &kubeconfig, home.path(), &["apply", "-f", file]).await;
+    assert_eq!(
+        out.trim(),
+        "lease.coordination.k8s.io/from-a-file configured"
+    );
+    assert_eq!(err, "");
+    let lease = api
+        .get(
+            vip_testkit::testapi::Kind::Lease,
+            "kube-system",
+            "from-a-file",
+        )
+        .await
+        .unwrap()
         .unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "node-b");
+    assert_eq!(lease["metadata"]["labels"]["made-by"], "kubectl");
+    // Server-side apply too.
+    let out = run(
+        &kubectl,
+        &kubeconfig,
+        home.path(),
+        &["apply", "--server-side", "-f", file],
+    )
+    .await;
+    assert_eq!(
+        out.trim(),
+        "lease.coordination.k8s.io/from-a-file serverside-applied"
+    );
+    // A field the schema does not know is refused by strict validation.
+    std::fs::write(
+        home.path().join("lease.yaml"),
+        LEASE_YAML.replace(
+            "leaseDurationSeconds: 15",
+            "leaseDurationSeconds: 15\n  colour: blue",
+        ),
+    )
+    .unwrap();
+    let out = command(&kubectl, &kubeconfig, home.path())
+        .args(["create", "-f", file])
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("unknown field \"spec.colour\""), "{err}");
+}
+
+async fn kubectl_cordon_reaches_the_cordon_watch(flavor: Flavor) {
+    let Some(kubectl) = kubectl() else { return };
+    let home = tempfile::tempdir().unwrap();
+    let Some(api) = lab_on(flavor, 1, &["node-a"]).await else {
+        return;
+    };
+    for n in ["cp-1", "cp-2", "cp-3"] {
+        api.put_node(n, true, true, false).await.unwrap();
+    }
+    api.put_node("worker-1", false, true, false).await.unwrap();
     let (mut cordon, _task) =
         spawn_cordon_watch(&access(&api, 0, "node-a").await, CordonConfig::new("cp-1")).unwrap();
     let wait = |want: vip_core::CordonState| {
@@ -204,7 +322,7 @@ async fn kubectl_cordon_reaches_the_cordon_watch() {
     .await;
     let out = run(
         &kubectl,
-        api.kubeconfig_path(),
+        &api.kubeconfig_path(),
         home.path(),
         &["cordon", "cp-1"],
     )
@@ -217,7 +335,7 @@ async fn kubectl_cordon_reaches_the_cordon_watch() {
     .await;
     run(
         &kubectl,
-        api.kubeconfig_path(),
+        &api.kubeconfig_path(),
         home.path(),
         &["cordon", "cp-2"],
     )
@@ -229,7 +347,7 @@ async fn kubectl_cordon_reaches_the_cordon_watch() {
     .await;
     let out = run(
         &kubectl,
-        api.kubeconfig_path(),
+        &api.kubeconfig_path(),
         home.path(),
         &["uncordon", "cp-1"],
     )
@@ -246,16 +364,16 @@ async fn kubectl_cordon_reaches_the_cordon_watch() {
 /// One controller of the failover lab, with the event recorder as its
 /// observer.
 async fn controller_with_events(
-    api: &vip_testkit::testapi::TestApi,
+    api: &Api,
     net: &vip_core::testutil::MemoryNetwork,
     i: usize,
     name: &str,
 ) -> vip_core::ControllerHandle {
     use std::sync::Arc;
-    use vip_core::{Controller, ControllerConfig, InterfaceSelector, MacAddr, NodeIdentity};
+    use vip_core::{Controller, MacAddr};
     use vip_lease::events::{EventCounts, EventsConfig, spawn_event_recorder};
 
-    api.store().put_node(name, true, true, false).unwrap();
+    api.put_node(name, true, true, false).await.unwrap();
     let backend = backend(api, i, name, Duration::from_millis(750)).await;
     let (recorder, _writer) = spawn_event_recorder(
         &access(api, i, name).await,
@@ -264,12 +382,7 @@ async fn controller_with_events(
     )
     .unwrap();
     let (addresses, announcer) = net.node(name, MacAddr([2, 0, 0, 0, 0, i as u8 + 1]));
-    let config = ControllerConfig::new(
-        NodeIdentity::new(name).unwrap(),
-        "198.18.0.100".parse().unwrap(),
-        InterfaceSelector::named("eth0").unwrap(),
-        vip_core::Timings::default(),
-    );
+    let config = vip_core::testutil::lab_controller_config(name);
     Controller::new(
         config,
         Arc::new(backend),
@@ -281,12 +394,13 @@ async fn controller_with_events(
     .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubectl_get_events_tells_the_story_of_a_failover() {
+async fn kubectl_get_events_tells_the_story_of_a_failover(flavor: Flavor) {
     let Some(kubectl) = kubectl() else { return };
     let home = tempfile::tempdir().unwrap();
     let users = ["node-a", "node-b"];
-    let api = lab(2, &users).await;
+    let Some(api) = lab_on(flavor, 2, &users).await else {
+        return;
+    };
     let net = vip_core::testutil::MemoryNetwork::default();
     let is_leader =
         |h: &vip_core::ControllerHandle| h.status().borrow().role == vip_core::Role::Leader;
@@ -302,15 +416,23 @@ async fn kubectl_get_events_tells_the_story_of_a_failover() {
         is_leader(&b)
     })
     .await;
-    common::eventually("three Events on the Lease", Duration::from_secs(10), || {
-        common::stored_events(&api, "kube-system", "involvedObject.name=plndr-cp-lock").len() >= 3
-    })
-    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while listed_events(&api, "kube-system", "involvedObject.name=plndr-cp-lock")
+        .await
+        .len()
+        < 3
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "three Events on the Lease"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let events = |namespace: &'static str, selector: &'static str, columns: bool| {
         let (kubectl, kubeconfig, home) = (
             kubectl.clone(),
-            api.kubeconfig_path().to_owned(),
+            api.kubeconfig_path(),
             home.path().to_owned(),
         );
         async move {

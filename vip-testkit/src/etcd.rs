@@ -18,15 +18,14 @@
 //! `VIP_ETCD_BIN` names another binary.
 
 use std::fs::File;
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
+use rcgen::ExtendedKeyUsagePurpose;
+
+use crate::pki::{ca, free_port, leaf};
+use crate::placement::Placement;
 
 /// How long one member may take to serve clients after it was started.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -100,15 +99,37 @@ struct Member {
     key: PathBuf,
     log: PathBuf,
     child: Option<Child>,
+    /// Inside a lab namespace, or (`None`) on the host's loopback.
+    place: Option<Placement>,
 }
 
 impl Member {
     fn client_url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.client_port)
+        self.place.as_ref().map_or_else(
+            || format!("https://127.0.0.1:{}", self.client_port),
+            |p| p.url(self.client_port),
+        )
     }
 
     fn peer_url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.peer_port)
+        self.place.as_ref().map_or_else(
+            || format!("https://127.0.0.1:{}", self.peer_port),
+            |p| p.url(self.peer_port),
+        )
+    }
+
+    /// Where it listens for clients: its URL, and when placed in a
+    /// namespace also that namespace's `127.0.0.1` (the node-local client
+    /// endpoint of a stacked control plane).
+    fn listen_client_urls(&self) -> String {
+        match self.place {
+            Some(_) => format!(
+                "{},https://127.0.0.1:{}",
+                self.client_url(),
+                self.client_port
+            ),
+            None => self.client_url(),
+        }
     }
 }
 
@@ -142,44 +163,6 @@ pub fn etcd_binary() -> Option<PathBuf> {
     })
 }
 
-fn free_port() -> Result<u16, EtcdFixtureError> {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(io("bind a free port"))?;
-    Ok(l.local_addr().map_err(io("read a free port"))?.port())
-}
-
-fn ca(name: &str) -> Result<(String, Issuer<'static, KeyPair>), rcgen::Error> {
-    let key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let cert = params.self_signed(&key)?;
-    Ok((cert.pem(), Issuer::new(params, key)))
-}
-
-fn leaf(
-    issuer: &Issuer<'static, KeyPair>,
-    cn: &str,
-    sans: &[&str],
-    usages: Vec<ExtendedKeyUsagePurpose>,
-) -> Result<(String, String), rcgen::Error> {
-    let key = KeyPair::generate()?;
-    let mut params =
-        CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
-    params.distinguished_name.push(DnType::CommonName, cn);
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    params.extended_key_usages = usages;
-    let cert = params.signed_by(&key, issuer)?;
-    Ok((cert.pem(), key.serialize_pem()))
-}
-
 fn write(path: &Path, contents: &str) -> Result<(), EtcdFixtureError> {
     std::fs::write(path, contents).map_err(io(format!("write {}", path.display())))
 }
@@ -188,6 +171,20 @@ impl EtcdCluster {
     /// Start a cluster of `members` members (1 or 3 are the useful sizes)
     /// and wait until every member serves clients.
     pub async fn start(members: usize) -> Result<Self, EtcdFixtureError> {
+        Self::launch(vec![None; members]).await
+    }
+
+    /// Start one member in each of `places` (a lab namespace and its
+    /// address), on the standard ports (clients 2379 on the address and on
+    /// the namespace's `127.0.0.1`, peers 2380 on the address), and wait
+    /// until every member serves clients. The endpoints are reachable from
+    /// the lab's segment, not from the host.
+    pub async fn start_in(places: &[Placement]) -> Result<Self, EtcdFixtureError> {
+        Self::launch(places.iter().cloned().map(Some).collect()).await
+    }
+
+    async fn launch(places: Vec<Option<Placement>>) -> Result<Self, EtcdFixtureError> {
+        let members = places.len();
         let binary = etcd_binary().ok_or_else(|| EtcdFixtureError::NoBinary {
             path: PathBuf::from("/usr/bin/etcd"),
         })?;
@@ -237,27 +234,39 @@ impl EtcdCluster {
         write(&foreign.key, &foreign_key)?;
 
         let mut list = Vec::with_capacity(members);
-        for i in 0..members {
+        for (i, place) in places.into_iter().enumerate() {
             let name = format!("m{i}");
+            let addr = place.as_ref().map(|p| p.addr.to_string());
+            let mut sans = vec!["127.0.0.1", "localhost"];
+            sans.extend(addr.as_deref());
             let (pem, key) = leaf(
                 &issuer,
                 &name,
-                &["127.0.0.1", "localhost"],
+                &sans,
                 vec![
                     ExtendedKeyUsagePurpose::ServerAuth,
                     ExtendedKeyUsagePurpose::ClientAuth,
                 ],
             )
             .map_err(cert_err)?;
+            // A namespace of its own has its own ports: the standard ones.
+            let (client_port, peer_port) = match place {
+                Some(_) => (2379, 2380),
+                None => (
+                    free_port().map_err(io("bind a free port"))?,
+                    free_port().map_err(io("bind a free port"))?,
+                ),
+            };
             let member = Member {
-                client_port: free_port()?,
-                peer_port: free_port()?,
+                client_port,
+                peer_port,
                 data_dir: root.join(format!("{name}.etcd")),
                 cert: root.join(format!("{name}.crt")),
                 key: root.join(format!("{name}.key")),
                 log: root.join(format!("{name}.log")),
                 name,
                 child: None,
+                place,
             };
             write(&member.cert, &pem)?;
             write(&member.key, &key)?;
@@ -358,15 +367,16 @@ impl EtcdCluster {
         let log = File::create(&m.log).map_err(io(format!("create {}", m.log.display())))?;
         let err = log.try_clone().map_err(io("duplicate the log handle"))?;
         let client_url = m.client_url();
+        let listen_client_urls = m.listen_client_urls();
         let peer_url = m.peer_url();
         let ca = self.ca.display().to_string();
         let cert = m.cert.display().to_string();
         let key = m.key.display().to_string();
-        let child = Command::new(&self.binary)
+        let child = Placement::command_for(m.place.as_ref(), &self.binary)
             .args(["--name", &m.name])
             .arg("--data-dir")
             .arg(&m.data_dir)
-            .args(["--listen-client-urls", &client_url])
+            .args(["--listen-client-urls", &listen_client_urls])
             .args(["--advertise-client-urls", &client_url])
             .args(["--listen-peer-urls", &peer_url])
             .args(["--initial-advertise-peer-urls", &peer_url])
@@ -459,6 +469,55 @@ impl EtcdCluster {
             self.kill(i)?;
         }
         Ok(())
+    }
+
+    /// Compacts the keyspace at its current revision (physically), as
+    /// etcd's own compactor or `etcdctl compact` would: a watch resumed
+    /// from an older revision is refused afterwards. Returns the revision.
+    pub async fn compact(&self) -> Result<i64, EtcdFixtureError> {
+        let failed = |what: &str| {
+            let what = what.to_owned();
+            move |e: etcd_client::Error| EtcdFixtureError::Io {
+                what,
+                source: std::io::Error::other(e),
+            }
+        };
+        let read = |p: &Path| std::fs::read(p).map_err(io(format!("read {}", p.display())));
+        let tls = etcd_client::TlsOptions::new()
+            .ca_certificate(etcd_client::Certificate::from_pem(read(&self.client.ca)?))
+            .identity(etcd_client::Identity::from_pem(
+                read(&self.client.cert)?,
+                read(&self.client.key)?,
+            ));
+        let options = etcd_client::ConnectOptions::new()
+            .with_tls(tls)
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout(Duration::from_secs(10));
+        let mut client = etcd_client::Client::connect(self.endpoints(), Some(options))
+            .await
+            .map_err(failed("connect to etcd to compact it"))?;
+        let revision = client
+            .get(
+                "/",
+                Some(
+                    etcd_client::GetOptions::new()
+                        .with_keys_only()
+                        .with_limit(1),
+                ),
+            )
+            .await
+            .map_err(failed("read etcd's revision"))?
+            .header()
+            .map(|h| h.revision())
+            .unwrap_or_default();
+        client
+            .compact(
+                revision,
+                Some(etcd_client::CompactionOptions::new().with_physical()),
+            )
+            .await
+            .map_err(failed("compact etcd"))?;
+        Ok(revision)
     }
 }
 

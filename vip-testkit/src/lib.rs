@@ -12,7 +12,10 @@
 //! | [`testapi`] | an API-server stand-in (HTTPS, discovery, Leases, Nodes, Events, watch, fault injection), also the `vip-testapi` binary |
 //! | [`netns`] | network namespaces, veth pairs, bridges, running code inside a namespace (needs root) |
 //! | [`lab`] | a throwaway cluster on top of both: N nodes running real `vip manager` (or keepalived), a client, an ARP/NDP observer |
-//! | [`etcd`] | a real etcd cluster (one or three members) on loopback with mutual TLS |
+//! | [`etcd`] | a real etcd cluster (one or three members) on loopback, or one member per lab namespace, with mutual TLS |
+//! | [`placement`] | where a fixture's process runs: the host's loopback or a lab namespace |
+//! | [`api`] | one test body, two servers: the stand-in or the real `kube-apiserver` behind one type |
+//! | [`apiserver`] | the real `kube-apiserver`, built from the `k8s.io/kubernetes` Go module, over a real etcd |
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), vip_testkit::etcd::EtcdFixtureError> {
@@ -28,8 +31,12 @@
 
 #![deny(missing_docs)]
 
+pub mod api;
+pub mod apiserver;
 pub mod etcd;
 pub mod lab;
 pub mod netns;
+mod pki;
+pub mod placement;
 mod sys;
 pub mod testapi;

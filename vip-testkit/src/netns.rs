@@ -8,7 +8,7 @@
 //!
 //! - [`Netns`]: one uniquely named namespace (prefix + pid + counter), with
 //!   helpers for veth pairs, dummies, bridges, addresses and link state, and
-//!   [`Netns::run`] / [`Netns::spawn`] to run async code *inside* it (a
+//!   [`NsShell::run`] / [`NsShell::spawn`] to run async code *inside* it (a
 //!   dedicated thread that enters the namespace with `setns(CLONE_NEWNET)`
 //!   and drives a current-thread tokio runtime; there, read
 //!   `/proc/thread-self/net/...`, since `/proc/self` is the main thread's
@@ -158,7 +158,7 @@ pub fn require_root(test: &str) -> bool {
 
 /// Make the calling thread, and only it, run as `nobody` (uid and gid
 /// 65534) without any capability: for testing permission errors inside
-/// [`Netns::run`]. The rest of the process keeps its privileges; the thread
+/// [`NsShell::run`]. The rest of the process keeps its privileges; the thread
 /// cannot get them back.
 pub fn drop_privileges_of_this_thread() -> Result<(), LabError> {
     sys::become_unprivileged(65534).map_err(|source| LabError::Enter {
@@ -209,7 +209,7 @@ fn run_command(program: &str, args: &[&str]) -> Result<String, LabError> {
 }
 
 /// A cheap, cloneable, `Send` handle to run commands in a namespace, for use
-/// inside code run by [`Netns::run`] (which must be `'static`).
+/// inside code run by [`NsShell::run`] (which must be `'static`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NsShell {
     name: String,
@@ -359,6 +359,56 @@ impl NsShell {
         let out = self.ip(&["-o", "addr", "show", "dev", link])?;
         Ok(out.lines().map(str::to_string).collect())
     }
+
+    /// Run `f` inside this namespace on a dedicated thread with a
+    /// current-thread tokio runtime, for at most `limit`, and return its
+    /// output.
+    pub fn run<F, Fut, T>(&self, limit: Duration, f: F) -> Result<T, LabError>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = T>,
+        T: Send + 'static,
+    {
+        self.spawn(limit, f)?.join()
+    }
+
+    /// Like [`run`](Self::run), but return at once with a handle to join.
+    pub fn spawn<F, Fut, T>(&self, limit: Duration, f: F) -> Result<NsThread<T>, LabError>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = T>,
+        T: Send + 'static,
+    {
+        let name = self.name().to_string();
+        let enter = |source| LabError::Enter {
+            name: name.clone(),
+            source,
+        };
+        let handle = File::open(format!("{NETNS_DIR}/{name}")).map_err(enter)?;
+        let thread_name = name.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("netns-{name}"))
+            .spawn(move || -> Result<T, LabError> {
+                let enter = |source| LabError::Enter {
+                    name: thread_name.clone(),
+                    source,
+                };
+                sys::enter_netns(handle.as_fd()).map_err(enter)?;
+                drop(handle);
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(enter)?;
+                runtime
+                    .block_on(async move { tokio::time::timeout(limit, f()).await })
+                    .map_err(|_| LabError::Timeout {
+                        name: thread_name.clone(),
+                        limit,
+                    })
+            })
+            .map_err(enter)?;
+        Ok(NsThread { name, thread })
+    }
 }
 
 /// A uniquely named network namespace, deleted on drop.
@@ -462,56 +512,6 @@ impl Netns {
         self.ip(&["link", "set", "dev", port, "master", bridge])
             .map(drop)
     }
-
-    /// Run `f` inside this namespace on a dedicated thread with a
-    /// current-thread tokio runtime, for at most `limit`, and return its
-    /// output.
-    pub fn run<F, Fut, T>(&self, limit: Duration, f: F) -> Result<T, LabError>
-    where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = T>,
-        T: Send + 'static,
-    {
-        self.spawn(limit, f)?.join()
-    }
-
-    /// Like [`run`](Self::run), but return at once with a handle to join.
-    pub fn spawn<F, Fut, T>(&self, limit: Duration, f: F) -> Result<NsThread<T>, LabError>
-    where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = T>,
-        T: Send + 'static,
-    {
-        let name = self.name().to_string();
-        let enter = |source| LabError::Enter {
-            name: name.clone(),
-            source,
-        };
-        let handle = File::open(format!("{NETNS_DIR}/{name}")).map_err(enter)?;
-        let thread_name = name.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("netns-{name}"))
-            .spawn(move || -> Result<T, LabError> {
-                let enter = |source| LabError::Enter {
-                    name: thread_name.clone(),
-                    source,
-                };
-                sys::enter_netns(handle.as_fd()).map_err(enter)?;
-                drop(handle);
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(enter)?;
-                runtime
-                    .block_on(async move { tokio::time::timeout(limit, f()).await })
-                    .map_err(|_| LabError::Timeout {
-                        name: thread_name.clone(),
-                        limit,
-                    })
-            })
-            .map_err(enter)?;
-        Ok(NsThread { name, thread })
-    }
 }
 
 impl Drop for Netns {
@@ -522,7 +522,7 @@ impl Drop for Netns {
     }
 }
 
-/// Code running inside a namespace (see [`Netns::spawn`]).
+/// Code running inside a namespace (see [`NsShell::spawn`]).
 #[derive(Debug)]
 pub struct NsThread<T> {
     name: String,

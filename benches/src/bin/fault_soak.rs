@@ -207,9 +207,9 @@ async fn one(lab: &mut Lab, rng: &mut Rng, kind: Kind, began: Instant) -> Result
         }
         Kind::Partition => {
             let name = lab.nodes[old].name.clone();
-            lab.api.set_token_fault(&name, Some(Fault::Stall));
+            lab.api().set_token_fault(&name, Some(Fault::Stall));
             tokio::time::sleep(rng.millis(200, 5000)).await;
-            lab.api.set_token_fault(&name, None);
+            lab.api().set_token_fault(&name, None);
         }
         Kind::FollowerCut => {
             lab.set_link(follower, false).map_err(e)?;

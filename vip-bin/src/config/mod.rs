@@ -2,7 +2,9 @@
 //! flag (flag wins), validated before anything touches the host.
 //!
 //! A bad value is refused in one line naming the key, the value and what is
-//! expected; a kube-vip mode `vip` does not implement is refused by name.
+//! expected; a kube-vip mode `vip` does not implement is refused by name;
+//! a kube-vip setting `vip` honours differently gives a [`Note`]
+//! (`kube_vip.rs`).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -11,11 +13,19 @@ use std::time::Duration;
 
 use vip_core::{FastFailoverPolicy, InterfaceSelector, NodeIdentity, Timings, VipAddress, VipSpec};
 
+mod describe;
 mod election;
+mod fast_failover;
 pub mod heartbeat_key;
 mod keys;
+mod kube_vip;
+mod logging;
 pub use election::{EtcdSettings, LeaderElection};
 pub use keys::{BOOLEANS, KEYS, LISTS, REFUSED_FLAGS, UNSUPPORTED};
+#[cfg(test)]
+pub use kube_vip::NO_ELECTION_NOTE;
+pub use kube_vip::{NOTED, Note};
+pub use logging::{LogFormat, LogLevel};
 
 /// A configuration error: exit code 2, nothing changed on the host.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,51 +70,6 @@ pub enum ConfigError {
         /// What is expected.
         expected: &'static str,
     },
-}
-
-/// How much to log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogLevel {
-    /// Everything useful for debugging.
-    Debug,
-    /// State changes.
-    Info,
-    /// Problems only.
-    Warn,
-    /// Errors only.
-    Error,
-}
-
-impl LogLevel {
-    /// The tracing filter directive.
-    pub fn directive(self) -> &'static str {
-        match self {
-            Self::Debug => "debug",
-            Self::Info => "info",
-            Self::Warn => "warn",
-            Self::Error => "error",
-        }
-    }
-
-    /// The most verbose level logged.
-    pub fn level_filter(self) -> tracing::level_filters::LevelFilter {
-        use tracing::level_filters::LevelFilter;
-        match self {
-            Self::Debug => LevelFilter::DEBUG,
-            Self::Info => LevelFilter::INFO,
-            Self::Warn => LevelFilter::WARN,
-            Self::Error => LevelFilter::ERROR,
-        }
-    }
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 /// The validated settings of `vip manager`.
@@ -155,6 +120,9 @@ pub struct Settings {
     pub leader_election: LeaderElection,
     /// The etcd client settings (used with [`LeaderElection::Etcd`]).
     pub etcd: EtcdSettings,
+    /// The kube-vip settings given that `vip` honours differently (see
+    /// [`NOTED`]), in their table's order.
+    pub notes: Vec<Note>,
 }
 
 /// Where settings come from: flags (already split into name and value by
@@ -272,8 +240,10 @@ impl Settings {
                 what: "running without the control-plane VIP",
             });
         }
-        // Accepted for compatibility; ARP control-plane mode always elects.
+        // Accepted for compatibility (false gives a note): ARP control-plane
+        // mode always elects.
         flag("vip_leaderelection")?;
+        let notes = kube_vip::notes(sources)?;
         let health_check = flag("vip_healthcheck")?.unwrap_or(true);
         let events = flag("vip_events")?.unwrap_or(true);
         let (leader_election, etcd) = election::parse(sources)?;
@@ -383,37 +353,11 @@ impl Settings {
                 .map(Duration::from_millis)
                 .ok_or_else(|| invalid("vip_arpRate", v, "milliseconds, 500 to 3600000"))?,
         };
-        let fast_failover = fast_failover(sources, &timings)?;
+        let fast_failover = fast_failover::fast_failover(sources, &timings)?;
         let heartbeat_key_file = heartbeat_key::key_file(sources)?;
         let kubeconfig = sources.get("k8s_config_file").map(PathBuf::from);
-        let log_level = match sources.get("vip_loglevel") {
-            None => LogLevel::Info,
-            Some(v) => match v.to_ascii_lowercase().as_str() {
-                "debug" => LogLevel::Debug,
-                "info" => LogLevel::Info,
-                "warn" | "warning" => LogLevel::Warn,
-                "error" => LogLevel::Error,
-                other => match other.parse::<i32>() {
-                    // kube-vip's slog levels since v0.9.0.
-                    Ok(n) if n <= -4 => LogLevel::Debug,
-                    Ok(n) if n < 4 => LogLevel::Info,
-                    Ok(n) if n < 8 => LogLevel::Warn,
-                    Ok(_) => LogLevel::Error,
-                    Err(_) => {
-                        return Err(invalid(
-                            "vip_loglevel",
-                            v,
-                            "-4 (debug), 0 (info), 4 (warn), 8 (error), or a name",
-                        ));
-                    }
-                },
-            },
-        };
-        let log_format = match sources.get("vip_logformat") {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(v) => return Err(invalid("vip_logformat", v, "text or json")),
-        };
+        let log_level = logging::log_level(sources)?;
+        let log_format = logging::log_format(sources)?;
         let metrics = match sources
             .flags
             .get("prometheus_server")
@@ -446,6 +390,7 @@ impl Settings {
             events,
             leader_election,
             etcd,
+            notes,
         })
     }
 
@@ -519,157 +464,6 @@ impl Settings {
         }
         VipSpec::new(out).map_err(|e| invalid(key, raw, e.to_string()))
     }
-
-    /// `(key, value)` of every setting, as the daemon runs with them
-    /// (SIGUSR1, `--help`, the manifest).
-    pub fn describe(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("address", self.vips.to_string()),
-            ("vip_interface", self.interface.to_string()),
-            ("port", self.port.to_string()),
-            (
-                "kubernetes_addr",
-                self.local_api.map(|a| a.to_string()).unwrap_or_default(),
-            ),
-            ("vip_nodename", self.node_name.to_string()),
-            ("cp_namespace", self.lease_namespace.clone()),
-            ("vip_leasename", self.lease_name.clone()),
-            (
-                "vip_leaseannotations",
-                annotations_json(&self.lease_annotations),
-            ),
-            ("vip_leaseduration", secs(self.timings.lease_duration())),
-            ("vip_renewdeadline", secs(self.timings.renew_deadline())),
-            ("vip_retryperiod", secs(self.timings.retry_period())),
-            ("vip_arpRate", self.arp_rate.as_millis().to_string()),
-            (
-                "vip_heartbeat_ms",
-                self.fast_failover.heartbeat.as_millis().to_string(),
-            ),
-            (
-                "vip_heartbeat_misses",
-                self.fast_failover.misses.to_string(),
-            ),
-            (
-                "vip_heartbeat_key_file",
-                self.heartbeat_key_file
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
-            ),
-            (
-                "vip_probe_ms",
-                self.fast_failover.probe_timeout.as_millis().to_string(),
-            ),
-            (
-                "k8s_config_file",
-                self.kubeconfig
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
-            ),
-            ("vip_loglevel", self.log_level.directive().into()),
-            (
-                "vip_logformat",
-                match self.log_format {
-                    LogFormat::Text => "text".into(),
-                    LogFormat::Json => "json".into(),
-                },
-            ),
-            (
-                "prometheus_server",
-                self.metrics.map(|a| a.to_string()).unwrap_or_default(),
-            ),
-            ("vip_healthcheck", self.health_check.to_string()),
-            ("vip_events", self.events.to_string()),
-            (
-                "vip_leaderelectiontype",
-                self.leader_election.name().to_string(),
-            ),
-            (
-                "vip_etcdcacert",
-                self.etcd
-                    .ca
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
-            ),
-            (
-                "vip_etcdcert",
-                self.etcd
-                    .cert
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
-            ),
-            (
-                "vip_etcdkey",
-                self.etcd
-                    .key
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
-            ),
-            ("vip_etcdendpoints", self.etcd.endpoint_list()),
-        ]
-    }
-}
-
-/// `vip_heartbeat_ms`, `vip_heartbeat_misses` and `vip_probe_ms`, checked
-/// together against the renew deadline (fast failover must beat the
-/// lease).
-fn fast_failover(sources: &Sources, timings: &Timings) -> Result<FastFailoverPolicy, ConfigError> {
-    let ms = |key: &'static str, default: u64, min: u64| -> Result<u64, ConfigError> {
-        match sources.get(key) {
-            None => Ok(default),
-            Some(v) => v
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|n| (*n == 0 && min == 0) || (1..=1000).contains(n))
-                .ok_or_else(|| {
-                    invalid(
-                        key,
-                        v,
-                        if min == 0 {
-                            "milliseconds, 1 to 1000, or 0 to turn fast failover off"
-                        } else {
-                            "milliseconds, 1 to 1000"
-                        },
-                    )
-                }),
-        }
-    };
-    let heartbeat = ms("vip_heartbeat_ms", 10, 0)?;
-    let probe = ms("vip_probe_ms", 10, 1)?;
-    let misses = match sources.get("vip_heartbeat_misses") {
-        None => 3,
-        Some(v) => v
-            .trim()
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| invalid("vip_heartbeat_misses", v, "a whole number, 1 to 100"))?,
-    };
-    let policy = FastFailoverPolicy {
-        heartbeat: Duration::from_millis(heartbeat),
-        misses,
-        probe_timeout: Duration::from_millis(probe),
-        ..FastFailoverPolicy::default()
-    };
-    let detect = policy.heartbeat * misses + policy.probe_timeout + policy.stagger * 2;
-    if policy.enabled() && detect >= timings.renew_deadline() {
-        return Err(invalid(
-            "vip_heartbeat_misses",
-            &misses.to_string(),
-            format!(
-                "vip_heartbeat_ms x vip_heartbeat_misses + vip_probe_ms + 10 ms ({} ms) below the renew deadline ({} ms), or fast failover would be slower than the lease",
-                detect.as_millis(),
-                timings.renew_deadline().as_millis()
-            ),
-        ));
-    }
-    Ok(policy)
 }
 
 /// `vip_leaseannotations` as kube-vip parses it (`json.Unmarshal` into a

@@ -24,24 +24,22 @@
 //! All print YAML, built from the `k8s-openapi` types.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Arg, ArgAction, ArgMatches, Command, builder::PossibleValuesParser};
-use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EnvVar, EnvVarSource, HTTPGetAction, HostAlias, HostPathVolumeSource,
-    ObjectFieldSelector, Pod, PodSpec, Probe, ResourceRequirements, SecurityContext, Volume,
-    VolumeMount,
-};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::config::{LeaderElection, LogFormat, LogLevel, Settings, secs};
+use crate::config::{LeaderElection, Settings};
 
+mod convert;
 mod daemonset;
+mod distribution;
+mod pod;
 mod rbac;
+pub use convert::run_from;
+pub use distribution::{DEFAULT_ETCD_ENDPOINT, Distribution, HOST_ROOT_ENV};
+pub use pod::pod;
+pub(crate) use pod::{ContainerOptions, args, container, etcd_volumes, pod_spec};
 pub use rbac::rbac_yaml;
 
 /// The image `vip manifest pod` uses unless `--image` says otherwise: the
@@ -66,130 +64,6 @@ pub const KUBECONFIG_MOUNT: &str = "/etc/kubernetes/admin.conf";
 /// (`--kubeadm-super-admin`): vip's discovery falls back to it when
 /// `admin.conf` is refused with 401/403.
 pub const SUPER_ADMIN_MOUNT: &str = "/etc/kubernetes/super-admin.conf";
-
-/// The Kubernetes distribution, which decides the kubeconfig's host path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Distribution {
-    /// k3s: `/etc/rancher/k3s/k3s.yaml`.
-    K3s,
-    /// kubeadm: `/etc/kubernetes/admin.conf`.
-    Kubeadm,
-    /// RKE2: `/etc/rancher/rke2/rke2.yaml`.
-    Rke2,
-}
-
-impl Distribution {
-    /// The names `--distribution` accepts.
-    pub const NAMES: [&'static str; 3] = ["k3s", "kubeadm", "rke2"];
-
-    /// The distribution of a `--distribution` value.
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "k3s" => Some(Self::K3s),
-            "kubeadm" => Some(Self::Kubeadm),
-            "rke2" => Some(Self::Rke2),
-            _ => None,
-        }
-    }
-
-    /// The etcd client files on a control-plane node of this
-    /// distribution, `(CA, certificate, key)`, for
-    /// `--leader-election etcd`: the API server's own etcd client
-    /// certificate.
-    pub fn etcd_files(self) -> [&'static str; 3] {
-        match self {
-            Self::K3s => [
-                "/var/lib/rancher/k3s/server/tls/etcd/server-ca.crt",
-                "/var/lib/rancher/k3s/server/tls/etcd/client.crt",
-                "/var/lib/rancher/k3s/server/tls/etcd/client.key",
-            ],
-            Self::Kubeadm => [
-                "/etc/kubernetes/pki/etcd/ca.crt",
-                "/etc/kubernetes/pki/apiserver-etcd-client.crt",
-                "/etc/kubernetes/pki/apiserver-etcd-client.key",
-            ],
-            Self::Rke2 => [
-                "/var/lib/rancher/rke2/server/tls/etcd/server-ca.crt",
-                "/var/lib/rancher/rke2/server/tls/etcd/client.crt",
-                "/var/lib/rancher/rke2/server/tls/etcd/client.key",
-            ],
-        }
-    }
-
-    /// The name `--distribution` takes.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::K3s => "k3s",
-            Self::Kubeadm => "kubeadm",
-            Self::Rke2 => "rke2",
-        }
-    }
-
-    /// The distribution of the host whose file system is at `root`, and
-    /// why: k3s when one of [`K3S_MARKERS`] exists, RKE2 for
-    /// [`RKE2_MARKERS`], else kubeadm (`/etc/kubernetes/admin.conf`, the
-    /// path kube-vip mounts by default). Both k3s and RKE2 found is
-    /// refused: the caller must choose.
-    pub fn detect(root: &Path) -> Result<(Self, String), OptionError> {
-        let found = |markers: &[&'static str]| {
-            markers
-                .iter()
-                .copied()
-                .find(|m| root.join(m.trim_start_matches('/')).exists())
-        };
-        match (found(K3S_MARKERS), found(RKE2_MARKERS)) {
-            (Some(k3s), Some(rke2)) => Err(OptionError {
-                option: "--distribution",
-                value: format!("{k3s} and {rke2} both exist"),
-                expected: "k3s, kubeadm or rke2, chosen by hand: this host has files of both k3s and rke2",
-            }),
-            (Some(marker), None) => Ok((Self::K3s, format!("{marker} exists"))),
-            (None, Some(marker)) => Ok((Self::Rke2, format!("{marker} exists"))),
-            (None, None) => {
-                let admin = Self::Kubeadm.kubeconfig();
-                let why = if root.join(admin.trim_start_matches('/')).is_file() {
-                    format!("{admin} exists")
-                } else {
-                    format!("no k3s or rke2 files found; kube-vip's default kubeconfig {admin}")
-                };
-                Ok((Self::Kubeadm, why))
-            }
-        }
-    }
-
-    /// The kubeconfig on the host.
-    pub fn kubeconfig(self) -> &'static str {
-        match self {
-            Self::K3s => "/etc/rancher/k3s/k3s.yaml",
-            Self::Kubeadm => "/etc/kubernetes/admin.conf",
-            Self::Rke2 => "/etc/rancher/rke2/rke2.yaml",
-        }
-    }
-}
-
-/// The local etcd member's client URL on every distribution.
-pub const DEFAULT_ETCD_ENDPOINT: &str = "https://127.0.0.1:2379";
-
-/// Paths whose presence on the host means k3s.
-pub const K3S_MARKERS: &[&str] = &[
-    "/etc/rancher/k3s",
-    "/var/lib/rancher/k3s",
-    "/usr/local/bin/k3s",
-    "/usr/bin/k3s",
-];
-
-/// Paths whose presence on the host means RKE2.
-pub const RKE2_MARKERS: &[&str] = &[
-    "/etc/rancher/rke2",
-    "/var/lib/rancher/rke2",
-    "/usr/local/bin/rke2",
-    "/usr/bin/rke2",
-];
-
-/// The environment variable naming the root directory `vip manifest pod`
-/// probes for the distribution (default `/`), so tests and image builds
-/// can point it at another tree.
-pub const HOST_ROOT_ENV: &str = "VIP_HOST_ROOT";
 
 /// What `vip manifest pod` needs besides the settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -265,6 +139,12 @@ pub fn command() -> Command {
                 .arg(name_arg(DEFAULT_NAME))
                 .arg(leader_election_arg())
                 .arg(no_liveness_probe_arg())
+                .arg(
+                    Arg::new("from")
+                        .long("from")
+                        .value_name("FILE")
+                        .help("convert this kube-vip static pod instead: keep its env, args and mounts, swap the image for vip's, add what vip adds (probe, labels), and say every change in a YAML comment; takes only --image, --name and --no-liveness-probe besides"),
+                )
                 .arg(stray_arg()),
         )
         .subcommand(daemonset::command())
@@ -387,18 +267,24 @@ pub fn run(matches: &ArgMatches, settings: Settings) -> ExitCode {
             .and_then(|()| pod_options(m, &settings))
             .map(|(o, comment)| {
                 let mut text = comment;
+                text.push_str(&notes_comment(&settings));
                 text.push_str(&to_yaml(&[pod(&settings, &o)]));
                 text
             }),
         Some(("daemonset", m)) => no_node_name(m)
             .and_then(|()| daemonset::options(m, &settings))
-            .map(|o| to_yaml(&[daemonset::daemonset(&settings, &o)])),
+            .map(|o| notes_comment(&settings) + &to_yaml(&[daemonset::daemonset(&settings, &o)])),
         Some(("rbac", m)) => checked_name(m).map(|name| rbac_yaml(&settings, &name)),
         _ => {
             eprintln!("vip manifest: expected pod, daemonset or rbac");
             return ExitCode::from(2);
         }
     };
+    print_or_refuse(out)
+}
+
+/// Print the YAML and exit 0, or the one-line error and exit 2.
+fn print_or_refuse(out: Result<String, impl std::fmt::Display>) -> ExitCode {
     match out {
         Ok(text) => {
             print!("{text}");
@@ -409,6 +295,16 @@ pub fn run(matches: &ArgMatches, settings: Settings) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// One YAML comment line per kube-vip setting given that `vip` honours
+/// differently (it is not in the env block).
+fn notes_comment(settings: &Settings) -> String {
+    settings
+        .notes
+        .iter()
+        .map(|n| format!("# kube-vip setting honoured differently, left out: {n}\n"))
+        .collect()
 }
 
 fn checked_name(m: &ArgMatches) -> Result<String, OptionError> {
@@ -548,337 +444,6 @@ fn labels(name: &str, version: Option<&str>) -> BTreeMap<String, String> {
         l.insert("app.kubernetes.io/version".to_string(), v.to_string());
     }
     l
-}
-
-fn env(name: &str, value: impl Into<String>) -> EnvVar {
-    EnvVar {
-        name: name.into(),
-        value: Some(value.into()),
-        value_from: None,
-    }
-}
-
-/// kube-vip's numeric `vip_loglevel` (slog levels).
-fn log_level_number(l: LogLevel) -> &'static str {
-    match l {
-        LogLevel::Debug => "-4",
-        LogLevel::Info => "0",
-        LogLevel::Warn => "4",
-        LogLevel::Error => "8",
-    }
-}
-
-/// `prometheus_server` as kube-vip writes it: `:2112` for every IPv4
-/// address, the address otherwise; empty when disabled.
-fn metrics_value(s: &Settings) -> String {
-    match s.metrics {
-        None => String::new(),
-        Some(a) if a.ip() == IpAddr::V4(Ipv4Addr::UNSPECIFIED) => format!(":{}", a.port()),
-        Some(a) => a.to_string(),
-    }
-}
-
-/// The environment block: kube-vip's variables, in the order kube-vip's
-/// generator writes them, then vip's own (only when not at their default).
-fn env_block(s: &Settings, k8s_config_file: bool) -> Vec<EnvVar> {
-    let mut v = vec![
-        env("vip_arp", "true"),
-        env("port", s.port.to_string()),
-        EnvVar {
-            name: "vip_nodename".into(),
-            value: None,
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    api_version: Some("v1".into()),
-                    field_path: "spec.nodeName".into(),
-                }),
-                ..Default::default()
-            }),
-        },
-    ];
-    if let vip_core::InterfaceSelector::Name(name) = &s.interface {
-        v.push(env("vip_interface", name.clone()));
-    }
-    let addrs = s.vips.addresses();
-    v.push(env(
-        "vip_subnet",
-        addrs
-            .iter()
-            .map(|a| a.prefix().to_string())
-            .collect::<Vec<_>>()
-            .join(","),
-    ));
-    v.push(env("cp_enable", "true"));
-    v.push(env("cp_namespace", s.lease_namespace.clone()));
-    v.push(env("vip_leaderelection", "true"));
-    v.push(env("vip_leasename", s.lease_name.clone()));
-    if !s.lease_annotations.is_empty() {
-        v.push(env(
-            "vip_leaseannotations",
-            crate::config::annotations_json(&s.lease_annotations),
-        ));
-    }
-    v.push(env("vip_leaseduration", secs(s.timings.lease_duration())));
-    v.push(env("vip_renewdeadline", secs(s.timings.renew_deadline())));
-    v.push(env("vip_retryperiod", secs(s.timings.retry_period())));
-    v.push(env("vip_arpRate", s.arp_rate.as_millis().to_string()));
-    v.push(env(
-        "address",
-        addrs
-            .iter()
-            .map(|a| a.addr().to_string())
-            .collect::<Vec<_>>()
-            .join(","),
-    ));
-    v.push(env("prometheus_server", metrics_value(s)));
-    if k8s_config_file {
-        v.push(env("k8s_config_file", KUBECONFIG_MOUNT));
-    }
-    if let Some(a) = s.local_api {
-        v.push(env("kubernetes_addr", a.to_string()));
-    }
-    v.push(env("vip_loglevel", log_level_number(s.log_level)));
-    if s.log_format == LogFormat::Json {
-        v.push(env("vip_logformat", "json"));
-    }
-    if !s.health_check {
-        v.push(env("vip_healthcheck", "false"));
-    }
-    // vip's own fast-failover settings, when not the defaults (kube-vip
-    // ignores them).
-    let f = s.fast_failover;
-    let d = vip_core::FastFailoverPolicy::default();
-    if f.heartbeat != d.heartbeat {
-        v.push(env("vip_heartbeat_ms", f.heartbeat.as_millis().to_string()));
-    }
-    if f.misses != d.misses {
-        v.push(env("vip_heartbeat_misses", f.misses.to_string()));
-    }
-    if f.probe_timeout != d.probe_timeout {
-        v.push(env("vip_probe_ms", f.probe_timeout.as_millis().to_string()));
-    }
-    if !s.events {
-        v.push(env("vip_events", "false"));
-    }
-    v
-}
-
-/// The etcd client files and endpoints of the pod: the settings' values,
-/// else the distribution's defaults.
-fn etcd_files(s: &Settings, d: Distribution) -> ([String; 3], String) {
-    let [ca, cert, key] = d.etcd_files();
-    let pick = |set: &Option<std::path::PathBuf>, default: &str| {
-        set.as_ref()
-            .map_or_else(|| default.to_string(), |p| p.display().to_string())
-    };
-    let endpoints = if s.etcd.endpoints.is_empty() {
-        DEFAULT_ETCD_ENDPOINT.to_string()
-    } else {
-        s.etcd.endpoint_list()
-    };
-    (
-        [
-            pick(&s.etcd.ca, ca),
-            pick(&s.etcd.cert, cert),
-            pick(&s.etcd.key, key),
-        ],
-        endpoints,
-    )
-}
-
-/// The container's arguments: `manager`, and with etcd kube-vip's etcd
-/// flags (kube-vip reads them only as flags).
-fn args(s: &Settings, election: LeaderElection, d: Distribution) -> Vec<String> {
-    let mut a = vec!["manager".to_string()];
-    if election == LeaderElection::Etcd {
-        let ([ca, cert, key], endpoints) = etcd_files(s, d);
-        a.push("--leaderElectionType=etcd".into());
-        a.push(format!("--etcdCACert={ca}"));
-        a.push(format!("--etcdCert={cert}"));
-        a.push(format!("--etcdKey={key}"));
-        a.push(format!("--etcdEndpoints={endpoints}"));
-    }
-    a
-}
-
-/// The etcd client files as read-only hostPath volumes and their mounts
-/// at the same paths (`--leader-election etcd`).
-fn etcd_volumes(s: &Settings, d: Distribution) -> (Vec<Volume>, Vec<VolumeMount>) {
-    let (files, _) = etcd_files(s, d);
-    ["etcd-ca", "etcd-cert", "etcd-key"]
-        .into_iter()
-        .zip(files)
-        .map(|(name, path)| {
-            (
-                Volume {
-                    name: name.into(),
-                    host_path: Some(HostPathVolumeSource {
-                        path: path.clone(),
-                        type_: Some("File".into()),
-                    }),
-                    ..Default::default()
-                },
-                VolumeMount {
-                    name: name.into(),
-                    mount_path: path,
-                    read_only: Some(true),
-                    ..Default::default()
-                },
-            )
-        })
-        .unzip()
-}
-
-/// The liveness probe on `/healthz` of the metrics listener, from the host
-/// (hostNetwork: the kubelet's probe reaches the pod's loopback).
-fn liveness(s: &Settings) -> Option<Probe> {
-    let a = s.metrics?;
-    let host = match a.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    Some(Probe {
-        http_get: Some(HTTPGetAction {
-            host: Some(host.to_string()),
-            path: Some("/healthz".into()),
-            port: IntOrString::Int(i32::from(a.port())),
-            scheme: Some("HTTP".into()),
-            ..Default::default()
-        }),
-        period_seconds: Some(10),
-        timeout_seconds: Some(3),
-        failure_threshold: Some(3),
-        ..Default::default()
-    })
-}
-
-/// What the static pod's and the DaemonSet's container differ in.
-pub(crate) struct ContainerOptions<'a> {
-    /// The container's name.
-    pub name: &'a str,
-    /// Its image.
-    pub image: &'a str,
-    /// Its arguments: `manager`, and kube-vip's etcd flags with etcd.
-    pub args: Vec<String>,
-    /// With the `/healthz` liveness probe.
-    pub liveness_probe: bool,
-    /// Pass `k8s_config_file` (the mounted kubeconfig).
-    pub k8s_config_file: bool,
-    /// Its volume mounts.
-    pub mounts: Option<Vec<VolumeMount>>,
-}
-
-/// The one `vip manager` container, shared by the static pod and the
-/// DaemonSet: kube-vip's environment block, NET_ADMIN and NET_RAW only,
-/// small requests, the `/healthz` probe.
-pub(crate) fn container(s: &Settings, o: &ContainerOptions<'_>) -> Container {
-    Container {
-        name: o.name.into(),
-        image: Some(o.image.into()),
-        image_pull_policy: Some("IfNotPresent".into()),
-        args: Some(o.args.clone()),
-        env: Some(env_block(s, o.k8s_config_file)),
-        security_context: Some(SecurityContext {
-            capabilities: Some(Capabilities {
-                add: Some(vec!["NET_ADMIN".into(), "NET_RAW".into()]),
-                drop: Some(vec!["ALL".into()]),
-            }),
-            ..Default::default()
-        }),
-        resources: Some(ResourceRequirements {
-            requests: Some(BTreeMap::from([
-                ("cpu".to_string(), Quantity("10m".into())),
-                ("memory".to_string(), Quantity("16Mi".into())),
-            ])),
-            ..Default::default()
-        }),
-        liveness_probe: if o.liveness_probe { liveness(s) } else { None },
-        volume_mounts: o.mounts.clone(),
-        ..Default::default()
-    }
-}
-
-/// The pod spec both share: host network, node-critical priority, the
-/// container.
-pub(crate) fn pod_spec(container: Container) -> PodSpec {
-    PodSpec {
-        host_network: Some(true),
-        priority_class_name: Some("system-node-critical".into()),
-        containers: vec![container],
-        ..Default::default()
-    }
-}
-
-/// The static pod for `settings`.
-pub fn pod(s: &Settings, o: &PodOptions) -> Pod {
-    let version = image_version(&o.image).unwrap_or_else(|_| env!("CARGO_PKG_VERSION").into());
-    let mut volumes = vec![Volume {
-        name: "kubeconfig".into(),
-        host_path: Some(HostPathVolumeSource {
-            path: o
-                .kubeconfig
-                .clone()
-                .unwrap_or_else(|| o.distribution.kubeconfig().into()),
-            type_: Some("File".into()),
-        }),
-        ..Default::default()
-    }];
-    let mut mounts = vec![VolumeMount {
-        name: "kubeconfig".into(),
-        mount_path: KUBECONFIG_MOUNT.into(),
-        read_only: Some(true),
-        ..Default::default()
-    }];
-    if o.kubeadm_super_admin {
-        volumes.push(Volume {
-            name: "super-admin-kubeconfig".into(),
-            host_path: Some(HostPathVolumeSource {
-                path: "/etc/kubernetes/super-admin.conf".into(),
-                type_: Some("File".into()),
-            }),
-            ..Default::default()
-        });
-        mounts.push(VolumeMount {
-            name: "super-admin-kubeconfig".into(),
-            mount_path: SUPER_ADMIN_MOUNT.into(),
-            read_only: Some(true),
-            ..Default::default()
-        });
-    }
-    if o.leader_election == LeaderElection::Etcd {
-        let (v, mo) = etcd_volumes(s, o.distribution);
-        volumes.extend(v);
-        mounts.extend(mo);
-    }
-    let container = container(
-        s,
-        &ContainerOptions {
-            name: &o.name,
-            image: &o.image,
-            args: args(s, o.leader_election, o.distribution),
-            liveness_probe: o.liveness_probe,
-            k8s_config_file: !o.kubeadm_super_admin,
-            mounts: Some(mounts),
-        },
-    );
-    Pod {
-        metadata: ObjectMeta {
-            name: Some(o.name.clone()),
-            namespace: Some(POD_NAMESPACE.into()),
-            labels: Some(labels(&o.name, Some(&version))),
-            ..Default::default()
-        },
-        spec: Some(PodSpec {
-            host_aliases: Some(vec![HostAlias {
-                ip: "127.0.0.1".into(),
-                hostnames: Some(vec!["kubernetes".into()]),
-            }]),
-            volumes: Some(volumes),
-            ..pod_spec(container)
-        }),
-        status: None,
-    }
 }
 
 fn yaml_of<T: serde::Serialize>(value: &T) -> String {

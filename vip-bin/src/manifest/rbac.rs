@@ -38,11 +38,15 @@ fn events_rule() -> PolicyRule {
 /// The heartbeat key's Secret next to the Lease
 /// (`vip_lease::heartbeat_key`): `get` on that one name, and `create`,
 /// which Kubernetes cannot limit by name (the object does not exist yet).
-/// Only while fast failover is on and no pre-shared key file is set.
+/// Only while fast failover is on, no pre-shared key file is set and the
+/// election is the Lease (etcd keeps the key under the election's key).
 /// Without them the daemon logs one line and keeps fast failover off;
 /// failover by Lease expiry still works.
 fn heartbeat_key_rules(s: &Settings) -> Vec<PolicyRule> {
-    if s.fast_failover.heartbeat.is_zero() || s.heartbeat_key_file.is_some() {
+    if s.fast_failover.heartbeat.is_zero()
+        || s.heartbeat_key_file.is_some()
+        || s.leader_election == crate::config::LeaderElection::Etcd
+    {
         return Vec::new();
     }
     let secret = vip_lease::heartbeat_key::secret_name(&vip_lease::LeaseName {
@@ -172,6 +176,13 @@ mod tests {
         for off in [
             yaml(&[("vip_heartbeat_ms", "0")]),
             yaml(&[("vip_heartbeat_key_file", "/etc/vip/hb.key")]),
+            yaml(&[
+                ("vip_leaderelectiontype", "etcd"),
+                ("vip_etcdcacert", "/etc/etcd/ca.crt"),
+                ("vip_etcdcert", "/etc/etcd/client.crt"),
+                ("vip_etcdkey", "/etc/etcd/client.key"),
+                ("vip_etcdendpoints", "https://198.18.0.1:2379"),
+            ]),
         ] {
             assert!(!off.contains("secrets"), "{off}");
         }

@@ -1,3 +1,6 @@
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
 use super::*;
 use crate::config::Sources;
 
@@ -242,6 +245,17 @@ fn configuration_tables() -> String {
                 .replace('>', "&gt;")
         ));
     }
+    t.push_str("\nkube-vip settings honoured differently (accepted; `vip manager` logs one line for each at start, `vip check-config` prints it as a note, `vip manifest` as a comment):\n\n| Setting | kube-vip's flag | How vip treats it, and why |\n|---|---|---|\n");
+    for n in crate::config::NOTED {
+        let flag = n
+            .flag
+            .map_or_else(|| "—".to_string(), |f| format!("`--{f}`"));
+        t.push_str(&format!("| `{}` | {flag} | {} |\n", n.env, n.note));
+    }
+    t.push_str(&format!(
+        "| `vip_leaderelection=false` | `--leaderElection=false` | {} |\n",
+        crate::config::NO_ELECTION_NOTE
+    ));
     t.push_str("\nRefused kube-vip settings (any value but empty or false):\n\n| Setting | What it would enable |\n|---|---|\n");
     for (key, what) in crate::config::UNSUPPORTED {
         t.push_str(&format!("| `{key}` | {what} |\n"));

@@ -32,6 +32,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The controller configuration of the in-memory labs: node `name`, the
+/// VIP 198.18.0.100 on `eth0`, default timings.
+pub fn lab_controller_config(name: &str) -> crate::ControllerConfig {
+    crate::ControllerConfig::new(
+        crate::NodeIdentity::new(name).expect("a valid node name"),
+        "198.18.0.100".parse().expect("a valid address"),
+        crate::InterfaceSelector::named("eth0").expect("a valid interface name"),
+        crate::Timings::default(),
+    )
+}
+
 /// A health probe whose answer the test sets.
 #[derive(Debug, Clone)]
 pub struct MemoryHealth(Arc<AtomicBool>);

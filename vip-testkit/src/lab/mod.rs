@@ -17,39 +17,41 @@
 //! Everything is removed on drop: processes are killed, namespaces deleted.
 
 use std::collections::BTreeMap;
-use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::process::{Child, Command};
-use vip_arp::PacketAnnouncer;
-use vip_core::{Announcer, MacAddr};
+use tokio::process::Child;
+use vip_core::MacAddr;
 
-use crate::netns::{Host, LabError, NsThread, Segment};
+use crate::netns::{Host, LabError, Segment};
 use crate::testapi::{Kind, TestApi, TestApiConfig, TestApiError};
 
 mod etcd;
+mod faults;
 mod forward;
 mod keepalived;
 mod lease_log;
+mod locate;
 mod observer;
 mod ping;
 mod proc;
+mod process;
+pub mod real_api;
 mod second;
 
 pub use keepalived::KeepalivedConfig;
 pub use lease_log::LeaseWrite;
+pub use locate::{VIP_BIN, locate_vip};
 pub use observer::{ANSWER_GRACE, Observations, Observer, Round, Seen, SeenKind, Stretch};
-pub use ping::{Ping, lost_time, outage};
+pub use ping::{Ping, answer_gap, lost_time, outage};
 pub use proc::{ProcStats, percent_of_core, thread_cpu_ns};
 
 use forward::forward_into;
 use lease_log::record_lease_writes;
-use ping::pinger;
+use process::kill;
 pub use second::{SECOND_NODE, SecondCluster};
 
 /// The IPv4 VIP of the lab.
@@ -74,6 +76,9 @@ pub enum LabSetupError {
     /// The API-server stand-in failed.
     #[error("API-server stand-in: {0}")]
     Api(#[from] TestApiError),
+    /// The real API servers or their etcd failed.
+    #[error("real API servers: {0}")]
+    RealApi(#[from] crate::apiserver::RealApiError),
     /// A process or file operation failed.
     #[error("{what}: {source}")]
     Io {
@@ -95,36 +100,6 @@ fn other(what: impl Into<String>, detail: impl std::fmt::Debug) -> LabSetupError
         what: what.into(),
         source: std::io::Error::other(format!("{detail:?}")),
     }
-}
-
-/// The environment variable that names a prebuilt `vip` binary for the
-/// labs (the e2e suite and the benchmarks).
-pub const VIP_BIN: &str = "VIP_BIN";
-
-/// The `vip` binary a lab runs: `explicit` when given, else `$VIP_BIN`,
-/// else what `fallback` finds (or builds). It must be a file; the path is
-/// made absolute, because the lab runs it from inside namespaces and other
-/// directories. An error is one line naming the path and the way out.
-pub fn locate_vip(
-    explicit: Option<PathBuf>,
-    fallback: impl FnOnce() -> Result<PathBuf, String>,
-) -> Result<PathBuf, String> {
-    let (p, from_env) = match (explicit, std::env::var_os(VIP_BIN)) {
-        (Some(p), _) => (p, false),
-        (None, Some(p)) => (PathBuf::from(p), true),
-        (None, None) => (fallback()?, false),
-    };
-    if !p.is_file() {
-        return Err(if from_env {
-            format!("{VIP_BIN}={} is not a file", p.display())
-        } else {
-            format!(
-                "the vip binary {} is not a file: build it with `cargo build -p vip-bin --bin vip` (same profile), or set {VIP_BIN}",
-                p.display()
-            )
-        });
-    }
-    std::path::absolute(&p).map_err(|e| format!("{}: {e}", p.display()))
 }
 
 /// The IPv4 address of host `i` of the segment (nodes first, then the
@@ -163,15 +138,77 @@ pub struct LabNode {
 /// Reads the current leader's name (`None`: nobody holds it).
 pub type HolderSource = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
+/// Which API server the lab's nodes talk to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ApiKind {
+    /// The stand-in in this process, one listener per node, reached at
+    /// `127.0.0.1:6443` inside each node's namespace through a forward.
+    #[default]
+    StandIn,
+    /// The brief's topology ([`real_api`]): a real `kube-apiserver` and an
+    /// etcd member in every node's namespace. `vip_in_certificate`: whether
+    /// the serving certificates name the VIPs (a correctly prepared
+    /// cluster) or not (the preflight check's failure case).
+    Real {
+        /// Whether the VIPs are SANs of the serving certificates.
+        vip_in_certificate: bool,
+    },
+}
+
+/// How to build a [`Lab`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabConfig {
+    /// How many control-plane nodes.
+    pub nodes: usize,
+    /// The VIPs (IPv4 and/or IPv6, from the lab's prefixes).
+    pub vips: Vec<IpAddr>,
+    /// The API servers.
+    pub api: ApiKind,
+}
+
+impl LabConfig {
+    /// `nodes` nodes, the IPv4 VIP [`VIP`], the stand-in.
+    pub fn new(nodes: usize) -> Self {
+        Self {
+            nodes,
+            vips: vec![IpAddr::V4(VIP)],
+            api: ApiKind::StandIn,
+        }
+    }
+
+    /// These VIPs instead.
+    pub fn vips(mut self, vips: &[IpAddr]) -> Self {
+        self.vips = vips.to_vec();
+        self
+    }
+
+    /// Real API servers over etcd in the node namespaces (see
+    /// [`ApiKind::Real`]).
+    pub fn real_api(mut self, vip_in_certificate: bool) -> Self {
+        self.api = ApiKind::Real { vip_in_certificate };
+        self
+    }
+}
+
+/// What serves the lab's API.
+enum Backend {
+    StandIn {
+        api: TestApi,
+        lease_log: Arc<Mutex<Vec<LeaseWrite>>>,
+        lease_task: tokio::task::JoinHandle<()>,
+    },
+    Real(Box<real_api::RealBackend>),
+}
+
 /// The lab.
 pub struct Lab {
+    // First, so the API servers and etcd are gone before the namespaces.
+    backend: Backend,
     /// The segment: hosts `0..n` are the nodes, then the client, the
     /// observer and the foreign host.
     pub segment: Segment,
     /// The nodes.
     pub nodes: Vec<LabNode>,
-    /// The API-server stand-in (one listener per node).
-    pub api: TestApi,
     /// Extra environment for every manager (added last: overrides).
     pub env: BTreeMap<String, String>,
     /// Where [`Lab::holder`] reads the leader when the managers do not
@@ -181,8 +218,6 @@ pub struct Lab {
     exe: PathBuf,
     dir: PathBuf,
     proxies: Vec<tokio::task::JoinHandle<()>>,
-    lease_log: Arc<Mutex<Vec<LeaseWrite>>>,
-    lease_task: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Lab {
@@ -216,7 +251,7 @@ impl Lab {
     /// with a local endpoint per node, and the node objects. No manager
     /// runs yet. `exe` is the `vip` binary.
     pub async fn new(nodes: usize, exe: PathBuf) -> Result<Self, LabSetupError> {
-        Self::with_vips(nodes, exe, &[IpAddr::V4(VIP)]).await
+        Self::build(LabConfig::new(nodes), exe).await
     }
 
     /// Like [`new`](Self::new), with these VIPs (IPv4 and/or IPv6, from
@@ -226,6 +261,15 @@ impl Lab {
         exe: PathBuf,
         vips: &[IpAddr],
     ) -> Result<Self, LabSetupError> {
+        Self::build(LabConfig::new(nodes).vips(vips), exe).await
+    }
+
+    /// Build the lab `config` describes: the namespaces, the API servers
+    /// (the stand-in, or real ones in the node namespaces), the Node
+    /// objects and each node's kubeconfig for `127.0.0.1:6443`. No manager
+    /// runs yet. `exe` is the `vip` binary.
+    pub async fn build(config: LabConfig, exe: PathBuf) -> Result<Self, LabSetupError> {
+        let LabConfig { nodes, vips, api } = config;
         let segment = Segment::new("vd", nodes + 3)?;
         let dir = std::env::temp_dir().join(format!(
             "vip-lab-{}-{}",
@@ -240,35 +284,29 @@ impl Lab {
                 .add_address("eth0", &format!("{}/{PREFIX6}", host_v6(i)))?;
         }
         let names: Vec<String> = (0..nodes).map(|i| format!("node-{}", i + 1)).collect();
-        let api = TestApi::start(
-            TestApiConfig {
-                // A correctly prepared cluster: the VIPs are SANs.
-                extra_sans: vips.iter().map(ToString::to_string).collect(),
-                ..TestApiConfig::default()
-            }
-            .listeners(nodes)
-            .tokens(std::iter::once("admin").chain(names.iter().map(String::as_str))),
-        )
-        .await?;
-        for n in &names {
-            api.store()
-                .put_node(n, true, true, false)
-                .map_err(|s| other(format!("creating node {n}"), s))?;
-        }
-        let (lease_log, lease_task) = record_lease_writes(&api)?;
-        let mut lab_nodes = Vec::with_capacity(nodes);
         let mut proxies = Vec::with_capacity(nodes);
-        for (i, name) in names.iter().enumerate() {
-            let host = &segment.hosts[i];
-            let iface = host.interface()?;
-            let kubeconfig = api.kubeconfig_for(i, name)?;
-            // The node's "local API server": 127.0.0.1:6443 inside its
-            // namespace, proxied to its own listener of the stand-in.
-            proxies.push(forward_into(host, 6443, api.listener(i).addr())?);
+        let mut holder_source = None;
+        let (backend, kubeconfigs) = match api {
+            ApiKind::StandIn => {
+                let (backend, kubeconfigs) =
+                    Self::stand_in(&segment, &names, &vips, &mut proxies).await?;
+                (backend, kubeconfigs)
+            }
+            ApiKind::Real { vip_in_certificate } => {
+                let real =
+                    real_api::RealBackend::start(&segment, &names, &vips, vip_in_certificate, &dir)
+                        .await?;
+                holder_source = Some(real.holder_source());
+                let kubeconfigs = real.node_kubeconfigs().to_vec();
+                (Backend::Real(Box::new(real)), kubeconfigs)
+            }
+        };
+        let mut lab_nodes = Vec::with_capacity(nodes);
+        for (i, (name, kubeconfig)) in names.iter().zip(kubeconfigs).enumerate() {
             lab_nodes.push(LabNode {
                 name: name.clone(),
                 addr: host_v4(i),
-                mac: iface.mac,
+                mac: segment.hosts[i].interface()?.mac,
                 kubeconfig,
                 process: None,
                 keepalived: None,
@@ -277,18 +315,87 @@ impl Lab {
             });
         }
         Ok(Self {
+            backend,
             segment,
             nodes: lab_nodes,
-            api,
             env: BTreeMap::new(),
-            holder_source: None,
-            vips: vips.to_vec(),
+            holder_source,
+            vips,
             exe,
             dir,
             proxies,
+        })
+    }
+
+    /// The stand-in with one listener per node, each forwarded to
+    /// `127.0.0.1:6443` in its node's namespace, the Node objects, and the
+    /// nodes' kubeconfigs.
+    async fn stand_in(
+        segment: &Segment,
+        names: &[String],
+        vips: &[IpAddr],
+        proxies: &mut Vec<tokio::task::JoinHandle<()>>,
+    ) -> Result<(Backend, Vec<PathBuf>), LabSetupError> {
+        let api = TestApi::start(
+            TestApiConfig {
+                // A correctly prepared cluster: the VIPs are SANs.
+                extra_sans: vips.iter().map(ToString::to_string).collect(),
+                ..TestApiConfig::default()
+            }
+            .listeners(names.len())
+            .tokens(std::iter::once("admin").chain(names.iter().map(String::as_str))),
+        )
+        .await?;
+        for n in names {
+            api.store()
+                .put_node(n, true, true, false)
+                .map_err(|s| other(format!("creating node {n}"), s))?;
+        }
+        let (lease_log, lease_task) = record_lease_writes(&api)?;
+        let mut kubeconfigs = Vec::with_capacity(names.len());
+        for (i, name) in names.iter().enumerate() {
+            kubeconfigs.push(api.kubeconfig_for(i, name)?);
+            // The node's "local API server": 127.0.0.1:6443 inside its
+            // namespace, proxied to its own listener of the stand-in.
+            proxies.push(forward_into(
+                &segment.hosts[i],
+                6443,
+                api.listener(i).addr(),
+            )?);
+        }
+        let backend = Backend::StandIn {
+            api,
             lease_log,
             lease_task,
-        })
+        };
+        Ok((backend, kubeconfigs))
+    }
+
+    /// The API-server stand-in (one listener per node), to fault it or read
+    /// its store. Panics on a lab with real API servers
+    /// ([`ApiKind::Real`]), where the stand-in's faults do not exist: use
+    /// [`real_api`](Self::real_api) there.
+    pub fn api(&self) -> &TestApi {
+        match &self.backend {
+            Backend::StandIn { api, .. } => api,
+            Backend::Real(_) => {
+                panic!("this lab runs real API servers: the stand-in's faults do not apply")
+            }
+        }
+    }
+
+    /// The real API servers and their etcd, on a lab built with
+    /// [`ApiKind::Real`]; `None` on the stand-in.
+    pub fn real_api(&mut self) -> Option<&mut crate::apiserver::RealApi> {
+        match &mut self.backend {
+            Backend::StandIn { .. } => None,
+            Backend::Real(real) => Some(&mut real.api),
+        }
+    }
+
+    /// Whether the lab runs real API servers ([`ApiKind::Real`]).
+    pub fn is_real_api(&self) -> bool {
+        matches!(self.backend, Backend::Real(_))
     }
 
     /// Forward `127.0.0.1:<port>` inside node `i`'s namespace to
@@ -331,164 +438,14 @@ impl Lab {
         &self.dir
     }
 
-    /// `ip netns exec <node i> vip <args>` with the lab's settings
-    /// (kube-vip's env block, the node's kubeconfig), not yet spawned.
-    pub fn vip_command(&self, i: usize, args: &[&str]) -> Command {
-        let node = &self.nodes[i];
-        let vips: Vec<String> = self.vips.iter().map(ToString::to_string).collect();
-        let mut cmd = self.manager_command(
-            &self.segment.hosts[i],
-            &vips.join(","),
-            &node.name,
-            &node.kubeconfig,
-        );
-        cmd.args(args).envs(&self.env).envs(&node.env);
-        cmd
-    }
-
-    /// `vip` in `host`'s namespace with kube-vip's env block for node
-    /// `node` electing `vips` through `kubeconfig`; the arguments follow.
-    fn manager_command(
-        &self,
-        host: &Host,
-        vips: &str,
-        node: &str,
-        kubeconfig: &std::path::Path,
-    ) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", host.ns.name()])
-            .arg(&self.exe)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("vip_arp", "true")
-            .env("cp_enable", "true")
-            .env("vip_leaderelection", "true")
-            .env("cp_namespace", LEASE.0)
-            .env("vip_interface", "eth0")
-            .env("vip_address", vips)
-            .env("vip_nodename", node)
-            .env("k8s_config_file", kubeconfig)
-            .env("prometheus_server", ":2112")
-            .env("RUST_LOG", "vip_core=debug,vip_lease=debug,vip=debug")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
-        cmd
-    }
-
-    /// Run `vip <args>` on node `i` to completion (bounded): exit code and
-    /// standard output.
-    pub async fn run_vip(
-        &self,
-        i: usize,
-        args: &[&str],
-        limit: Duration,
-    ) -> Result<(Option<i32>, String), LabSetupError> {
-        let mut cmd = self.vip_command(i, args);
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let child = cmd
-            .spawn()
-            .map_err(io(format!("running vip {}", args.join(" "))))?;
-        match tokio::time::timeout(limit, child.wait_with_output()).await {
-            Ok(Ok(out)) => {
-                let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-                text.push_str(&String::from_utf8_lossy(&out.stderr));
-                Ok((out.status.code(), text))
-            }
-            Ok(Err(e)) => Err(io(format!("running vip {}", args.join(" ")))(e)),
-            Err(_) => Err(LabSetupError::Io {
-                what: format!(
-                    "vip {} on {} did not finish within {limit:?}",
-                    args.join(" "),
-                    self.nodes[i].name
-                ),
-                source: std::io::Error::from(ErrorKind::TimedOut),
-            }),
-        }
-    }
-
-    fn log_file(&self, i: usize) -> Result<(std::fs::File, std::fs::File), LabSetupError> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.nodes[i].log)
-            .map_err(io(format!("opening {}", self.nodes[i].log.display())))?;
-        let log2 = log.try_clone().map_err(io("log file"))?;
-        Ok((log, log2))
-    }
-
-    /// Start `vip manager` on node `i` with the lab's settings: the VIPs on
-    /// `eth0`, the node's kubeconfig, kube-vip's env block.
-    pub fn start(&mut self, i: usize) -> Result<(), LabSetupError> {
-        let (log, log2) = self.log_file(i)?;
-        let mut cmd = self.vip_command(i, &["manager"]);
-        cmd.stdout(log).stderr(log2);
-        let node = &mut self.nodes[i];
-        let child = cmd
-            .spawn()
-            .map_err(io(format!("starting vip manager on {}", node.name)))?;
-        node.process = Some(child);
-        Ok(())
-    }
-
-    /// The process id of node `i`'s manager, when running (`ip netns exec`
-    /// execs the manager, so this is the manager itself).
-    pub fn pid(&self, i: usize) -> Option<u32> {
-        self.nodes[i].process.as_ref().and_then(Child::id)
-    }
-
-    /// Send `signal` to node `i`'s manager. With SIGKILL the process is
-    /// reaped at once; with others, call [`wait`](Self::wait).
-    pub fn signal(&mut self, i: usize, signal: i32) -> Result<(), LabSetupError> {
-        let Some(pid) = self.pid(i) else {
-            return Ok(());
-        };
-        kill(pid as i32, signal).map_err(io(format!("signalling vip on {}", self.nodes[i].name)))
-    }
-
-    /// Wait (bounded) for node `i`'s manager to exit; its exit code.
-    pub async fn wait(&mut self, i: usize, limit: Duration) -> Result<Option<i32>, LabSetupError> {
-        let Some(mut child) = self.nodes[i].process.take() else {
-            return Ok(None);
-        };
-        match tokio::time::timeout(limit, child.wait()).await {
-            Ok(r) => Ok(r.map_err(io("waiting for vip"))?.code()),
-            Err(_) => {
-                let _ = child.kill().await;
-                Err(LabSetupError::Io {
-                    what: format!(
-                        "vip on {} did not exit within {limit:?}",
-                        self.nodes[i].name
-                    ),
-                    source: std::io::Error::from(ErrorKind::TimedOut),
-                })
-            }
-        }
-    }
-
-    /// SIGKILL node `i`'s manager and reap it (bounded).
-    pub async fn kill(&mut self, i: usize) -> Result<(), LabSetupError> {
-        self.signal(i, libc::SIGKILL)?;
-        self.wait(i, Duration::from_secs(5)).await.map(drop)
-    }
-
-    /// Stop every manager: SIGTERM, then wait (bounded; killed if late).
-    pub async fn stop_all(&mut self, limit: Duration) {
-        for i in 0..self.nodes.len() {
-            let _ = self.signal(i, libc::SIGCONT);
-            let _ = self.signal(i, libc::SIGTERM);
-        }
-        for i in 0..self.nodes.len() {
-            let _ = self.wait(i, limit).await;
-        }
-    }
-
-    /// The Lease's holder, straight from the stand-in's store.
+    /// The Lease's holder: from [`holder_source`](Self::holder_source)
+    /// when set (an etcd record; on real API servers, the client's poll of
+    /// the Lease), else straight from the stand-in's store.
     pub fn holder(&self) -> Option<String> {
         if let Some(read) = &self.holder_source {
             return read();
         }
-        self.api
+        self.api()
             .store()
             .get(Kind::Lease, LEASE.0, LEASE.1)
             .ok()
@@ -496,12 +453,16 @@ impl Lab {
             .filter(|h| !h.is_empty())
     }
 
-    /// Every write of the Lease since the lab was built, in order.
+    /// Every write of the Lease since the lab was built, in order, as the
+    /// stand-in applied them; none on real API servers.
     pub fn lease_writes(&self) -> Vec<LeaseWrite> {
-        self.lease_log
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        match &self.backend {
+            Backend::StandIn { lease_log, .. } => lease_log
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
+            Backend::Real(_) => Vec::new(),
+        }
     }
 
     /// The node whose name is `holder`.
@@ -512,275 +473,6 @@ impl Lab {
     /// The node whose segment MAC is `mac`.
     pub fn node_of_mac(&self, mac: MacAddr) -> Option<usize> {
         self.nodes.iter().position(|n| n.mac == mac)
-    }
-
-    /// Whether node (or host) `i` has `address` on its `eth0` now.
-    pub fn has_address(&self, i: usize, address: IpAddr) -> bool {
-        let needle = format!(" {address}/");
-        self.segment.hosts[i]
-            .ns
-            .address_lines("eth0")
-            .map(|lines| lines.iter().any(|l| l.contains(&needle)))
-            .unwrap_or(false)
-    }
-
-    /// Which nodes have any of the lab's VIPs on their interface now.
-    pub fn vip_holders(&self) -> Vec<usize> {
-        (0..self.nodes.len())
-            .filter(|&i| self.vips.iter().any(|&v| self.has_address(i, v)))
-            .collect()
-    }
-
-    /// The MAC the client's kernel has for the first VIP.
-    pub fn client_resolves(&self) -> Option<MacAddr> {
-        self.client_resolves_addr(self.vips[0])
-    }
-
-    /// The MAC the client's kernel has for `address`.
-    pub fn client_resolves_addr(&self, address: IpAddr) -> Option<MacAddr> {
-        self.client().ns.neighbour("eth0", address).ok().flatten()
-    }
-
-    /// Take node `i`'s `eth0` administratively down (`up == false`) or up.
-    pub fn set_link(&self, i: usize, up: bool) -> Result<(), LabSetupError> {
-        let ns = &self.segment.hosts[i].ns;
-        if up {
-            ns.set_up("eth0")?;
-        } else {
-            ns.set_down("eth0")?;
-        }
-        Ok(())
-    }
-
-    fn host_prefix(address: IpAddr) -> String {
-        match address {
-            IpAddr::V4(a) => format!("{a}/32"),
-            IpAddr::V6(a) => format!("{a}/128"),
-        }
-    }
-
-    /// Remove `address` from host `i`'s `eth0` behind everyone's back, as
-    /// an administrator's `ip addr del` would.
-    pub fn del_address(&self, i: usize, address: IpAddr) -> Result<(), LabSetupError> {
-        self.segment.hosts[i]
-            .ns
-            .del_address("eth0", &Self::host_prefix(address))?;
-        Ok(())
-    }
-
-    /// Add `address` to host `i`'s `eth0` with an infinite lifetime, as a
-    /// crashed older daemon (or an administrator) would leave it.
-    pub fn add_stale_address(&self, i: usize, address: IpAddr) -> Result<(), LabSetupError> {
-        self.segment.hosts[i]
-            .ns
-            .add_address("eth0", &Self::host_prefix(address))?;
-        Ok(())
-    }
-
-    /// Cordon (`unschedulable`) or uncordon node `i`, as `kubectl cordon`
-    /// would (the Node's `spec.unschedulable`).
-    pub fn cordon(&self, i: usize, unschedulable: bool) -> Result<(), LabSetupError> {
-        let name = &self.nodes[i].name;
-        self.api
-            .store()
-            .put_node(name, true, true, unschedulable)
-            .map(drop)
-            .map_err(|s| other(format!("cordoning {name}"), s))
-    }
-
-    /// Make the foreign host claim `address`: add it to its `eth0` and send
-    /// `count` announcements `interval` apart (gratuitous ARP or
-    /// unsolicited NA), in the background.
-    pub fn foreign_claim(
-        &self,
-        address: IpAddr,
-        count: u32,
-        interval: Duration,
-    ) -> Result<NsThread<Result<u32, String>>, LabSetupError> {
-        let host = self.foreign();
-        self.add_stale_address(foreign_host(self.nodes.len()), address)?;
-        let iface = host.interface()?;
-        let limit = interval * count + Duration::from_secs(5);
-        Ok(host.ns.spawn(limit, move || async move {
-            let announcer = PacketAnnouncer::new();
-            let mut sent = 0;
-            for _ in 0..count {
-                announcer
-                    .announce(&iface, address)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                sent += 1;
-                tokio::time::sleep(interval).await;
-            }
-            Ok(sent)
-        })?)
-    }
-
-    /// GET `path` from node `i`'s metrics endpoint (`127.0.0.1:2112`
-    /// inside its namespace); the response body.
-    pub fn metrics(&self, i: usize, path: &str) -> Result<String, LabSetupError> {
-        let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-        let response = self.segment.hosts[i]
-            .ns
-            .run(Duration::from_secs(5), move || async move {
-                let addr = SocketAddr::from(([127, 0, 0, 1], 2112));
-                let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-                s.set_read_timeout(Some(Duration::from_secs(3)))?;
-                s.write_all(request.as_bytes())?;
-                let mut out = String::new();
-                s.read_to_string(&mut out)?;
-                Ok::<_, std::io::Error>(out)
-            })?
-            .map_err(io(format!("reading metrics of {}", self.nodes[i].name)))?;
-        Ok(response
-            .split_once("\r\n\r\n")
-            .map_or(response.clone(), |(_, b)| b.to_string()))
-    }
-
-    /// The value of the metric line `name` (exactly, labels included) on
-    /// node `i`'s `/metrics`.
-    pub fn metric(&self, i: usize, name: &str) -> Result<Option<f64>, LabSetupError> {
-        let body = self.metrics(i, "/metrics")?;
-        Ok(body.lines().find_map(|l| {
-            let (k, v) = l.rsplit_once(' ')?;
-            (k == name).then(|| v.trim().parse().ok()).flatten()
-        }))
-    }
-
-    /// The last `lines` lines of every node's log, for failure reports.
-    pub fn log_tails(&self, lines: usize) -> String {
-        let mut out = String::new();
-        for n in &self.nodes {
-            if let Ok(log) = std::fs::read_to_string(&n.log) {
-                let tail: Vec<&str> = log.lines().rev().take(lines).collect();
-                out.push_str(&format!("--- last lines of {}'s log:\n", n.name));
-                for l in tail.iter().rev() {
-                    out.push_str(&format!("  {l}\n"));
-                }
-            }
-        }
-        out
-    }
-
-    /// Start an [`Observer`] in the observer namespace: every `interval` an
-    /// ARP request (IPv4) or neighbour solicitation (IPv6) for each of the
-    /// lab's VIPs, for at most `limit`.
-    pub fn observe(&self, interval: Duration, limit: Duration) -> Result<Observer, LabSetupError> {
-        Observer::start(
-            self.observer_host(),
-            observer_host(self.nodes.len()),
-            &self.vips,
-            interval,
-            limit,
-        )
-    }
-
-    /// Start a pinger in the client namespace: an ICMP echo to the first
-    /// VIP every `interval` until `stop` is set (bounded by `limit`).
-    pub fn ping(
-        &self,
-        interval: Duration,
-        limit: Duration,
-        stop: Arc<AtomicBool>,
-    ) -> Result<NsThread<Vec<Ping>>, LabSetupError> {
-        self.ping_addr(self.vips[0], interval, limit, stop)
-    }
-
-    /// Like [`ping`](Self::ping), to `target` (IPv4 or IPv6).
-    pub fn ping_addr(
-        &self,
-        target: IpAddr,
-        interval: Duration,
-        limit: Duration,
-        stop: Arc<AtomicBool>,
-    ) -> Result<NsThread<Vec<Ping>>, LabSetupError> {
-        Ok(self
-            .client()
-            .ns
-            .spawn(limit + Duration::from_secs(1), move || async move {
-                pinger(target, interval, limit, stop).unwrap_or_default()
-            })?)
-    }
-
-    /// Write keepalived's configuration for node `i` and start it there
-    /// (`keepalived -n`, its own process group, logging to the node's log).
-    /// Needs `keepalived` on the `PATH`.
-    pub fn start_keepalived(
-        &mut self,
-        i: usize,
-        config: &KeepalivedConfig,
-    ) -> Result<(), LabSetupError> {
-        let conf = self.dir.join(format!("keepalived-{i}.conf"));
-        std::fs::write(&conf, config.render(&self.nodes[i].name, i, &self.vips))
-            .map_err(io(format!("writing {}", conf.display())))?;
-        let (log, log2) = self.log_file(i)?;
-        let pid = |what: &str| self.dir.join(format!("keepalived-{i}-{what}.pid"));
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", self.segment.hosts[i].ns.name()])
-            .arg("keepalived")
-            .args(["--dont-fork", "--log-console", "--log-detail", "--vrrp"])
-            .arg("--use-file")
-            .arg(&conf)
-            .arg("--pid")
-            .arg(pid("main"))
-            .arg("--vrrp_pid")
-            .arg(pid("vrrp"))
-            .arg("--checkers_pid")
-            .arg(pid("checkers"))
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .process_group(0)
-            .kill_on_drop(true);
-        let child = cmd.spawn().map_err(io(format!(
-            "starting keepalived on {} (is it installed?)",
-            self.nodes[i].name
-        )))?;
-        self.nodes[i].keepalived = Some(child);
-        Ok(())
-    }
-
-    /// Send `signal` to node `i`'s keepalived, all its processes (its
-    /// process group).
-    pub fn signal_keepalived(&self, i: usize, signal: i32) -> Result<(), LabSetupError> {
-        let Some(pid) = self.nodes[i].keepalived.as_ref().and_then(Child::id) else {
-            return Ok(());
-        };
-        kill(-(pid as i32), signal).map_err(io(format!(
-            "signalling keepalived on {}",
-            self.nodes[i].name
-        )))
-    }
-
-    /// Wait (bounded) for node `i`'s keepalived to exit; SIGKILL its group
-    /// if it is late.
-    pub async fn wait_keepalived(
-        &mut self,
-        i: usize,
-        limit: Duration,
-    ) -> Result<(), LabSetupError> {
-        let Some(mut child) = self.nodes[i].keepalived.take() else {
-            return Ok(());
-        };
-        let pid = child.id();
-        let r = tokio::time::timeout(limit, child.wait()).await;
-        if let Some(pid) = pid {
-            // Whatever is left of the group (children outliving the parent).
-            let _ = kill(-(pid as i32), libc::SIGKILL);
-        }
-        match r {
-            Ok(r) => r.map(drop).map_err(io("waiting for keepalived")),
-            Err(_) => {
-                let _ = child.kill().await;
-                Err(LabSetupError::Io {
-                    what: format!(
-                        "keepalived on {} did not exit within {limit:?}",
-                        self.nodes[i].name
-                    ),
-                    source: std::io::Error::from(ErrorKind::TimedOut),
-                })
-            }
-        }
     }
 }
 
@@ -804,22 +496,10 @@ impl Drop for Lab {
         for p in &self.proxies {
             p.abort();
         }
-        self.lease_task.abort();
+        if let Backend::StandIn { lease_task, .. } = &self.backend {
+            lease_task.abort();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// kill(2).
-fn kill(pid: i32, signal: i32) -> std::io::Result<()> {
-    // SAFETY: kill(2) has no memory effects; callers pass the pid (or
-    // process group) of a child this lab spawned and still holds, so it
-    // has not been reaped and the id cannot name another process.
-    #[allow(unsafe_code)]
-    let r = unsafe { libc::kill(pid as libc::pid_t, signal) };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
     }
 }
 
@@ -839,25 +519,5 @@ pub async fn until<T>(
             return None;
         }
         tokio::time::sleep(every).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_explicit_vip_binary_must_be_a_file_and_comes_back_absolute() {
-        let never = || -> Result<PathBuf, String> { panic!("no fallback with an explicit path") };
-        let e = locate_vip(Some(PathBuf::from("/nonexistent/vip")), never).unwrap_err();
-        assert!(e.contains("/nonexistent/vip is not a file"), "{e}");
-        assert!(!e.contains('\n'), "one line: {e}");
-        // This crate's manifest, named relative to the crate: a file.
-        let rel = PathBuf::from("Cargo.toml");
-        let found = locate_vip(Some(rel), never).unwrap();
-        assert!(
-            found.is_absolute() && found.ends_with("Cargo.toml"),
-            "{found:?}"
-        );
     }
 }

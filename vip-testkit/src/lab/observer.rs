@@ -15,6 +15,7 @@ use vip_arp::wire::arp::{ArpOp, ArpRepr};
 use vip_arp::wire::ndp::{NdpRepr, NeighborSolicitRepr, multicast_mac, solicited_node};
 use vip_core::MacAddr;
 
+use super::{Lab, observer_host};
 use super::{LabSetupError, host_v4, host_v6, io, other};
 use crate::netns::{Host, NsThread};
 
@@ -540,6 +541,21 @@ impl Drop for Observer {
         if let Some(sender) = self.sender.take() {
             let _ = sender.join();
         }
+    }
+}
+
+impl Lab {
+    /// Start an [`Observer`] in the observer namespace: every `interval` an
+    /// ARP request (IPv4) or neighbour solicitation (IPv6) for each of the
+    /// lab's VIPs, for at most `limit`.
+    pub fn observe(&self, interval: Duration, limit: Duration) -> Result<Observer, LabSetupError> {
+        Observer::start(
+            self.observer_host(),
+            observer_host(self.nodes.len()),
+            &self.vips,
+            interval,
+            limit,
+        )
     }
 }
 

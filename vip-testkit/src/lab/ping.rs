@@ -14,6 +14,9 @@ use pnet_packet::icmp::{IcmpCode, IcmpPacket, IcmpTypes};
 use pnet_packet::ipv4::Ipv4Packet;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::{Lab, LabSetupError};
+use crate::netns::NsThread;
+
 /// One echo request and whether (and when) it was answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ping {
@@ -157,4 +160,89 @@ pub fn lost_time(pings: &[Ping], from: Instant, to: Instant) -> Duration {
         worst = worst.max(to - s);
     }
     worst
+}
+
+/// The longest time in `[from, to)` during which no answer *arrived*:
+/// between consecutive answers, the first counted from the last answer
+/// before `from` (else from `from`). Where [`lost_time`] dates a probe by
+/// its sending, this dates it by its answer, which is what a client of a
+/// TCP service feels: a connection attempt made during an outage may
+/// succeed a second later (a retransmitted SYN) and must not hide the
+/// outage. `None` when nothing was answered in the window.
+pub fn answer_gap(probes: &[Ping], from: Instant, to: Instant) -> Option<Duration> {
+    let mut answers: Vec<Instant> = probes.iter().filter_map(|p| p.answered).collect();
+    answers.sort();
+    let mut last = answers
+        .iter()
+        .rev()
+        .find(|&&a| a < from)
+        .copied()
+        .unwrap_or(from);
+    let mut worst = None::<Duration>;
+    for &a in answers.iter().filter(|&&a| a >= from && a < to) {
+        worst = Some(worst.unwrap_or_default().max(a - last));
+        last = a;
+    }
+    worst
+}
+
+impl Lab {
+    /// Start a pinger in the client namespace: an ICMP echo to the first
+    /// VIP every `interval` until `stop` is set (bounded by `limit`).
+    pub fn ping(
+        &self,
+        interval: Duration,
+        limit: Duration,
+        stop: Arc<AtomicBool>,
+    ) -> Result<NsThread<Vec<Ping>>, LabSetupError> {
+        self.ping_addr(self.vips[0], interval, limit, stop)
+    }
+
+    /// Like [`ping`](Self::ping), to `target` (IPv4 or IPv6).
+    pub fn ping_addr(
+        &self,
+        target: IpAddr,
+        interval: Duration,
+        limit: Duration,
+        stop: Arc<AtomicBool>,
+    ) -> Result<NsThread<Vec<Ping>>, LabSetupError> {
+        Ok(self
+            .client()
+            .ns
+            .spawn(limit + Duration::from_secs(1), move || async move {
+                pinger(target, interval, limit, stop).unwrap_or_default()
+            })?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(sent: Instant, answered: Option<Duration>) -> Ping {
+        Ping {
+            seq: 0,
+            sent,
+            answered: answered.map(|d| sent + d),
+        }
+    }
+
+    #[test]
+    fn a_late_answer_to_an_early_probe_does_not_hide_the_outage() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        // Answered at once before the fault (+10 ms); then every probe
+        // sent is answered one second late (its SYN retransmitted).
+        let mut probes = vec![probe(t0, Some(ms(5)))];
+        probes.extend((1..50).map(|k| probe(t0 + ms(20 * k), Some(ms(1000)))));
+        let from = t0 + ms(10);
+        let to = t0 + ms(2000);
+        // By send time every probe was answered: no outage shows.
+        assert_eq!(outage(&probes, from, to), Some(ms(20)));
+        assert_eq!(lost_time(&probes, from, to), Duration::ZERO);
+        // By answer time: nothing arrived from +5 ms to +1020 ms.
+        assert_eq!(answer_gap(&probes, from, to), Some(ms(1015)));
+        // Nothing answered in the window.
+        assert_eq!(answer_gap(&probes, t0 + ms(2000), t0 + ms(3000)), None);
+    }
 }

@@ -22,12 +22,16 @@
 //!
 //! As a process, `vip-testapi` runs the same thing and is steered through
 //! the admin endpoint ([`admin`]).
+//!
+//! Where it differs from the real kube-apiserver (what was fixed, what is
+//! kept simpler on purpose) is written down in `DIFFERENCES.md` next to
+//! this module; `vip-lease/tests/conformance.rs` pins each fix on both.
 
 pub mod admin;
 mod server;
 mod status;
 mod store;
-mod tls;
+pub(crate) mod tls;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;

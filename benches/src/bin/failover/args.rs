@@ -27,14 +27,19 @@ pub enum Column {
     /// vip at its defaults, electing through etcd (graceful, crash, kill),
     /// when etcd is installed.
     VipEtcd,
+    /// vip at its defaults on real kube-apiservers with an etcd member per
+    /// node (graceful, crash, kill, local API death), with the client's
+    /// `/readyz` through the VIP, when kube-apiserver and etcd are here.
+    VipRealApi,
 }
 
 impl Column {
-    pub const ALL: [Column; 4] = [
+    pub const ALL: [Column; 5] = [
         Column::Vip,
         Column::VipHb5,
         Column::Keepalived,
         Column::VipEtcd,
+        Column::VipRealApi,
     ];
 
     pub fn slug(self) -> &'static str {
@@ -43,6 +48,7 @@ impl Column {
             Column::VipHb5 => "vip-hb5",
             Column::Keepalived => "keepalived",
             Column::VipEtcd => "vip-etcd",
+            Column::VipRealApi => "vip-real-api",
         }
     }
 }
@@ -113,7 +119,7 @@ pub fn parse_args() -> Result<Args, String> {
             }
             "-h" | "--help" => {
                 return Err(
-                    "usage: failover [--trials N] [--kinds graceful,crash,kill,partition,local-api|none] [--svg-dir DIR] [--report FILE] [--impls vip,vip-hb5,keepalived,vip-etcd] [--idle SECONDS] [--no-keepalived]"
+                    "usage: failover [--trials N] [--kinds graceful,crash,kill,partition,local-api|none] [--svg-dir DIR] [--report FILE] [--impls vip,vip-hb5,keepalived,vip-etcd,vip-real-api] [--idle SECONDS] [--no-keepalived]"
                         .into(),
                 );
             }

@@ -26,11 +26,11 @@ pub async fn idle(lab: &Lab, window: Duration) -> Result<Idle, String> {
     let pid = |i: usize| lab.pid(i).ok_or("a manager is not running");
     let (lp, fp) = (pid(leader)?, pid(follower)?);
     let stats = |p: u32| ProcStats::read(p).ok_or("process gone");
-    let before = lab.api.counters();
+    let before = lab.api().counters();
     let (l0, f0) = (stats(lp)?, stats(fp)?);
     let t = Instant::now();
     tokio::time::sleep(window).await;
-    let after = lab.api.counters();
+    let after = lab.api().counters();
     let (l1, f1) = (stats(lp)?, stats(fp)?);
     let seconds = t.elapsed().as_secs_f64();
     let mut by_verb = BTreeMap::new();

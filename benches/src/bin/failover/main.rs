@@ -15,11 +15,16 @@
 //! pictures of the first trial of each kind; none when absent),
 //! `--report FILE` (the Markdown tables, also printed), `--idle SECONDS`
 //! (the steady-state window, default 30), `--impls LIST` (of
-//! `vip,vip-hb5,keepalived,vip-etcd`, default all: vip with the Lease and
-//! the idle figures, vip at 5 ms heartbeats, keepalived when installed,
-//! vip electing through a 3-member etcd when `etcd` is installed),
-//! `--no-keepalived`. `VIP_BIN` names the `vip` binary (default: `vip`
-//! next to this program), `VIP_ETCD_BIN` the `etcd` one.
+//! `vip,vip-hb5,keepalived,vip-etcd,vip-real-api`, default all: vip with
+//! the Lease and the idle figures, vip at 5 ms heartbeats, keepalived when
+//! installed, vip electing through a 3-member etcd when `etcd` is
+//! installed, vip on the brief's topology with real kube-apiservers (an
+//! etcd member and a server per node namespace) when the kube-apiserver
+//! fixture and etcd are available, measured also by a client polling
+//! `GET https://VIP:6443/readyz` every 20 ms), `--no-keepalived`.
+//! `VIP_BIN` names the `vip` binary (default: `vip` next to this program),
+//! `VIP_ETCD_BIN` the `etcd` one, `VIP_KUBE_APISERVER_BIN` the
+//! `kube-apiserver`.
 
 mod args;
 mod idle;
@@ -33,7 +38,7 @@ use std::time::Duration;
 
 use vip_etcd::TlsFiles;
 use vip_testkit::etcd::{EtcdCluster, etcd_binary};
-use vip_testkit::lab::{KeepalivedConfig, Lab, VIP};
+use vip_testkit::lab::{KeepalivedConfig, Lab, LabConfig, VIP};
 
 use crate::args::{Args, Column, parse_args};
 use crate::idle::idle;
@@ -42,6 +47,8 @@ use crate::trial::{HEARTBEAT_MS, Impl, Kind, Results, renewals, run_trials};
 
 const PROBE: Duration = Duration::from_millis(10);
 const PING: Duration = Duration::from_millis(5);
+/// The client's `/readyz` probes through the VIP (real API servers).
+const API_PROBE: Duration = Duration::from_millis(20);
 const V4: IpAddr = IpAddr::V4(VIP);
 
 fn keepalived_version() -> Option<String> {
@@ -76,6 +83,21 @@ async fn run(args: Args) -> Result<String, String> {
             "etcd is not installed (apt-get install etcd-server, or set VIP_ETCD_BIN): no etcd column"
         );
     }
+    let real_api = args.runs(Column::VipRealApi)
+        && match (
+            vip_testkit::apiserver::binary::kube_apiserver(),
+            etcd_binary(),
+        ) {
+            (Ok(_), Some(_)) => true,
+            (Err(e), _) => {
+                eprintln!("no real-API column: {e}");
+                false
+            }
+            (Ok(_), None) => {
+                eprintln!("no real-API column: etcd is not installed");
+                false
+            }
+        };
     if let Some(dir) = &args.svg_dir {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
@@ -83,7 +105,7 @@ async fn run(args: Args) -> Result<String, String> {
         "building the lab: 3 nodes, a client, an observer; vip = {}",
         exe.display()
     );
-    let mut lab = Lab::new(3, exe).await.map_err(|e| e.to_string())?;
+    let mut lab = Lab::new(3, exe.clone()).await.map_err(|e| e.to_string())?;
     // Declared after the lab, dropped after it: the members outlive the
     // managers.
     let mut cluster: Option<EtcdCluster> = None;
@@ -194,6 +216,17 @@ async fn run(args: Args) -> Result<String, String> {
             renewal_figures.push((Impl::VipEtcd.name(), renewals(&lab)));
             lab.stop_all(Duration::from_secs(5)).await;
         }
+        // The brief's topology: its own lab, with real API servers.
+        let real_kinds: Vec<Kind> = args
+            .kinds
+            .iter()
+            .copied()
+            .filter(|&k| k != Kind::Partition)
+            .collect();
+        if real_api && !real_kinds.is_empty() {
+            let r = real_api_trials(exe.clone(), &real_kinds, &args, &mut results).await?;
+            renewal_figures.push((Impl::VipRealApi.name(), r));
+        }
         Ok::<_, String>(report(
             &args,
             &results,
@@ -214,6 +247,38 @@ async fn run(args: Args) -> Result<String, String> {
     }
     drop(lab);
     drop(cluster);
+    result
+}
+
+/// The real-API column on a lab of its own: three kube-apiservers, each
+/// over its node's etcd member.
+async fn real_api_trials(
+    exe: std::path::PathBuf,
+    kinds: &[Kind],
+    args: &Args,
+    results: &mut Results,
+) -> Result<trial::Renewals, String> {
+    eprintln!("vip on real kube-apiservers (an etcd member and a server per node)");
+    let started = std::time::Instant::now();
+    let mut lab = Lab::build(LabConfig::new(3).real_api(true), exe)
+        .await
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "  lab with 3 kube-apiservers built in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let result = async {
+        for i in 0..3 {
+            lab.start(i).map_err(|e| e.to_string())?;
+        }
+        run_trials(&mut lab, Impl::VipRealApi, kinds, args, results).await?;
+        Ok::<_, String>(renewals(&lab))
+    }
+    .await;
+    if result.is_err() {
+        eprintln!("{}", lab.log_tails(30));
+    }
+    lab.stop_all(Duration::from_secs(5)).await;
     result
 }
 

@@ -8,7 +8,7 @@ use vip_testkit::lab::ProcStats;
 use crate::args::Args;
 use crate::idle::Idle;
 use crate::trial::{Impl, Kind, Renewals, Results};
-use crate::{PING, PROBE};
+use crate::{API_PROBE, PING, PROBE};
 
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
@@ -140,6 +140,31 @@ pub fn report(
                 kind.name(),
                 cell(l),
                 cell(e)
+            );
+        }
+    }
+    let real = Impl::VipRealApi.name();
+    if results.keys().any(|(imp, _)| *imp == real) {
+        let _ = writeln!(
+            s,
+            "\nThe API through the VIP, on real kube-apiservers (each over its node's etcd member): a client in its own namespace sends `GET https://VIP:6443/readyz` every {} ms on a new TCP connection and TLS session, certificate unverified (`curl -k`); the outage is the longest time in which no `200` arrived (dated by the answer: a connection attempt made during the outage that succeeds after a retransmitted SYN does not hide it).\n",
+            API_PROBE.as_millis()
+        );
+        let _ = writeln!(
+            s,
+            "| fault | API outage through the VIP ms (min / median / p95 / max) | client ping outage ms (min / median / p95 / max) | observer: no owner ms (min / median / p95 / max) |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|");
+        for ((_, kind), trials) in results.iter().filter(|((imp, _), _)| *imp == real) {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} |",
+                kind.name(),
+                fmt_q(quantiles(
+                    trials.iter().filter_map(|t| t.api_outage).collect()
+                )),
+                fmt_q(quantiles(trials.iter().map(|t| t.lost).collect())),
+                fmt_q(quantiles(trials.iter().map(|t| t.silence).collect())),
             );
         }
     }

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use vip_testkit::lab::{KeepalivedConfig, Lab, Observations, Ping, lost_time};
+use vip_testkit::lab::{KeepalivedConfig, Lab, Observations, Ping, answer_gap, lost_time};
 use vip_testkit::testapi::Fault;
 
 use crate::args::Args;
 use crate::report::ms;
-use crate::{PING, PROBE, V4, svg};
+use crate::{API_PROBE, PING, PROBE, V4, svg};
 
 /// The faults, for vip and (the first two) for keepalived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -66,6 +66,9 @@ pub enum Impl {
     /// vip at its defaults, electing through a 3-member etcd (each node's
     /// `127.0.0.1:2379` forwarded to its member) instead of the Lease.
     VipEtcd,
+    /// vip at its defaults on the brief's topology: a real kube-apiserver
+    /// and etcd member in every node namespace, the Lease in the real API.
+    VipRealApi,
     Keepalived(KeepalivedConfig),
 }
 
@@ -79,6 +82,7 @@ impl Impl {
             Impl::Vip(0) => "vip, fast failover off".into(),
             Impl::Vip(ms) => format!("vip, vip_heartbeat_ms={ms}"),
             Impl::VipEtcd => "vip, etcd election".into(),
+            Impl::VipRealApi => "vip, real kube-apiservers".into(),
             Impl::Keepalived(c) => {
                 format!("keepalived VRRPv{} advert_int {}", c.version, c.advert_int)
             }
@@ -90,6 +94,7 @@ impl Impl {
             Impl::Vip(HEARTBEAT_MS) => "vip".into(),
             Impl::Vip(ms) => format!("vip-hb{ms}"),
             Impl::VipEtcd => "vip-etcd".into(),
+            Impl::VipRealApi => "vip-real-api".into(),
             Impl::Keepalived(c) if c.advert_int < 0.1 => {
                 format!(
                     "keepalived-v{}-{}ms",
@@ -116,6 +121,9 @@ pub struct Trial {
     pub acquire_to_arp: Option<Duration>,
     /// The crashed node still had the VIP when its port came back.
     pub stale_after_crash: bool,
+    /// On real API servers: the longest time no `GET /readyz` through the
+    /// VIP was answered (by answer time, see `answer_gap`).
+    pub api_outage: Option<Duration>,
 }
 
 async fn until<T>(limit: Duration, f: impl FnMut() -> Option<T>) -> Option<T> {
@@ -127,7 +135,7 @@ fn holder_now(lab: &Lab, imp: Impl) -> Option<usize> {
     let holders = lab.vip_holders();
     let [i] = holders[..] else { return None };
     match imp {
-        Impl::Vip(_) | Impl::VipEtcd => {
+        Impl::Vip(_) | Impl::VipEtcd | Impl::VipRealApi => {
             (lab.holder().as_deref() == Some(lab.nodes[i].name.as_str())).then_some(i)
         }
         Impl::Keepalived(_) => Some(i),
@@ -164,6 +172,14 @@ async fn trial(lab: &mut Lab, imp: Impl, kind: Kind) -> Result<Recorded, String>
     let pinger = lab
         .ping(PING, Duration::from_secs(90), stop.clone())
         .map_err(|e| e.to_string())?;
+    let api_poller = if imp == Impl::VipRealApi {
+        Some(
+            lab.poll_api(API_PROBE, Duration::from_secs(120), stop.clone())
+                .map_err(|e| e.to_string())?,
+        )
+    } else {
+        None
+    };
     tokio::time::sleep(Duration::from_secs(1)).await;
     if answering(&observer.judged()) != [old_mac] {
         return Err(format!(
@@ -174,21 +190,38 @@ async fn trial(lab: &mut Lab, imp: Impl, kind: Kind) -> Result<Recorded, String>
     let mut markers = Vec::new();
     let t0 = Instant::now();
     match (imp, kind) {
-        (Impl::Vip(_) | Impl::VipEtcd, Kind::Graceful) => {
+        (Impl::Vip(_) | Impl::VipEtcd | Impl::VipRealApi, Kind::Graceful) => {
             lab.signal(old, libc::SIGTERM).map_err(|e| e.to_string())?
         }
         (Impl::Vip(_) | Impl::VipEtcd, Kind::Crash) => {
             lab.set_link(old, false).map_err(|e| e.to_string())?;
             lab.kill(old).await.map_err(|e| e.to_string())?;
         }
-        (Impl::Vip(_) | Impl::VipEtcd, Kind::Kill) => {
+        (Impl::VipRealApi, Kind::Crash) => {
+            // The whole node: its port, its vip, its API server and its
+            // etcd member.
+            lab.set_link(old, false).map_err(|e| e.to_string())?;
+            lab.kill(old).await.map_err(|e| e.to_string())?;
+            let real = lab.real_api().ok_or("no real API servers")?;
+            real.kill(old).map_err(|e| e.to_string())?;
+            real.etcd().kill(old).map_err(|e| e.to_string())?;
+        }
+        (Impl::Vip(_) | Impl::VipEtcd | Impl::VipRealApi, Kind::Kill) => {
             lab.kill(old).await.map_err(|e| e.to_string())?
+        }
+        (Impl::VipRealApi, Kind::LocalApi) => lab
+            .real_api()
+            .ok_or("no real API servers")?
+            .kill(old)
+            .map_err(|e| e.to_string())?,
+        (Impl::VipRealApi, Kind::Partition) => {
+            return Err("the real API servers have no partition fault".into());
         }
         (Impl::Vip(_), Kind::Partition) => {
             let name = lab.nodes[old].name.clone();
-            lab.api.set_token_fault(&name, Some(Fault::Stall));
+            lab.api().set_token_fault(&name, Some(Fault::Stall));
         }
-        (Impl::Vip(_), Kind::LocalApi) => lab.api.listener(old).set_fault(Some(Fault::Refuse)),
+        (Impl::Vip(_), Kind::LocalApi) => lab.api().listener(old).set_fault(Some(Fault::Refuse)),
         (Impl::Keepalived(_), Kind::Graceful) => lab
             .signal_keepalived(old, libc::SIGTERM)
             .map_err(|e| e.to_string())?,
@@ -240,24 +273,44 @@ async fn trial(lab: &mut Lab, imp: Impl, kind: Kind) -> Result<Recorded, String>
     let end = Instant::now();
     stop.store(true, Ordering::Relaxed);
     let pings: Vec<Ping> = pinger.join().map_err(|e| e.to_string())?;
+    let api_probes = match api_poller {
+        Some(p) => Some(p.join().map_err(|e| e.to_string())?),
+        None => None,
+    };
     let seen = observer.finish().map_err(|e| e.to_string())?;
 
     // Restore: the old node's daemon back as a follower.
     match (imp, kind) {
-        (Impl::Vip(_) | Impl::VipEtcd, Kind::Graceful) => {
+        (Impl::Vip(_) | Impl::VipEtcd | Impl::VipRealApi, Kind::Graceful) => {
             lab.wait(old, Duration::from_secs(5))
                 .await
                 .map_err(|e| e.to_string())?;
             lab.start(old).map_err(|e| e.to_string())?;
         }
-        (Impl::Vip(_) | Impl::VipEtcd, Kind::Crash | Kind::Kill) => {
+        (Impl::Vip(_) | Impl::VipEtcd | Impl::VipRealApi, Kind::Kill)
+        | (Impl::Vip(_) | Impl::VipEtcd, Kind::Crash) => {
             lab.start(old).map_err(|e| e.to_string())?
         }
+        (Impl::VipRealApi, Kind::Crash) => {
+            // The node reboots: its etcd member and API server come back
+            // (bounded waits), then its vip.
+            let real = lab.real_api().ok_or("no real API servers")?;
+            real.etcd().restart(old).await.map_err(|e| e.to_string())?;
+            real.restart(old).await.map_err(|e| e.to_string())?;
+            lab.start(old).map_err(|e| e.to_string())?
+        }
+        (Impl::VipRealApi, Kind::LocalApi) => lab
+            .real_api()
+            .ok_or("no real API servers")?
+            .restart(old)
+            .await
+            .map_err(|e| e.to_string())?,
+        (Impl::VipRealApi, Kind::Partition) => {}
         (Impl::Vip(_), Kind::Partition) => {
             let name = lab.nodes[old].name.clone();
-            lab.api.set_token_fault(&name, None);
+            lab.api().set_token_fault(&name, None);
         }
-        (Impl::Vip(_), Kind::LocalApi) => lab.api.listener(old).set_fault(None),
+        (Impl::Vip(_), Kind::LocalApi) => lab.api().listener(old).set_fault(None),
         (Impl::VipEtcd, Kind::Partition | Kind::LocalApi) => {}
         (Impl::Keepalived(c), _) => {
             lab.wait_keepalived(old, Duration::from_secs(5))
@@ -302,6 +355,9 @@ async fn trial(lab: &mut Lab, imp: Impl, kind: Kind) -> Result<Recorded, String>
     let window_from = t0 - Duration::from_millis(500);
     let lost = lost_time(&pings, t0, end);
     let silence = seen.longest_silence(V4, t0, end);
+    let api_outage = api_probes
+        .as_deref()
+        .map(|p| answer_gap(p, t0, end).unwrap_or(end - t0));
     let overlap = seen
         .timeline_between(V4, window_from, end)
         .iter()
@@ -321,8 +377,9 @@ async fn trial(lab: &mut Lab, imp: Impl, kind: Kind) -> Result<Recorded, String>
                         .map(|a| *a - w.at)
                 })
         }
-        // No Lease writes to time: the record is written in etcd.
-        Impl::VipEtcd | Impl::Keepalived(_) => None,
+        // No Lease writes to time: the record is written in etcd, or in
+        // a real API server's etcd.
+        Impl::VipEtcd | Impl::VipRealApi | Impl::Keepalived(_) => None,
     };
     let rows = lab
         .nodes
@@ -363,6 +420,7 @@ async fn trial(lab: &mut Lab, imp: Impl, kind: Kind) -> Result<Recorded, String>
             overlap,
             acquire_to_arp,
             stale_after_crash,
+            api_outage,
         },
         picture,
     })
@@ -411,6 +469,10 @@ pub async fn run_trials(
                     .acquire_to_arp
                     .map(|d| format!(", acquisition -> first ARP {:.2} ms", ms(d)))
                     .unwrap_or_default()
+                    + &r.trial
+                        .api_outage
+                        .map(|d| format!(", API through the VIP down {:.0} ms", ms(d)))
+                        .unwrap_or_default()
             );
             if n == 0
                 && let Some(dir) = &args.svg_dir

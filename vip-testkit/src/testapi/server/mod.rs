@@ -1,6 +1,7 @@
 //! The HTTPS side: accept loop, faults, authentication, routing.
 
 mod discovery;
+mod openapi;
 mod resource;
 mod route;
 mod table;
@@ -285,6 +286,11 @@ async fn handle(
             &resource_list("coordination.k8s.io/v1", &[(Kind::Lease, &[])]),
         ),
         Route::Unknown => status_response(&Status::no_such_path()),
+        Route::OpenApiIndex => json_response(StatusCode::OK, &openapi::index()),
+        Route::OpenApi(gv) => match openapi::document(&gv) {
+            Some(doc) => json_response(StatusCode::OK, &doc),
+            None => status_response(&Status::no_such_path()),
+        },
         Route::Namespace(ns) => {
             if forbidden {
                 return Ok(status_response(&Status::forbidden(

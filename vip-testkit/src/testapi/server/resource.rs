@@ -16,7 +16,7 @@ use super::route::param;
 use super::table::{table, wants_table};
 use super::{Body, current_fault, json_response, stalled};
 use crate::testapi::status::Status;
-use crate::testapi::store::{Event, Kind, Selectors, view_event};
+use crate::testapi::store::{Event, Kind, Selectors, check_strict, view_event};
 use crate::testapi::{Fault, ListenerState, Shared};
 
 pub(super) async fn read_json(req: Request<Incoming>) -> Result<Value, Status> {
@@ -50,6 +50,12 @@ pub(super) async fn serve_resource(
         return Err(Status::no_such_path());
     }
     let name_or = |n: Option<&str>| n.unwrap_or_default().to_owned();
+    // Unknown fields are dropped, unless the client asks for strict
+    // validation (kubectl does): then they are a 400 naming the field.
+    let strict = |body: &Value| match param(q, "fieldValidation") {
+        Some("Strict") => check_strict(kind, body),
+        _ => Ok(()),
+    };
     match verb {
         "get" => Ok(json_response(
             StatusCode::OK,
@@ -158,6 +164,7 @@ pub(super) async fn serve_resource(
         }
         "create" => {
             let body = read_json(req).await?;
+            strict(&body)?;
             Ok(json_response(
                 StatusCode::CREATED,
                 &store.create(kind, ns, body)?,
@@ -165,8 +172,14 @@ pub(super) async fn serve_resource(
         }
         "update" => {
             let body = read_json(req).await?;
+            strict(&body)?;
+            // A replace that creates (Leases, Events) answers 201.
+            let code = match store.get(kind, ns, &name_or(name)) {
+                Ok(_) => StatusCode::OK,
+                Err(_) => StatusCode::CREATED,
+            };
             Ok(json_response(
-                StatusCode::OK,
+                code,
                 &store.update(kind, ns, &name_or(name), body)?,
             ))
         }
@@ -181,12 +194,25 @@ pub(super) async fn serve_resource(
                 .unwrap_or_default()
                 .trim()
                 .to_owned();
-            let strategic = match content_type.as_str() {
-                "application/merge-patch+json" => false,
-                "application/strategic-merge-patch+json" => true,
+            let (strategic, apply) = match content_type.as_str() {
+                "application/merge-patch+json" => (false, false),
+                "application/strategic-merge-patch+json" => (true, false),
+                "application/apply-patch+yaml" => (true, true),
                 _ => return Err(Status::unsupported_media_type()),
             };
             let body = read_json(req).await?;
+            strict(&body)?;
+            // Server-side apply, simplified: the applied configuration (JSON,
+            // as kubectl sends it) creates the object or is merged into it;
+            // no field ownership, so no conflicts and no removal of fields
+            // an earlier apply set (see the stand-in's documented
+            // differences).
+            if apply && store.get(kind, ns, &name_or(name)).is_err() {
+                return Ok(json_response(
+                    StatusCode::CREATED,
+                    &store.create(kind, ns, body)?,
+                ));
+            }
             Ok(json_response(
                 StatusCode::OK,
                 &store.patch(kind, ns, &name_or(name), &body, strategic)?,

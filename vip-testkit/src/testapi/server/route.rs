@@ -16,6 +16,10 @@ pub(super) enum Route {
     CoordinationGroup,
     CoordinationV1,
     Namespace(String),
+    /// `/openapi/v3`.
+    OpenApiIndex,
+    /// `/openapi/v3/<group version>`.
+    OpenApi(String),
     Resource {
         kind: Kind,
         namespace: Option<String>,
@@ -37,7 +41,11 @@ pub(super) fn route(path: &str) -> Route {
         "/api/v1" => return Route::CoreV1,
         "/apis/coordination.k8s.io" => return Route::CoordinationGroup,
         "/apis/coordination.k8s.io/v1" => return Route::CoordinationV1,
+        "/openapi/v3" => return Route::OpenApiIndex,
         _ => {}
+    }
+    if let Some(gv) = path.strip_prefix("/openapi/v3/") {
+        return Route::OpenApi(gv.to_owned());
     }
     if let Some(ns) = path.strip_prefix("/api/v1/namespaces/")
         && !ns.is_empty()

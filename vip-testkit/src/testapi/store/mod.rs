@@ -13,6 +13,7 @@ use tokio::sync::broadcast;
 
 use super::status::Status;
 pub use kind::Kind;
+pub use objects::check_strict;
 use objects::{check_type, merge, normalise};
 pub use select::{Selectors, view_event};
 
@@ -232,7 +233,8 @@ impl Store {
     }
 
     /// Replaces an object; a non-empty `metadata.resourceVersion` must be
-    /// the current one (409 Conflict).
+    /// the current one (409 Conflict, also when the object is gone); an
+    /// absent Lease or Event without one is created.
     pub fn update(
         &self,
         kind: Kind,
@@ -249,10 +251,23 @@ impl Store {
             )));
         }
         let mut inner = self.lock();
-        let (key, old) = existing(&inner, kind, namespace, name)?;
-        if let Some(rv) = obj["metadata"]["resourceVersion"]
+        let rv = obj["metadata"]["resourceVersion"]
             .as_str()
-            .filter(|v| !v.is_empty())
+            .filter(|v| !v.is_empty());
+        let (key, old) = match existing(&inner, kind, namespace, name) {
+            Ok(found) => found,
+            // As the real server: a replace naming a version of an object
+            // that is gone is a conflict (its precondition fails), not
+            // 404; without a version, Leases and Events are created
+            // (their strategies allow create-on-update), Nodes are not.
+            Err(_) if rv.is_some() => return Err(Status::conflict(kind, name)),
+            Err(_) if kind != Kind::Node => {
+                drop(inner);
+                return self.create(kind, namespace, obj);
+            }
+            Err(not_found) => return Err(not_found),
+        };
+        if let Some(rv) = rv
             && Some(rv) != old["metadata"]["resourceVersion"].as_str()
         {
             return Err(Status::conflict(kind, name));
