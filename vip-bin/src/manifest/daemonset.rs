@@ -29,9 +29,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use super::{
     ContainerOptions, DEFAULT_NAME, Distribution, HOST_ROOT_ENV, OptionError, POD_NAMESPACE, args,
-    checked_name, container, default_image, etcd_volumes, fixed_flag, image_arg, image_version,
-    labels, leader_election, leader_election_arg, name_arg, no_liveness_probe_arg, pod_spec,
-    stray_arg,
+    checked_name, container, default_image, fixed_flag, host_file_volumes, image_arg,
+    image_version, labels, leader_election, leader_election_arg, name_arg, no_liveness_probe_arg,
+    pod_spec, stray_arg,
 };
 use crate::config::{LeaderElection, Settings};
 
@@ -189,11 +189,11 @@ fn control_plane_tolerations() -> Vec<Toleration> {
 /// The DaemonSet for `settings`.
 pub fn daemonset(s: &Settings, o: &DaemonSetOptions) -> DaemonSet {
     let version = image_version(&o.image).unwrap_or_else(|_| env!("CARGO_PKG_VERSION").into());
-    let (volumes, mounts) = if o.leader_election == LeaderElection::Etcd {
-        let (v, m) = etcd_volumes(s, o.distribution);
-        (Some(v), Some(m))
-    } else {
+    let (volumes, mounts) = host_file_volumes(s, o.leader_election, o.distribution);
+    let (volumes, mounts) = if volumes.is_empty() {
         (None, None)
+    } else {
+        (Some(volumes), Some(mounts))
     };
     let container = container(
         s,

@@ -39,7 +39,7 @@ mod rbac;
 pub use convert::run_from;
 pub use distribution::{DEFAULT_ETCD_ENDPOINT, Distribution, HOST_ROOT_ENV};
 pub use pod::pod;
-pub(crate) use pod::{ContainerOptions, args, container, etcd_volumes, pod_spec};
+pub(crate) use pod::{ContainerOptions, args, container, host_file_volumes, pod_spec};
 pub use rbac::rbac_yaml;
 
 /// The image `vip manifest pod` uses unless `--image` says otherwise: the

@@ -127,6 +127,9 @@ fn env_block(s: &Settings, k8s_config_file: bool) -> Vec<EnvVar> {
     if f.probe_timeout != d.probe_timeout {
         v.push(env("vip_probe_ms", f.probe_timeout.as_millis().to_string()));
     }
+    if let Some(key) = &s.heartbeat_key_file {
+        v.push(env("vip_heartbeat_key_file", key.display().to_string()));
+    }
     if !s.events {
         v.push(env("vip_events", "false"));
     }
@@ -171,13 +174,24 @@ pub(crate) fn args(s: &Settings, election: LeaderElection, d: Distribution) -> V
     a
 }
 
-/// The etcd client files as read-only hostPath volumes and their mounts
-/// at the same paths (`--leader-election etcd`).
-pub(crate) fn etcd_volumes(s: &Settings, d: Distribution) -> (Vec<Volume>, Vec<VolumeMount>) {
-    let (files, _) = etcd_files(s, d);
-    ["etcd-ca", "etcd-cert", "etcd-key"]
+/// The host files the container reads, as read-only hostPath volumes
+/// mounted at the same paths: the etcd client files (`--leader-election
+/// etcd`) and the pre-shared heartbeat key (`vip_heartbeat_key_file`).
+pub(crate) fn host_file_volumes(
+    s: &Settings,
+    election: LeaderElection,
+    d: Distribution,
+) -> (Vec<Volume>, Vec<VolumeMount>) {
+    let mut files: Vec<(&str, String)> = Vec::new();
+    if election == LeaderElection::Etcd {
+        let (paths, _) = etcd_files(s, d);
+        files.extend(["etcd-ca", "etcd-cert", "etcd-key"].into_iter().zip(paths));
+    }
+    if let Some(key) = &s.heartbeat_key_file {
+        files.push(("heartbeat-key", key.display().to_string()));
+    }
+    files
         .into_iter()
-        .zip(files)
         .map(|(name, path)| {
             (
                 Volume {
@@ -316,11 +330,9 @@ pub fn pod(s: &Settings, o: &PodOptions) -> Pod {
             ..Default::default()
         });
     }
-    if o.leader_election == LeaderElection::Etcd {
-        let (v, mo) = etcd_volumes(s, o.distribution);
-        volumes.extend(v);
-        mounts.extend(mo);
-    }
+    let (v, mo) = host_file_volumes(s, o.leader_election, o.distribution);
+    volumes.extend(v);
+    mounts.extend(mo);
     let container = container(
         s,
         &ContainerOptions {

@@ -52,6 +52,7 @@ fn the_env_block_round_trips_through_the_configuration() {
             ("vip_heartbeat_ms", "5"),
             ("vip_heartbeat_misses", "4"),
             ("vip_probe_ms", "20"),
+            ("vip_heartbeat_key_file", "/etc/vip/heartbeat.key"),
             (
                 "vip_leaseannotations",
                 r#"{"team":"infra","example.com/owner":"ops"}"#,
@@ -377,4 +378,57 @@ fn etcd_election_passes_kube_vips_flags_and_mounts_the_distributions_files() {
         args[5],
         "--etcdEndpoints=https://10.0.0.1:2379,https://10.0.0.2:2379"
     );
+}
+
+/// A pre-shared heartbeat key file reaches the container: its setting in
+/// the env block and the host file mounted read-only at the same path,
+/// in the static pod and in the DaemonSet.
+#[test]
+fn the_heartbeat_key_file_is_mounted_where_the_setting_points() {
+    let s = settings(&[
+        ("vip_address", "198.18.0.1"),
+        ("vip_heartbeat_key_file", "/etc/vip/heartbeat.key"),
+    ]);
+    let pod = pod(&s, &opts(Distribution::K3s));
+    assert_eq!(
+        env_map(&pod)["vip_heartbeat_key_file"].as_deref(),
+        Some("/etc/vip/heartbeat.key")
+    );
+    let spec = pod.spec.as_ref().unwrap();
+    let volume = spec
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|v| v.name == "heartbeat-key")
+        .expect("a heartbeat-key volume");
+    let host = volume.host_path.as_ref().unwrap();
+    assert_eq!(host.path, "/etc/vip/heartbeat.key");
+    assert_eq!(host.type_.as_deref(), Some("File"));
+    let mount = spec.containers[0]
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|m| m.name == "heartbeat-key")
+        .expect("a heartbeat-key mount");
+    assert_eq!(mount.mount_path, "/etc/vip/heartbeat.key");
+    assert_eq!(mount.read_only, Some(true));
+    let without = pod_without_key();
+    assert!(
+        without
+            .spec
+            .unwrap()
+            .volumes
+            .unwrap()
+            .iter()
+            .all(|v| v.name != "heartbeat-key")
+    );
+}
+
+fn pod_without_key() -> Pod {
+    pod(
+        &settings(&[("vip_address", "198.18.0.1")]),
+        &opts(Distribution::K3s),
+    )
 }
