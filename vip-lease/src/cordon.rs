@@ -11,18 +11,16 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
-use kube::runtime::WatchStreamExt;
-use kube::runtime::utils::Backoff;
-use kube::runtime::watcher::{self, Event, watcher};
+use kube::runtime::watcher::{self, Event};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use vip_core::backend::publish;
-use vip_core::{CordonState, CordonWatch, WatchBackoff};
+use vip_core::{CordonState, CordonWatch};
 
 use crate::access::{AccessError, ClientOptions, ClusterAccess};
+use crate::follow::{follow, new_refusal, refusal};
 
 /// The label that marks control-plane nodes (it only has to exist).
 pub const CONTROL_PLANE_LABEL: &str = "node-role.kubernetes.io/control-plane";
@@ -194,92 +192,40 @@ impl Nodes {
     }
 }
 
-/// kube's watcher [`Backoff`] over [`WatchBackoff`]: 100 ms doubling to
-/// 2 s, reset by the next event.
-struct Bounded(WatchBackoff);
-
-impl Iterator for Bounded {
-    type Item = Duration;
-
-    fn next(&mut self) -> Option<Duration> {
-        Some(self.0.next_wait())
-    }
-}
-
-impl Backoff for Bounded {
-    fn reset(&mut self) {
-        self.0.reset();
-    }
-}
-
-/// kube's watcher over the nodes `config` selects (list, then watch from
-/// the list's resourceVersion, resuming where a watch ended, re-listing
-/// after 410 Gone, a bounded back-off after a failure), published as a
-/// map; ends when the receiver is dropped. A watch silent for longer
-/// than the server's timeout (a black-holed connection) starts over.
+/// kube's watcher over the nodes `config` selects (see [`follow`]),
+/// published as a map; ends when the receiver is dropped.
 async fn reflect(
     api: Api<Node>,
     config: watcher::Config,
     idle: Duration,
     tx: watch::Sender<NodeMap>,
 ) {
-    loop {
-        let mut events = watcher(api.clone(), config.clone())
-            .backoff(Bounded(WatchBackoff::default()))
-            .boxed();
-        let mut nodes = Nodes::default();
-        let mut refused: Option<String> = None;
-        loop {
-            let next = tokio::select! {
-                _ = tx.closed() => return,
-                n = tokio::time::timeout(idle, events.next()) => n,
-            };
-            let selector = config
-                .field_selector
-                .as_ref()
-                .or(config.label_selector.as_ref());
-            match next {
-                Ok(Some(Ok(event))) => {
-                    refused = None;
-                    // The borrow ends before publishing (which writes).
-                    let next = nodes.apply(&tx.borrow(), event);
-                    if let Some(map) = next {
-                        publish(&tx, map);
-                    }
-                }
-                Ok(Some(Err(e))) => match refusal(&e) {
-                    // A refusal (RBAC) does not heal by itself: a warning
-                    // naming it, once until it changes or the watch works.
-                    Some(line) if refused.as_deref() != Some(line.as_str()) => {
-                        tracing::warn!(?selector, error = %line, "cordon watch: cannot list or watch nodes");
-                        refused = Some(line);
-                    }
-                    Some(_) => {}
-                    None => {
-                        tracing::debug!(error = %e, ?selector, "cordon watch failed; backing off");
-                    }
-                },
-                Err(_) | Ok(None) => break,
+    let selector = config
+        .field_selector
+        .clone()
+        .or_else(|| config.label_selector.clone());
+    let mut nodes = Nodes::default();
+    let mut refused: Option<String> = None;
+    follow(api, config, idle, &tx, |r| match r {
+        Ok(event) => {
+            refused = None;
+            // The borrow ends before publishing (which writes).
+            let next = nodes.apply(&tx.borrow(), event);
+            if let Some(map) = next {
+                publish(&tx, map);
             }
         }
-    }
-}
-
-/// The one-line refusal (HTTP 401 or 403) behind a watcher error, if it is
-/// one.
-fn refusal(e: &watcher::Error) -> Option<String> {
-    let inner = match e {
-        watcher::Error::InitialListFailed(e)
-        | watcher::Error::WatchStartFailed(e)
-        | watcher::Error::WatchFailed(e) => e,
-        _ => return None,
-    };
-    match inner {
-        kube::Error::Api(s) if s.code == 401 || s.code == 403 => {
-            Some(crate::access::error_line(inner))
+        Err(e) => {
+            // A refusal (RBAC) does not heal by itself: a warning naming
+            // it, once until it changes or the watch works.
+            if let Some(line) = new_refusal(&mut refused, &e) {
+                tracing::warn!(?selector, error = %line, "cordon watch: cannot list or watch nodes");
+            } else if refusal(&e).is_none() {
+                tracing::debug!(error = %e, ?selector, "cordon watch failed; backing off");
+            }
         }
-        _ => None,
-    }
+    })
+    .await;
 }
 
 #[cfg(test)]

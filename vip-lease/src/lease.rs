@@ -22,18 +22,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use kube::api::{Api, PostParams, WatchEvent, WatchParams};
+use kube::api::{Api, PostParams};
+use kube::runtime::watcher::{self, Event, ListSemantic};
 use tokio::sync::watch;
 use vip_core::backend::{publish, spawn_record_watch};
 use vip_core::names::{self, DnsNameError};
-use vip_core::{
-    BackendError, LeaderRecord, LockBackend, RecordWatch, VersionedRecord, WatchBackoff,
-};
+use vip_core::{BackendError, LeaderRecord, LockBackend, RecordWatch, VersionedRecord};
 
 use crate::access::{AccessError, ClientOptions, ClusterAccess};
+use crate::follow::{follow, new_refusal, refusal};
 
 /// kube-vip's default Lease namespace.
 pub const DEFAULT_LEASE_NAMESPACE: &str = "kube-system";
@@ -507,137 +506,73 @@ impl LockBackend for LeaseBackend {
     }
 }
 
-/// Keeps the record watch alive for as long as its receiver lives: GET the
-/// Lease (publishing it, or `None`), then watch by field selector from the
-/// last resourceVersion; a watch that ends is re-opened from where it
-/// stopped, an expired one (410) starts over with a GET.
+/// Keeps the record watch alive for as long as its receiver lives, on
+/// kube's watcher ([`follow`]): list the Lease by field selector (a quorum
+/// read), publish it (or `None`), then watch from the list's
+/// resourceVersion; a watch that ends resumes, an expired one (410)
+/// lists again. Needs `list` and `watch` on the Lease's name (RBAC
+/// authorises a list or watch by the `metadata.name` field selector with
+/// `resourceNames`); a refusal is one warning, and followers then hear a
+/// release only at their next retry.
 async fn run_watch(inner: Arc<Inner>, tx: watch::Sender<Option<VersionedRecord>>) {
-    let name = inner.config.lease.name.clone();
-    let selector = format!("metadata.name={name}");
     let timeout_secs =
         u32::try_from(inner.config.watch_timeout.as_secs().max(1)).unwrap_or(u32::MAX);
-    let params = WatchParams::default()
-        .fields(&selector)
-        .timeout(timeout_secs);
+    let config = watcher::Config::default()
+        .fields(&format!("metadata.name={}", inner.config.lease.name))
+        .timeout(timeout_secs)
+        .list_semantic(ListSemantic::MostRecent);
     // Events stop arriving without the stream ending when the connection is
     // black-holed: give up on a silent watch after the server timeout plus
     // a margin.
     let idle = inner.config.watch_timeout + Duration::from_secs(5);
-    let mut resume: Option<String> = None;
-    let mut backoff = WatchBackoff::default();
-    loop {
-        if tx.is_closed() {
-            return;
-        }
-        let from = match resume.take() {
-            Some(rv) => rv,
-            None => {
-                // (Re)list: learn the current state, then watch from its
-                // resourceVersion, so nothing after the GET is lost (from
-                // "now", no resourceVersion, only while there is no Lease:
-                // kube-apiserver 1.34 over an etcd without progress
-                // requests, 3.4 before 3.4.31, refuses a watch from "now"
-                // with a 500, and the followers would hear a release only
-                // at their next retry).
-                let got = tokio::select! {
-                    _ = tx.closed() => return,
-                    r = tokio::time::timeout(inner.config.request_timeout, inner.watch_api.get_opt(&name)) => r,
-                };
-                match got {
-                    Ok(Ok(lease)) => {
-                        if let Some(l) = &lease {
-                            inner.remember(l);
-                        }
-                        publish(&tx, lease.as_ref().map(versioned));
-                        lease
-                            .and_then(|l| l.metadata.resource_version)
-                            .unwrap_or_default()
-                    }
-                    Ok(Err(e)) => {
-                        tracing::debug!(error = %e, lease = %inner.config.lease, "lease watch: get failed");
-                        if backoff.sleep_or_closed(&tx).await {
-                            return;
-                        }
-                        continue;
-                    }
-                    Err(_) => {
-                        tracing::debug!(lease = %inner.config.lease, "lease watch: get timed out");
-                        if backoff.sleep_or_closed(&tx).await {
-                            return;
-                        }
-                        continue;
-                    }
-                }
+    let mut relist = Relist::default();
+    let mut refused: Option<String> = None;
+    follow(inner.watch_api.clone(), config, idle, &tx, |r| match r {
+        Ok(event) => {
+            refused = None;
+            if let Event::InitApply(l) | Event::Apply(l) = &event {
+                inner.remember(l);
             }
-        };
-        let opened = tokio::select! {
-            _ = tx.closed() => return,
-            r = tokio::time::timeout(inner.config.request_timeout.max(Duration::from_secs(1)), inner.watch_api.watch(&params, &from)) => r,
-        };
-        let mut stream = match opened {
-            Ok(Ok(s)) => s.boxed(),
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, lease = %inner.config.lease, "lease watch: cannot open");
-                resume = (!from.is_empty()).then_some(from);
-                if backoff.sleep_or_closed(&tx).await {
-                    return;
-                }
-                continue;
-            }
-            Err(_) => {
-                resume = (!from.is_empty()).then_some(from);
-                if backoff.sleep_or_closed(&tx).await {
-                    return;
-                }
-                continue;
-            }
-        };
-        let mut last = from;
-        let mut failed = false;
-        loop {
-            let next = tokio::select! {
-                _ = tx.closed() => return,
-                n = tokio::time::timeout(idle, stream.next()) => n,
-            };
-            match next {
-                Err(_) | Ok(None) => break,
-                Ok(Some(Ok(event))) => match event {
-                    WatchEvent::Added(l) | WatchEvent::Modified(l) => {
-                        backoff.reset();
-                        if let Some(rv) = &l.metadata.resource_version {
-                            last.clone_from(rv);
-                        }
-                        inner.remember(&l);
-                        publish(&tx, Some(versioned(&l)));
-                    }
-                    WatchEvent::Deleted(l) => {
-                        if let Some(rv) = &l.metadata.resource_version {
-                            last.clone_from(rv);
-                        }
-                        publish(&tx, None);
-                    }
-                    WatchEvent::Bookmark(b) => last = b.metadata.resource_version,
-                    WatchEvent::Error(status) => {
-                        if status.code == 410 {
-                            tracing::debug!(lease = %inner.config.lease, message = %status.message, "lease watch expired; re-listing");
-                            last.clear();
-                        } else {
-                            tracing::debug!(lease = %inner.config.lease, message = %status.message, code = status.code, "lease watch error");
-                            failed = true;
-                        }
-                        break;
-                    }
-                },
-                Ok(Some(Err(e))) => {
-                    tracing::debug!(error = %e, lease = %inner.config.lease, "lease watch stream failed");
-                    failed = true;
-                    break;
-                }
+            if let Some(state) = relist.apply(event) {
+                publish(&tx, state.as_ref().map(versioned));
             }
         }
-        resume = (!last.is_empty()).then_some(last);
-        if failed && backoff.sleep_or_closed(&tx).await {
-            return;
+        Err(e) => {
+            if let Some(line) = new_refusal(&mut refused, &e) {
+                tracing::warn!(lease = %inner.config.lease, error = %line, "lease watch: cannot list or watch the Lease; a release is heard at the next retry (`vip manifest rbac` has the rule)");
+            } else if refusal(&e).is_none() {
+                tracing::debug!(error = %e, lease = %inner.config.lease, "lease watch failed; backing off");
+            }
+        }
+    })
+    .await;
+}
+
+/// The Lease as the watcher's events show it: `Some(state)` when there is
+/// something to publish (`state` is the Lease, or `None` when there is
+/// none). A (re)list publishes once, at its end.
+#[derive(Debug, Default)]
+struct Relist {
+    /// While a (re)list is under way: the Lease it found, if any.
+    listing: Option<Option<Lease>>,
+}
+
+impl Relist {
+    fn apply(&mut self, event: Event<Lease>) -> Option<Option<Lease>> {
+        match event {
+            Event::Init => {
+                self.listing = Some(None);
+                None
+            }
+            Event::InitApply(l) => {
+                if let Some(found) = self.listing.as_mut() {
+                    *found = Some(l);
+                }
+                None
+            }
+            Event::InitDone => self.listing.take(),
+            Event::Apply(l) => Some(Some(l)),
+            Event::Delete(_) => Some(None),
         }
     }
 }
@@ -730,6 +665,36 @@ mod tests {
         assert!(bare.annotations.is_none(), "none of ours: nothing written");
         apply_annotations(&mut bare, &ours);
         assert_eq!(bare.annotations.unwrap()["ours"], "fresh");
+    }
+
+    fn lease(rv: &str) -> Lease {
+        Lease {
+            metadata: ObjectMeta {
+                name: Some("plndr-cp-lock".into()),
+                resource_version: Some(rv.into()),
+                ..ObjectMeta::default()
+            },
+            spec: None,
+        }
+    }
+
+    #[test]
+    fn a_relist_publishes_once_at_its_end_and_events_at_once() {
+        let mut r = Relist::default();
+        let rv = |p: Option<Option<Lease>>| p.map(|l| l.and_then(|l| l.metadata.resource_version));
+        assert_eq!(r.apply(Event::Init), None);
+        assert_eq!(r.apply(Event::InitApply(lease("5"))), None);
+        assert_eq!(rv(r.apply(Event::InitDone)), Some(Some("5".into())));
+        assert_eq!(
+            rv(r.apply(Event::Apply(lease("6")))),
+            Some(Some("6".into()))
+        );
+        assert_eq!(rv(r.apply(Event::Delete(lease("7")))), Some(None));
+        // A relist that finds no Lease publishes None.
+        assert_eq!(r.apply(Event::Init), None);
+        assert_eq!(rv(r.apply(Event::InitDone)), Some(None));
+        // An InitDone without its Init publishes nothing.
+        assert_eq!(r.apply(Event::InitDone), None);
     }
 
     #[test]

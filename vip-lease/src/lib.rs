@@ -43,6 +43,7 @@
 pub mod access;
 pub mod cordon;
 pub mod events;
+mod follow;
 pub mod health;
 pub mod heartbeat_key;
 pub mod lease;

@@ -267,7 +267,9 @@ async fn watch_recovers_from_410_gone_by_listing_again(flavor: Flavor) {
         .await
         .unwrap()
         .unwrap();
-    let gets = api.counters().map(|c| c.by_user("node-b", "get", "leases"));
+    let lists = api
+        .counters()
+        .map(|c| c.by_user("node-b", "list", "leases"));
     // Cut b's server (its watch stream ends), move on without b, and drop
     // the history so b's resume point is gone: the stand-in trims its
     // history; the real etcd is compacted, and the real server b talks to
@@ -285,9 +287,9 @@ async fn watch_recovers_from_410_gone_by_listing_again(flavor: Flavor) {
     .await
     .expect("b catches up after 410")
     .unwrap();
-    if let (Some(before), Some(counters)) = (gets, api.counters()) {
+    if let (Some(before), Some(counters)) = (lists, api.counters()) {
         assert!(
-            counters.by_user("node-b", "get", "leases") > before,
+            counters.by_user("node-b", "list", "leases") > before,
             "the 410 made b list again"
         );
     }

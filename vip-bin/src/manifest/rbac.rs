@@ -82,13 +82,13 @@ pub fn rbac_yaml(s: &Settings, name: &str) -> String {
             vec![
                 // create cannot be limited by name (the object does not exist yet).
                 rule("coordination.k8s.io", "leases", &[], &["create"]),
-                // the watch uses the field selector metadata.name=<lease>, so a
-                // name-limited watch is authorised.
+                // the watch lists and watches with the field selector
+                // metadata.name=<lease>, which RBAC authorises by name.
                 rule(
                     "coordination.k8s.io",
                     "leases",
                     &[&s.lease_name],
-                    &["get", "update", "watch"],
+                    &["get", "list", "update", "watch"],
                 ),
             ]
             .into_iter()
