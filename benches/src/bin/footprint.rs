@@ -25,7 +25,13 @@
 //!   nothing else: what any 10 ms heartbeat that the peers listen to costs
 //!   on this machine and this lab (a veth's transmit runs the bridge and
 //!   the peers' receive, up to waking their readers, in the sender's
-//!   context), against which the leader's CPU is read.
+//!   context), against which the leader's CPU is read;
+//! - **keepalived**: then, with the managers stopped, keepalived VRRPv3 at
+//!   `advert_int 0.01` (100 adverts a second, as vip's 10 ms heartbeat
+//!   sends 100 frames) on the same three nodes, when `keepalived` is
+//!   installed (`--no-keepalived` skips it): its master's and a backup's
+//!   CPU over the same window, both of each node's processes (the parent
+//!   and its VRRP child), with the RSS of the VRRP child.
 //!
 //! `--label TEXT` names the row, `--report FILE` writes the Markdown (also
 //! printed). Root needed (namespaces).
@@ -37,7 +43,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use vip_core::{ElectionId, Heartbeat, Interface};
-use vip_testkit::lab::{Lab, ProcStats, VIP, percent_of_core, thread_cpu_ns};
+use vip_testkit::lab::{KeepalivedConfig, Lab, ProcStats, VIP, percent_of_core, thread_cpu_ns};
 
 #[derive(Debug)]
 struct Args {
@@ -46,6 +52,7 @@ struct Args {
     idle: Duration,
     starts: usize,
     report: Option<PathBuf>,
+    keepalived: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -55,6 +62,7 @@ fn parse_args() -> Result<Args, String> {
         idle: Duration::from_secs(20),
         starts: 5,
         report: None,
+        keepalived: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -74,8 +82,9 @@ fn parse_args() -> Result<Args, String> {
                     .map_err(|_| "--starts: a whole number")?
             }
             "--report" => a.report = Some(PathBuf::from(value("--report")?)),
+            "--no-keepalived" => a.keepalived = false,
             "-h" | "--help" => {
-                return Err("usage: footprint [--label TEXT] [--idle SECONDS] [--starts N] [--report FILE] [VIP_BINARY]".into());
+                return Err("usage: footprint [--label TEXT] [--idle SECONDS] [--starts N] [--report FILE] [--no-keepalived] [VIP_BINARY]".into());
             }
             other if other.starts_with('-') => return Err(format!("unknown argument {other}")),
             other => a.exe = Some(PathBuf::from(other)),
@@ -242,12 +251,97 @@ fn bare_sender(interface: Interface, window: Duration) -> Result<f64, String> {
     Ok(percent_of_core(cpu()? - start_cpu, seconds))
 }
 
+/// keepalived's master and a backup, idle: both of a node's processes.
+struct KeepalivedIdle {
+    seconds: f64,
+    master: (ProcStats, ProcStats),
+    backup: (ProcStats, ProcStats),
+    /// The VRRP child's RSS of the master, KiB.
+    master_vrrp_rss_kib: u64,
+}
+
+/// The sum of keepalived's two processes on node `i` (the parent and the
+/// VRRP child named in its pid file).
+fn keepalived_stats(lab: &Lab, i: usize) -> Result<(ProcStats, u64), String> {
+    let file = lab.dir().join(format!("keepalived-{i}-vrrp.pid"));
+    let child: u32 = std::fs::read_to_string(&file)
+        .map_err(|e| format!("{}: {e}", file.display()))?
+        .trim()
+        .parse()
+        .map_err(|_| format!("{}: not a pid", file.display()))?;
+    let parent = lab.keepalived_pid(i).ok_or("keepalived is not running")?;
+    let (p, c) = (
+        ProcStats::read(parent).ok_or("keepalived exited")?,
+        ProcStats::read(child).ok_or("keepalived's VRRP child exited")?,
+    );
+    Ok((
+        ProcStats {
+            rss_kib: p.rss_kib + c.rss_kib,
+            rss_anon_kib: p.rss_anon_kib + c.rss_anon_kib,
+            rss_file_kib: p.rss_file_kib + c.rss_file_kib,
+            cpu_ns: p.cpu_ns + c.cpu_ns,
+        },
+        c.rss_kib,
+    ))
+}
+
+/// keepalived VRRPv3 at `advert_int 0.01` on every node (the managers
+/// stopped first), idle for `window`.
+async fn keepalived_idle(lab: &mut Lab, window: Duration) -> Result<KeepalivedIdle, String> {
+    lab.stop_all(Duration::from_secs(5)).await;
+    let config = KeepalivedConfig {
+        version: 3,
+        advert_int: 0.01,
+    };
+    for i in 0..lab.nodes.len() {
+        lab.start_keepalived(i, &config)
+            .map_err(|e| e.to_string())?;
+    }
+    let master = vip_testkit::lab::until(
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        || match lab.vip_holders()[..] {
+            [i] => Some(i),
+            _ => None,
+        },
+    )
+    .await
+    .ok_or("keepalived: no single master within 30 s")?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let backup = (0..lab.nodes.len())
+        .find(|&i| i != master)
+        .ok_or("no backup")?;
+    let (m0, _) = keepalived_stats(lab, master)?;
+    let (b0, _) = keepalived_stats(lab, backup)?;
+    let t = Instant::now();
+    tokio::time::sleep(window).await;
+    let (m1, master_vrrp_rss_kib) = keepalived_stats(lab, master)?;
+    let (b1, _) = keepalived_stats(lab, backup)?;
+    let seconds = t.elapsed().as_secs_f64();
+    if lab.vip_holders() != [master] {
+        return Err("keepalived's master changed during the idle window".into());
+    }
+    for i in 0..lab.nodes.len() {
+        let _ = lab.signal_keepalived(i, libc::SIGTERM);
+    }
+    for i in 0..lab.nodes.len() {
+        let _ = lab.wait_keepalived(i, Duration::from_secs(5)).await;
+    }
+    Ok(KeepalivedIdle {
+        seconds,
+        master: (m0, m1),
+        backup: (b0, b1),
+        master_vrrp_rss_kib,
+    })
+}
+
 fn report(
     args: &Args,
     exe: &Path,
     sizes: (u64, Option<u64>),
     starts: &[Duration],
     idle: &Idle,
+    keepalived: Option<&KeepalivedIdle>,
 ) -> String {
     let mib = |kib: u64| kib as f64 / 1024.0;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -302,6 +396,18 @@ fn report(
         idle.floor,
         ms(median),
     );
+    if let Some(k) = keepalived {
+        let cpu = |p: &(ProcStats, ProcStats)| ProcStats::cpu_percent(&p.0, &p.1, k.seconds);
+        let _ = writeln!(
+            s,
+            "\nkeepalived VRRPv3 advert_int 0.01 on the same nodes, idle {:.0} s (both processes of a node): master CPU {:.2} %, backup {:.2} %; master RSS {:.1} MiB (its VRRP child {:.1} MiB).",
+            k.seconds,
+            cpu(&k.master),
+            cpu(&k.backup),
+            mib(k.master.1.rss_kib),
+            mib(k.master_vrrp_rss_kib),
+        );
+    }
     s
 }
 
@@ -314,7 +420,24 @@ async fn run(args: &Args) -> Result<String, String> {
         let starts = startups(&mut lab, args.starts).await?;
         eprintln!("start-ups: {starts:?}; idle for {:?}", args.idle);
         let idle = idle(&mut lab, args.idle).await?;
-        Ok::<_, String>(report(args, &exe, sizes, &starts, &idle))
+        let keepalived = if args.keepalived && keepalived_installed() {
+            eprintln!(
+                "keepalived VRRPv3 advert_int 0.01, idle for {:?}",
+                args.idle
+            );
+            Some(keepalived_idle(&mut lab, args.idle).await?)
+        } else {
+            eprintln!("keepalived: not measured (not installed, or --no-keepalived)");
+            None
+        };
+        Ok::<_, String>(report(
+            args,
+            &exe,
+            sizes,
+            &starts,
+            &idle,
+            keepalived.as_ref(),
+        ))
     }
     .await;
     if result.is_err() {
@@ -323,6 +446,13 @@ async fn run(args: &Args) -> Result<String, String> {
     lab.stop_all(Duration::from_secs(5)).await;
     drop(lab);
     result
+}
+
+fn keepalived_installed() -> bool {
+    std::process::Command::new("keepalived")
+        .arg("--version")
+        .output()
+        .is_ok()
 }
 
 fn main() -> ExitCode {

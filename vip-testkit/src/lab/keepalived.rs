@@ -83,10 +83,16 @@ impl Lab {
         Ok(())
     }
 
+    /// The process id of node `i`'s keepalived (its parent process), when
+    /// running.
+    pub fn keepalived_pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].keepalived.as_ref().and_then(Child::id)
+    }
+
     /// Send `signal` to node `i`'s keepalived, all its processes (its
     /// process group).
     pub fn signal_keepalived(&self, i: usize, signal: i32) -> Result<(), LabSetupError> {
-        let Some(pid) = self.nodes[i].keepalived.as_ref().and_then(Child::id) else {
+        let Some(pid) = self.keepalived_pid(i) else {
             return Ok(());
         };
         kill(-(pid as i32), signal).map_err(io(format!(
