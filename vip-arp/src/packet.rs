@@ -132,6 +132,18 @@ impl PacketSocket {
         }
     }
 
+    /// Send one frame now, from any thread (the socket is non-blocking: a
+    /// full send buffer is `WouldBlock`, not a wait).
+    pub(crate) fn send_now(&self, frame: &[u8]) -> io::Result<()> {
+        match self.fd.get_ref().send(frame)? {
+            n if n == frame.len() => Ok(()),
+            n => Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!("short send: {n} of {} bytes", frame.len()),
+            )),
+        }
+    }
+
     /// Receive one frame into `buf`; returns its length (at most
     /// `buf.len()`).
     pub(crate) async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {

@@ -11,8 +11,10 @@
 //!   ([`SignedHeartbeats::template`]); each beat
 //!   ([`SignedHeartbeats::send_beat`]) writes the sequence, recomputes the
 //!   16-byte code and costs one `sendto`. No allocation, no boxed future.
-//!   Through the [`HeartbeatChannel`] trait, the channel keeps the template
-//!   of the last (holder, term, record version, key) itself.
+//!   Through the [`HeartbeatChannel`] trait the controller's sender is a
+//!   dedicated thread on [`HeartbeatChannel::beat_sink`] (a `sendto` on
+//!   the link's socket per beat); the trait's async `send` keeps the
+//!   template of the last (holder, term, record version, key) too.
 //! - **Hearing**: a [`SignedSubscription`] holds the key and the election
 //!   scope; the interface's reader verifies every frame against each
 //!   subscription and delivers only verified beats. Every other frame is
@@ -25,12 +27,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 use vip_core::{
-    AnnounceError, ElectionId, HeardBeat, Heartbeat, HeartbeatChannel, HeartbeatDrops,
+    AnnounceError, BeatSink, ElectionId, HeardBeat, Heartbeat, HeartbeatChannel, HeartbeatDrops,
     HeartbeatError, HeartbeatKey, Interface, MacAddr,
 };
 
 use crate::heartbeat::{Deliver, HEARTBEAT_CAPACITY, heartbeat_link};
-use crate::packet::Links;
+use crate::packet::{Link, Links};
 use crate::wire::heartbeat_v2::{BeatKey, BeatTemplate, MAX_FRAME_LEN, SignedRepr, verify};
 
 /// One verifying subscription.
@@ -149,7 +151,7 @@ pub struct SignedHeartbeats {
 /// The template the trait's `send` keeps, and what it was built for.
 #[derive(Debug)]
 struct Sending {
-    /// The beat it was built for, sequence 0.
+    /// The beat it was built for (its sequence is not used).
     beat: Heartbeat,
     key_id: u32,
     interface: Interface,
@@ -173,14 +175,7 @@ impl SignedHeartbeats {
         beat: &Heartbeat,
         key: &HeartbeatKey,
     ) -> Result<BeatTemplate, HeartbeatError> {
-        let key = BeatKey::new(key);
-        SignedRepr::new(interface.mac, beat, &key)
-            .and_then(|repr| BeatTemplate::new(&repr, key.clone()))
-            .map_err(|e| HeartbeatError::Frame {
-                interface: interface.name.clone(),
-                holder: beat.holder.clone(),
-                source: Box::new(e),
-            })
+        template(interface, beat, key)
     }
 
     /// Send the template's frame with `sequence` on `interface`.
@@ -212,6 +207,69 @@ impl SignedHeartbeats {
     }
 }
 
+/// See [`SignedHeartbeats::template`].
+fn template(
+    interface: &Interface,
+    beat: &Heartbeat,
+    key: &HeartbeatKey,
+) -> Result<BeatTemplate, HeartbeatError> {
+    let key = BeatKey::new(key);
+    SignedRepr::new(interface.mac, beat, &key)
+        .and_then(|repr| BeatTemplate::new(&repr, key.clone()))
+        .map_err(|e| HeartbeatError::Frame {
+            interface: interface.name.clone(),
+            holder: beat.holder.clone(),
+            source: Box::new(e),
+        })
+}
+
+/// The frame of `beat`: `sending`'s template when it was built for this
+/// beat but for the sequence, else a new one (the only allocation).
+fn frame<'a>(
+    sending: &'a mut Option<Sending>,
+    interface: &Interface,
+    beat: &Heartbeat,
+    key: &HeartbeatKey,
+) -> Result<&'a [u8], HeartbeatError> {
+    let fresh = matches!(sending, Some(s) if s.key_id == key.id()
+        && s.interface == *interface
+        && s.beat.same_but_sequence(beat));
+    if !fresh {
+        *sending = Some(Sending {
+            template: template(interface, beat, key)?,
+            beat: beat.clone(),
+            key_id: key.id(),
+            interface: interface.clone(),
+        });
+    }
+    match sending {
+        Some(s) => Ok(s.template.next(beat.sequence)),
+        None => unreachable!("set above"),
+    }
+}
+
+/// The leader's sink for its dedicated sender thread: the link's socket,
+/// the template of the current beat, one `sendto` per beat.
+struct SignedSink {
+    link: Arc<Link<Arc<Verifiers>>>,
+    interface: Interface,
+    key: HeartbeatKey,
+    sending: Option<Sending>,
+}
+
+impl BeatSink for SignedSink {
+    fn send(&mut self, beat: &Heartbeat) -> Result<(), HeartbeatError> {
+        let bytes = frame(&mut self.sending, &self.interface, beat, &self.key)?;
+        self.link.socket.send_now(bytes).map_err(|source| {
+            HeartbeatError::from(AnnounceError::Io {
+                operation: "sending a heartbeat",
+                interface: self.interface.name.clone(),
+                source,
+            })
+        })
+    }
+}
+
 #[async_trait]
 impl HeartbeatChannel for SignedHeartbeats {
     /// Send `beat` signed with `key`: the template is rebuilt only when
@@ -223,36 +281,17 @@ impl HeartbeatChannel for SignedHeartbeats {
         beat: &Heartbeat,
         key: &HeartbeatKey,
     ) -> Result<(), HeartbeatError> {
-        let mut frame = [0u8; MAX_FRAME_LEN];
+        let mut buf = [0u8; MAX_FRAME_LEN];
         let len = {
             let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-            let unsequenced = Heartbeat {
-                sequence: 0,
-                ..beat.clone()
-            };
-            let sending = match last.take() {
-                Some(s)
-                    if s.key_id == key.id()
-                        && s.interface == *interface
-                        && s.beat == unsequenced =>
-                {
-                    last.insert(s)
-                }
-                _ => last.insert(Sending {
-                    template: self.template(interface, beat, key)?,
-                    beat: unsequenced,
-                    key_id: key.id(),
-                    interface: interface.clone(),
-                }),
-            };
-            let bytes = sending.template.next(beat.sequence);
-            frame[..bytes.len()].copy_from_slice(bytes);
+            let bytes = frame(&mut last, interface, beat, key)?;
+            buf[..bytes.len()].copy_from_slice(bytes);
             bytes.len()
         };
         let link = heartbeat_link(&self.links, interface)?;
         Ok(self
             .links
-            .send(interface, &link, &frame[..len], "sending a heartbeat")
+            .send(interface, &link, &buf[..len], "sending a heartbeat")
             .await?)
     }
 
@@ -267,6 +306,21 @@ impl HeartbeatChannel for SignedHeartbeats {
             .shared
             .add(key, election, drops)
             .beats)
+    }
+
+    /// The leader's sink on the interface's link (opened on this thread,
+    /// in its namespace, if it is not open yet).
+    fn beat_sink(
+        &self,
+        interface: &Interface,
+        key: &HeartbeatKey,
+    ) -> Result<Option<Box<dyn BeatSink>>, HeartbeatError> {
+        Ok(Some(Box::new(SignedSink {
+            link: heartbeat_link(&self.links, interface)?,
+            interface: interface.clone(),
+            key: key.clone(),
+            sending: None,
+        })))
     }
 }
 

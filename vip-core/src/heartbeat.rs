@@ -115,6 +115,26 @@ pub struct HeardBeat {
     pub from: MacAddr,
 }
 
+impl Heartbeat {
+    /// Whether `other` is this beat but for its sequence (what a sender's
+    /// pre-built frame depends on).
+    pub fn same_but_sequence(&self, other: &Heartbeat) -> bool {
+        self.election == other.election
+            && self.term == other.term
+            && self.version == other.version
+            && self.interval == other.interval
+            && self.holder == other.holder
+    }
+}
+
+/// A synchronous sender of one leader's heartbeats on one interface and
+/// key, driven from a dedicated thread: one `sendto` per beat, no future,
+/// no allocation while only the sequence changes.
+pub trait BeatSink: Send + 'static {
+    /// Send `beat` now (a full socket buffer is an error, not a wait).
+    fn send(&mut self, beat: &Heartbeat) -> Result<(), HeartbeatError>;
+}
+
 /// Sends and hears authenticated heartbeats on an interface.
 ///
 /// Implementations: `vip_arp::SignedHeartbeats` (`AF_PACKET`, version 2
@@ -144,6 +164,19 @@ pub trait HeartbeatChannel: Send + Sync + 'static {
         election: ElectionId,
         drops: Arc<HeartbeatDrops>,
     ) -> Result<mpsc::Receiver<HeardBeat>, HeartbeatError>;
+
+    /// A [`BeatSink`] on `interface` signing with `key`, for the leader's
+    /// dedicated sender thread (opened here, on the caller's thread and so
+    /// in its network namespace). `None`, the default: the controller
+    /// sends through [`send`](Self::send) from a task on tokio's clock
+    /// (in-memory channels, paused-time tests).
+    fn beat_sink(
+        &self,
+        _interface: &Interface,
+        _key: &HeartbeatKey,
+    ) -> Result<Option<Box<dyn BeatSink>>, HeartbeatError> {
+        Ok(None)
+    }
 }
 
 #[cfg(test)]

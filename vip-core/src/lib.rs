@@ -90,7 +90,7 @@ pub use cordon::{CordonState, CordonWatch};
 pub use election::{Attempt, ElectionError, Elector};
 pub use health::{HealthError, HealthProbe};
 pub use heartbeat::{
-    ElectionId, HeardBeat, Heartbeat, HeartbeatChannel, HeartbeatError, version_tag,
+    BeatSink, ElectionId, HeardBeat, Heartbeat, HeartbeatChannel, HeartbeatError, version_tag,
 };
 pub use heartbeat_auth::{
     HEARTBEAT_KEY_LEN, HeartbeatAuth, HeartbeatKey, HeartbeatKeyError, HeartbeatKeySource,

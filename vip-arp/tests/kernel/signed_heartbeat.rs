@@ -152,3 +152,62 @@ fn signed_beats_are_heard_and_forgeries_dropped_and_counted() {
     assert_eq!(drops.by_sender[&leader_if.mac].get(DropKind::BadCode), 1);
     assert_eq!(drops.total.total(), 5, "{drops:?}");
 }
+
+/// The controller's dedicated sender: the sink is opened on the leader's
+/// namespace thread and driven from a plain thread (no runtime, no
+/// future); the follower verifies every beat, and a new term through the
+/// same sink is signed afresh.
+#[test]
+fn a_beat_sink_sends_from_a_plain_thread() {
+    crate::needs_root!("a_beat_sink_sends_from_a_plain_thread");
+    let seg = Segment::new("vbs", 2).unwrap();
+    let (leader, follower) = (&seg.hosts[0], &seg.hosts[1]);
+    let (leader_if, follower_if) = (leader.interface().unwrap(), follower.interface().unwrap());
+    let ours = election_scope("uid", "kube-system/plndr-cp-lock", &[ip("198.18.31.10")]).unwrap();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let listener = follower
+        .ns
+        .spawn(BODY_LIMIT, move || async move {
+            let channel = SignedHeartbeats::new();
+            let mut sub = channel.subscribe(&follower_if, &key(), ours).unwrap();
+            ready_tx.send(()).unwrap();
+            let mut heard = Vec::new();
+            while heard.len() < 6 {
+                match tokio::time::timeout(PROMPTLY, sub.beats.recv()).await {
+                    Ok(Some(b)) => heard.push((b.beat.term, b.beat.sequence)),
+                    _ => break,
+                }
+            }
+            (heard, sub.drops.snapshot().total.total())
+        })
+        .unwrap();
+    ready_rx.recv_timeout(PROMPTLY).unwrap();
+    let send_if = leader_if.clone();
+    leader
+        .ns
+        .run(BODY_LIMIT, move || async move {
+            use vip_core::HeartbeatChannel;
+            let channel = SignedHeartbeats::new();
+            let mut sink = channel
+                .beat_sink(&send_if, &key())
+                .unwrap()
+                .expect("the packet channel offers a sink");
+            std::thread::spawn(move || {
+                let mut b = beat(ours, 0);
+                for seq in 0..6 {
+                    if seq == 3 {
+                        b.term = 6;
+                    }
+                    b.sequence = seq % 3;
+                    sink.send(&b).unwrap();
+                    std::thread::sleep(INTERVAL);
+                }
+            })
+            .join()
+            .unwrap();
+        })
+        .unwrap();
+    let (heard, dropped) = listener.join().unwrap();
+    assert_eq!(heard, [(5, 0), (5, 1), (5, 2), (6, 0), (6, 1), (6, 2)]);
+    assert_eq!(dropped, 0);
+}
