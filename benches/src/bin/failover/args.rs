@@ -13,6 +13,9 @@ pub struct Args {
     pub idle: Duration,
     pub columns: Vec<Column>,
     pub kinds: Vec<Kind>,
+    /// `--env KEY=VALUE`: extra settings for every manager of the vip
+    /// columns (for another kube-vip-compatible binary named by `VIP_BIN`).
+    pub env: Vec<(String, String)>,
 }
 
 /// The implementations to measure (`--impls`), in the order they run.
@@ -67,6 +70,7 @@ pub fn parse_args() -> Result<Args, String> {
         idle: Duration::from_secs(30),
         columns: Column::ALL.to_vec(),
         kinds: Kind::ALL.to_vec(),
+        env: Vec::new(),
     };
     let mut no_keepalived = false;
     let mut it = std::env::args().skip(1);
@@ -88,6 +92,14 @@ pub fn parse_args() -> Result<Args, String> {
                 )
             }
             "--no-keepalived" => no_keepalived = true,
+            "--env" => {
+                let v = value("--env")?;
+                let (k, val) = v
+                    .split_once('=')
+                    .filter(|(k, _)| !k.is_empty())
+                    .ok_or(format!("--env: expected KEY=VALUE, got {v:?}"))?;
+                a.env.push((k.to_owned(), val.to_owned()));
+            }
             "--impls" => {
                 let v = value("--impls")?;
                 let wanted = v
@@ -119,7 +131,7 @@ pub fn parse_args() -> Result<Args, String> {
             }
             "-h" | "--help" => {
                 return Err(
-                    "usage: failover [--trials N] [--kinds graceful,crash,kill,partition,local-api|none] [--svg-dir DIR] [--report FILE] [--impls vip,vip-hb5,keepalived,vip-etcd,vip-real-api] [--idle SECONDS] [--no-keepalived]"
+                    "usage: failover [--trials N] [--kinds graceful,crash,kill,partition,local-api|none] [--svg-dir DIR] [--report FILE] [--impls vip,vip-hb5,keepalived,vip-etcd,vip-real-api] [--idle SECONDS] [--no-keepalived] [--env KEY=VALUE]..."
                         .into(),
                 );
             }

@@ -21,7 +21,8 @@
 //! installed, vip on the brief's topology with real kube-apiservers (an
 //! etcd member and a server per node namespace) when the kube-apiserver
 //! fixture and etcd are available, measured also by a client polling
-//! `GET https://VIP:6443/readyz` every 20 ms), `--no-keepalived`.
+//! `GET https://VIP:6443/readyz` every 20 ms), `--no-keepalived`, `--env
+//! KEY=VALUE` (an extra setting for every manager, repeatable).
 //! `VIP_BIN` names the `vip` binary (default: `vip` next to this program),
 //! `VIP_ETCD_BIN` the `etcd` one, `VIP_KUBE_APISERVER_BIN` the
 //! `kube-apiserver`.
@@ -106,6 +107,7 @@ async fn run(args: Args) -> Result<String, String> {
         exe.display()
     );
     let mut lab = Lab::new(3, exe.clone()).await.map_err(|e| e.to_string())?;
+    lab.env.extend(args.env.iter().cloned());
     // Declared after the lab, dropped after it: the members outlive the
     // managers.
     let mut cluster: Option<EtcdCluster> = None;
@@ -263,6 +265,7 @@ async fn real_api_trials(
     let mut lab = Lab::build(LabConfig::new(3).real_api(true), exe)
         .await
         .map_err(|e| e.to_string())?;
+    lab.env.extend(args.env.iter().cloned());
     eprintln!(
         "  lab with 3 kube-apiservers built in {:.1} s",
         started.elapsed().as_secs_f64()
