@@ -382,7 +382,7 @@ fn etcd_election_passes_kube_vips_flags_and_mounts_the_distributions_files() {
 
 /// A pre-shared heartbeat key file reaches the container: its setting in
 /// the env block and the host file mounted read-only at the same path,
-/// in the static pod and in the DaemonSet.
+/// in the static pod and in the DaemonSet; without it, no such volume.
 #[test]
 fn the_heartbeat_key_file_is_mounted_where_the_setting_points() {
     let s = settings(&[
@@ -414,6 +414,35 @@ fn the_heartbeat_key_file_is_mounted_where_the_setting_points() {
         .expect("a heartbeat-key mount");
     assert_eq!(mount.mount_path, "/etc/vip/heartbeat.key");
     assert_eq!(mount.read_only, Some(true));
+    // The DaemonSet mounts it the same way.
+    let ds = super::daemonset::daemonset(
+        &s,
+        &super::daemonset::DaemonSetOptions {
+            image: "registry.example/vip:1.2.3".into(),
+            name: DEFAULT_NAME.into(),
+            service_account: "kube-vip".into(),
+            liveness_probe: true,
+            leader_election: LeaderElection::Kubernetes,
+            distribution: Distribution::K3s,
+        },
+    );
+    let spec = ds.spec.template.spec.unwrap();
+    assert!(
+        spec.volumes
+            .unwrap()
+            .iter()
+            .any(|v| v.name == "heartbeat-key"
+                && v.host_path.as_ref().unwrap().path == "/etc/vip/heartbeat.key")
+    );
+    let container = &spec.containers[0];
+    assert!(container.volume_mounts.as_ref().unwrap().iter().any(|m| {
+        m.name == "heartbeat-key"
+            && m.mount_path == "/etc/vip/heartbeat.key"
+            && m.read_only == Some(true)
+    }));
+    assert!(container.env.as_ref().unwrap().iter().any(|e| {
+        e.name == "vip_heartbeat_key_file" && e.value.as_deref() == Some("/etc/vip/heartbeat.key")
+    }));
     let without = pod_without_key();
     assert!(
         without
